@@ -1,0 +1,25 @@
+# The commands the README gives. `make up` builds and starts a one-node grid
+# on this machine; `make test` runs every test, including the multi-node
+# integration tests on the local Docker engine.
+BIN ?= bin/kontena
+DATA ?= $(CURDIR)/.kontena-data
+
+.PHONY: build up test bench-grid bench-stack clean
+
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN) .
+
+up: build
+	$(BIN) up --data-dir $(DATA) --bind 127.0.0.1
+
+test:
+	go test -count=1 -timeout 80m ./...
+
+bench-grid:
+	bash bench/grid.sh
+
+bench-stack:
+	bash bench/stack.sh
+
+clean:
+	rm -rf bin $(DATA)

@@ -1,0 +1,300 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kontena-ng/kontena/cluster/pki"
+	"github.com/kontena-ng/kontena/fsm"
+)
+
+// Client talks to a grid through any of its nodes. When a node does not
+// answer it tries the next one, so the CLI keeps working while a master is
+// down.
+type Client struct {
+	addrs []string
+	token string
+	http  *http.Client
+
+	mu   sync.Mutex
+	good int // index of the address that answered last
+}
+
+// UnreachableError means no node could be reached at all.
+type UnreachableError struct {
+	Addrs []string
+	Errs  []error
+}
+
+func (e *UnreachableError) Error() string {
+	parts := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		parts[i] = err.Error()
+	}
+	return fmt.Sprintf("no node of the grid answered (tried %s): %s", strings.Join(e.Addrs, ", "), strings.Join(parts, "; "))
+}
+
+// NewClient returns a client for the nodes at addrs ("host:port" or
+// https URLs). caPEM is the grid CA; cert, when set, authenticates the caller
+// as a node.
+func NewClient(addrs []string, caPEM []byte, token string, cert *tls.Certificate) (*Client, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("no node address configured: run `kontena up` or `kontena grid login`")
+	}
+	tlsCfg, err := pki.ClientConfig(caPEM, cert)
+	if err != nil {
+		return nil, err
+	}
+	return NewClientTLS(addrs, tlsCfg, token), nil
+}
+
+// NewClientTLS is NewClient with a ready TLS config.
+func NewClientTLS(addrs []string, tlsCfg *tls.Config, token string) *Client {
+	tr := &http.Transport{
+		TLSClientConfig:     tlsCfg,
+		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	norm := make([]string, len(addrs))
+	for i, a := range addrs {
+		norm[i] = BaseURL(a)
+	}
+	return &Client{addrs: norm, token: token, http: &http.Client{Transport: tr}}
+}
+
+// BaseURL turns "host:port" into "https://host:port".
+func BaseURL(addr string) string {
+	if strings.HasPrefix(addr, "https://") || strings.HasPrefix(addr, "http://") {
+		return strings.TrimRight(addr, "/")
+	}
+	return "https://" + addr
+}
+
+// Addrs returns the node URLs the client knows.
+func (c *Client) Addrs() []string { return append([]string(nil), c.addrs...) }
+
+// Do sends one request and decodes the JSON answer into out. It returns the
+// state index the node answered at (for blocking queries).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) (uint64, error) {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return 0, err
+		}
+	}
+	c.mu.Lock()
+	start := c.good
+	c.mu.Unlock()
+	unreach := &UnreachableError{}
+	for i := range c.addrs {
+		k := (start + i) % len(c.addrs)
+		resp, err := c.send(ctx, method, c.addrs[k]+path, body)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			unreach.Addrs = append(unreach.Addrs, c.addrs[k])
+			unreach.Errs = append(unreach.Errs, err)
+			continue
+		}
+		c.mu.Lock()
+		c.good = k
+		c.mu.Unlock()
+		return decode(resp, out)
+	}
+	return 0, unreach
+}
+
+func (c *Client) send(ctx context.Context, method, u string, body []byte) (*http.Response, error) {
+	// Each try gets its own deadline so one dead node cannot stall the
+	// failover to the next. Blocking queries carry their own wait.
+	timeout := 30 * time.Second
+	if pu, err := url.Parse(u); err == nil && pu.Query().Get("index") != "" {
+		timeout = 6 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	req.Header.Set("User-Agent", "kontena-cli")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	// A node that lost touch with the leader answers 503; another node may
+	// still reach it, so treat that like an unreachable node.
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		_, err := decode(resp, nil)
+		return nil, err
+	}
+	return resp, nil
+}
+
+// cancelBody releases a request's deadline when its body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+func decode(resp *http.Response, out any) (uint64, error) {
+	defer resp.Body.Close()
+	idx, _ := strconv.ParseUint(resp.Header.Get(HeaderIndex), 10, 64)
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return idx, fmt.Errorf("read answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
+			eb.Error.Status = resp.StatusCode
+			return idx, eb.Error
+		}
+		return idx, &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(data))}
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return idx, fmt.Errorf("decode answer: %w", err)
+		}
+	}
+	return idx, nil
+}
+
+// Nodes lists nodes. With index > 0 it blocks until the node list changes
+// past index or wait ends.
+func (c *Client) Nodes(ctx context.Context, index uint64, wait time.Duration) ([]*fsm.Node, uint64, error) {
+	var out []*fsm.Node
+	idx, err := c.Do(ctx, http.MethodGet, "/v1/nodes"+blocking(index, wait), nil, &out)
+	return out, idx, err
+}
+
+// Node returns one node by name or ID.
+func (c *Client) Node(ctx context.Context, name string) (*fsm.Node, error) {
+	var out fsm.Node
+	_, err := c.Do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(name), nil, &out)
+	return &out, err
+}
+
+// UpdateNode changes a node's availability or labels.
+func (c *Client) UpdateNode(ctx context.Context, name string, req NodeUpdateRequest) (*fsm.Node, error) {
+	var out fsm.Node
+	_, err := c.Do(ctx, http.MethodPatch, "/v1/nodes/"+url.PathEscape(name), req, &out)
+	return &out, err
+}
+
+// RemoveNode forgets an offline node.
+func (c *Client) RemoveNode(ctx context.Context, name string, force bool) error {
+	q := ""
+	if force {
+		q = "?force=true"
+	}
+	_, err := c.Do(ctx, http.MethodDelete, "/v1/nodes/"+url.PathEscape(name)+q, nil, nil)
+	return err
+}
+
+// SetRole promotes (voter) or demotes (worker) a node.
+func (c *Client) SetRole(ctx context.Context, name, role string) (*fsm.Node, error) {
+	var out fsm.Node
+	action := "promote"
+	if role == fsm.RoleWorker {
+		action = "demote"
+	}
+	_, err := c.Do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/"+action, nil, &out)
+	return &out, err
+}
+
+// Grid describes the grid.
+func (c *Client) Grid(ctx context.Context) (*GridInfo, error) {
+	var out GridInfo
+	_, err := c.Do(ctx, http.MethodGet, "/v1/grid", nil, &out)
+	return &out, err
+}
+
+// Health tells whether the grid has quorum and all voters.
+func (c *Client) Health(ctx context.Context) (*Health, error) {
+	var out Health
+	_, err := c.Do(ctx, http.MethodGet, "/v1/grid/health", nil, &out)
+	return &out, err
+}
+
+// JoinToken returns the grid join token; rotate replaces it first.
+func (c *Client) JoinToken(ctx context.Context, rotate bool) (string, error) {
+	var out JoinTokenResponse
+	method, path := http.MethodGet, "/v1/grid/token"
+	if rotate {
+		method, path = http.MethodPost, "/v1/grid/token/rotate"
+	}
+	_, err := c.Do(ctx, method, path, nil, &out)
+	return out.Token, err
+}
+
+// Tokens lists the caller's API tokens (all, for admins).
+func (c *Client) Tokens(ctx context.Context) ([]*fsm.Token, error) {
+	var out []*fsm.Token
+	_, err := c.Do(ctx, http.MethodGet, "/v1/tokens", nil, &out)
+	return out, err
+}
+
+// CreateToken makes an API token for the caller.
+func (c *Client) CreateToken(ctx context.Context, req TokenCreateRequest) (*TokenCreateResponse, error) {
+	var out TokenCreateResponse
+	_, err := c.Do(ctx, http.MethodPost, "/v1/tokens", req, &out)
+	return &out, err
+}
+
+// RemoveToken revokes an API token.
+func (c *Client) RemoveToken(ctx context.Context, id string) error {
+	_, err := c.Do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil)
+	return err
+}
+
+// WhoAmI tells who the client is authenticated as.
+func (c *Client) WhoAmI(ctx context.Context) (*WhoAmI, error) {
+	var out WhoAmI
+	_, err := c.Do(ctx, http.MethodGet, "/v1/whoami", nil, &out)
+	return &out, err
+}
+
+// Events lists grid events after index since.
+func (c *Client) Events(ctx context.Context, since uint64) ([]*fsm.Event, error) {
+	var out []*fsm.Event
+	_, err := c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/events?since=%d", since), nil, &out)
+	return out, err
+}
+
+func blocking(index uint64, wait time.Duration) string {
+	if index == 0 {
+		return ""
+	}
+	return fmt.Sprintf("?index=%d&wait=%s", index, wait)
+}

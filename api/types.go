@@ -1,0 +1,195 @@
+// Package api is the HTTPS+JSON contract between the CLI and nodes and
+// between nodes: request and response types, error codes, and a client
+// that fails over between the grid's nodes.
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/kontena-ng/kontena/fsm"
+)
+
+// ProtocolVersion is bumped when nodes of different versions can no longer
+// work together; a join from another protocol version is refused.
+const ProtocolVersion = 1
+
+// Error codes carried in error bodies; the CLI maps them to exit codes.
+const (
+	CodeUnauthorized = "unauthorized"
+	CodeForbidden    = "forbidden"
+	CodeNotFound     = "not_found"
+	CodeConflict     = "conflict"
+	CodeInvalid      = "invalid"
+	CodeUnavailable  = "unavailable"
+	CodeJoinRefused  = "join_refused"
+	CodeInternal     = "internal"
+)
+
+// Error is an error answered by a node.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf builds an Error with an HTTP status chosen from code.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Status: StatusOf(code), Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// StatusOf maps an error code to its HTTP status.
+func StatusOf(code string) int {
+	switch code {
+	case CodeUnauthorized:
+		return http.StatusUnauthorized
+	case CodeForbidden, CodeJoinRefused:
+		return http.StatusForbidden
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeConflict:
+		return http.StatusConflict
+	case CodeInvalid:
+		return http.StatusBadRequest
+	case CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// ErrorBody is the JSON shape of every error answer.
+type ErrorBody struct {
+	Error *Error `json:"error"`
+}
+
+// Header names used between nodes and with the CLI.
+const (
+	HeaderIndex       = "X-Kontena-Index"
+	HeaderForwardedBy = "X-Kontena-Forwarded-By"
+	HeaderHops        = "X-Kontena-Hops"
+	HeaderSourceIP    = "X-Kontena-Source-IP"
+	HeaderCallerNode  = "X-Kontena-Caller-Node"
+)
+
+// JoinRequest is what a new node sends with its join token.
+type JoinRequest struct {
+	Grid       string   `json:"grid"`
+	Secret     string   `json:"secret"`
+	Protocol   int      `json:"protocol"`
+	Version    string   `json:"version"`
+	NodeID     string   `json:"node_id"`
+	Name       string   `json:"name"`
+	PublicKey  string   `json:"public_key"`
+	Addr       string   `json:"addr"`
+	PublicAddr string   `json:"public_addr,omitempty"`
+	APIPort    int      `json:"api_port"`
+	RaftPort   int      `json:"raft_port"`
+	GossipPort int      `json:"gossip_port"`
+	Labels     []string `json:"labels,omitempty"`
+}
+
+// JoinResponse gives an accepted node its certificate and the grid's keys.
+// Only voters receive the CA key and master key.
+type JoinResponse struct {
+	Node      fsm.Node   `json:"node"`
+	Grid      GridInfo   `json:"grid"`
+	CACert    string     `json:"ca_cert"`
+	NodeCert  string     `json:"node_cert"`
+	GossipKey []byte     `json:"gossip_key"`
+	Peers     []string   `json:"peers"`
+	VoterKeys *VoterKeys `json:"voter_keys,omitempty"`
+}
+
+// VoterKeys are what a node needs to act as master: sign certificates and
+// open sealed values.
+type VoterKeys struct {
+	CAKey     string `json:"ca_key"`
+	MasterKey []byte `json:"master_key"`
+}
+
+// GridInfo describes a grid for `grid show`.
+type GridInfo struct {
+	Name        string      `json:"name"`
+	Subnet      string      `json:"subnet"`
+	Supernet    string      `json:"supernet"`
+	InitialSize int         `json:"initial_size"`
+	CADigest    string      `json:"ca_digest"`
+	Leader      string      `json:"leader,omitempty"`
+	Nodes       int         `json:"nodes"`
+	Voters      []VoterInfo `json:"voters"`
+	CreatedAt   time.Time   `json:"created_at"`
+}
+
+// VoterInfo is one Raft voter as the answering node sees it.
+type VoterInfo struct {
+	Name    string `json:"name"`
+	ID      string `json:"id"`
+	Addr    string `json:"addr"`
+	APIAddr string `json:"api_addr"`
+	Status  string `json:"status"`
+	Leader  bool   `json:"leader"`
+	InRaft  bool   `json:"in_raft"`
+	// Filled by `grid health`: how far this voter's state is behind.
+	AppliedIndex uint64 `json:"applied_index,omitempty"`
+	Lag          uint64 `json:"lag"`
+	Reachable    bool   `json:"reachable"`
+}
+
+// NodeStatus is a node's own view of itself (internal).
+type NodeStatus struct {
+	Role         string `json:"role"`
+	RaftState    string `json:"raft_state,omitempty"`
+	AppliedIndex uint64 `json:"applied_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+}
+
+// Health levels of `grid health`.
+const (
+	HealthOK      = "ok"
+	HealthWarning = "warning"
+	HealthError   = "error"
+)
+
+// Health is the answer of `grid health`.
+type Health struct {
+	Status   string      `json:"status"`
+	Leader   string      `json:"leader,omitempty"`
+	Voters   []VoterInfo `json:"voters"`
+	Quorum   int         `json:"quorum"`
+	Messages []string    `json:"messages,omitempty"`
+}
+
+// NodeUpdateRequest changes availability and labels of a node.
+type NodeUpdateRequest struct {
+	Availability string    `json:"availability,omitempty"`
+	SetLabels    *[]string `json:"set_labels,omitempty"`
+	AddLabels    []string  `json:"add_labels,omitempty"`
+	RemoveLabels []string  `json:"remove_labels,omitempty"`
+}
+
+// TokenCreateRequest asks for a new API token for the caller.
+type TokenCreateRequest struct {
+	Description string `json:"description,omitempty"`
+	ExpiresIn   string `json:"expires_in,omitempty"` // Go duration; empty: never
+}
+
+// TokenCreateResponse holds the only copy of a new token's value.
+type TokenCreateResponse struct {
+	Token fsm.Token `json:"token"`
+	Value string    `json:"value"`
+}
+
+// JoinTokenResponse is the grid join token.
+type JoinTokenResponse struct {
+	Token string `json:"token"`
+}
+
+// WhoAmI says who the caller is authenticated as.
+type WhoAmI struct {
+	User  string   `json:"user"`
+	Roles []string `json:"roles"`
+	Node  string   `json:"node,omitempty"`
+}

@@ -1,0 +1,212 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kontena-ng/kontena/cluster/pki"
+	"github.com/kontena-ng/kontena/vault"
+)
+
+// identity is what a node keeps in its data directory so that a restart
+// resumes as the same node, without a token.
+type identity struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Grid     string `json:"grid"`
+	Role     string `json:"role"`
+	CADigest string `json:"ca_digest"`
+
+	caPEM, certPEM, keyPEM []byte
+	gossipKey              []byte
+	// Voters only.
+	caKeyPEM  []byte
+	masterKey []byte
+}
+
+// File names inside the data directory.
+const (
+	fileIdentity  = "node.json"
+	fileCA        = "ca.pem"
+	fileCert      = "node.pem"
+	fileKey       = "node-key.pem"
+	fileGossipKey = "gossip.key"
+	fileCAKey     = "ca-key.pem"
+	fileMasterKey = "master.key"
+	filePeers     = "peers.json"
+	dirRaft       = "raft"
+)
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// loadIdentity reads the identity, or returns (nil, nil) when the data
+// directory holds no node yet.
+func loadIdentity(dir string) (*identity, error) {
+	data, err := os.ReadFile(filepath.Join(dir, fileIdentity))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read node identity: %w", err)
+	}
+	var id identity
+	if err := json.Unmarshal(data, &id); err != nil {
+		return nil, fmt.Errorf("node identity %s is damaged: %w", filepath.Join(dir, fileIdentity), err)
+	}
+	read := func(name string, dst *[]byte, required bool) error {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if errors.Is(err, os.ErrNotExist) && !required {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", name, err)
+		}
+		*dst = b
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		dst  *[]byte
+		req  bool
+	}{
+		{fileCA, &id.caPEM, true}, {fileCert, &id.certPEM, true}, {fileKey, &id.keyPEM, true},
+		{fileGossipKey, &id.gossipKey, true}, {fileCAKey, &id.caKeyPEM, false}, {fileMasterKey, &id.masterKey, false},
+	} {
+		if err := read(f.name, f.dst, f.req); err != nil {
+			return nil, err
+		}
+	}
+	return &id, nil
+}
+
+// save writes the identity; secrets are written 0600 and written before
+// node.json so a crash never leaves an identity without its keys.
+func (id *identity) save(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{fileCA, id.caPEM}, {fileCert, id.certPEM}, {fileKey, id.keyPEM}, {fileGossipKey, id.gossipKey},
+		{fileCAKey, id.caKeyPEM}, {fileMasterKey, id.masterKey},
+	}
+	for _, f := range files {
+		path := filepath.Join(dir, f.name)
+		if f.data == nil {
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			continue
+		}
+		if err := writeFileAtomic(path, f.data, 0o600); err != nil {
+			return err
+		}
+	}
+	data, err := json.MarshalIndent(id, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, fileIdentity), data, 0o600)
+}
+
+func (id *identity) ca() (*pki.CA, error) {
+	if id.caKeyPEM == nil {
+		return nil, errors.New("this node holds no CA key (not a voter)")
+	}
+	return pki.LoadCA(id.caPEM, id.caKeyPEM)
+}
+
+func (id *identity) sealer() (*vault.Sealer, error) {
+	if id.masterKey == nil {
+		return nil, errors.New("this node holds no master key (not a voter)")
+	}
+	return vault.NewSealer(id.masterKey)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func randomSecret(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// Join tokens look like K1.<grid>.<ca-sha256>.<secret>: the grid name for a
+// clear refusal, the CA digest so the joining node can verify the master
+// before it sends the secret.
+const tokenPrefix = "K1"
+
+type joinToken struct {
+	Grid, CADigest, Secret string
+}
+
+func (t joinToken) String() string {
+	return strings.Join([]string{tokenPrefix, t.Grid, t.CADigest, t.Secret}, ".")
+}
+
+func parseJoinToken(s string) (joinToken, error) {
+	parts := strings.Split(strings.TrimSpace(s), ".")
+	if len(parts) != 4 || parts[0] != tokenPrefix || len(parts[2]) != 64 || parts[3] == "" {
+		return joinToken{}, errors.New("malformed join token: expected K1.<grid>.<ca digest>.<secret> as printed by `kontena grid token`")
+	}
+	return joinToken{Grid: parts[1], CADigest: parts[2], Secret: parts[3]}, nil
+}
+
+// peersFile remembers gossip addresses of other nodes so that a restarted
+// node finds the grid again.
+func savePeers(dir string, peers []string) error {
+	data, err := json.Marshal(peers)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, filePeers), data, 0o600)
+}
+
+func loadPeers(dir string) []string {
+	data, err := os.ReadFile(filepath.Join(dir, filePeers))
+	if err != nil {
+		return nil
+	}
+	var peers []string
+	_ = json.Unmarshal(data, &peers)
+	return peers
+}

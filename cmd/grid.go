@@ -1,0 +1,258 @@
+package cmd
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/cluster/pki"
+)
+
+func gridCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "grid",
+		Usage: "show the grid, its health and join token; switch between grids",
+		Subcommands: []*cli.Command{
+			{Name: "show", Usage: "show the grid and its masters", Flags: []cli.Flag{outputFlag}, Action: withSession(gridShow)},
+			{
+				Name: "health", Usage: "ok, warning (a voter is down) or error (no quorum)",
+				Description: "Exit code 0 for ok, 7 for warning, 8 for error, so scripts can alert on it.",
+				Flags:       []cli.Flag{outputFlag}, Action: gridHealth,
+			},
+			{
+				Name: "token", Usage: "print the join token (--rotate makes a new one; the old one stops working)",
+				Flags:  []cli.Flag{&cli.BoolFlag{Name: "rotate", Usage: "replace the join token"}, outputFlag},
+				Action: withSession(gridToken),
+			},
+			{Name: "events", Usage: "recent grid events (joins, status changes, removals)", Flags: []cli.Flag{outputFlag}, Action: withSession(gridEvents)},
+			{Name: "ls", Aliases: []string{"list"}, Usage: "list the grids in the CLI config", Flags: []cli.Flag{outputFlag}, Action: gridList},
+			{Name: "use", Usage: "make a grid the current one", ArgsUsage: "GRID", Action: gridUse},
+			{
+				Name: "login", Usage: "add a grid to the CLI config", ArgsUsage: "URL",
+				Description: "The CA digest (printed by `kontena up` and `kontena grid show`) pins the grid's CA:\n" +
+					"the CLI refuses a server that does not hold it. The token is read from --token,\n" +
+					"KONTENA_TOKEN, or standard input.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "name", Usage: "name of the grid context (default: the grid's name)"},
+					&cli.StringFlag{Name: "ca-digest", Required: true, Usage: "SHA-256 of the grid CA certificate"},
+					&cli.StringFlag{Name: "token", EnvVars: []string{"KONTENA_TOKEN"}, Usage: "API token"},
+				},
+				Action: gridLogin,
+			},
+		},
+	}
+}
+
+func gridShow(c *cli.Context, s *session) error {
+	g, err := s.api.Grid(c.Context)
+	if err != nil {
+		return err
+	}
+	return render(c, g, func(w io.Writer) {
+		row(w, "name:", g.Name)
+		row(w, "subnet:", g.Subnet)
+		row(w, "supernet:", g.Supernet)
+		row(w, "initial size:", g.InitialSize)
+		row(w, "nodes:", g.Nodes)
+		row(w, "leader:", orDash(g.Leader))
+		row(w, "ca digest:", g.CADigest)
+		row(w, "created:", g.CreatedAt.Format(time.RFC3339))
+		row(w, "masters:", "")
+		for _, v := range g.Voters {
+			lead := ""
+			if v.Leader {
+				lead = " (leader)"
+			}
+			row(w, "", fmt.Sprintf("%s %s %s%s", v.Name, v.APIAddr, v.Status, lead))
+		}
+	})
+}
+
+func gridHealth(c *cli.Context) error {
+	s, err := openSession(c)
+	if err != nil {
+		return err
+	}
+	h, err := s.api.Health(c.Context)
+	if err != nil {
+		return exitError(err)
+	}
+	err = render(c, h, func(w io.Writer) {
+		row(w, "health:", h.Status)
+		row(w, "leader:", orDash(h.Leader))
+		row(w, "quorum:", fmt.Sprintf("%d of %d voters", h.Quorum, len(h.Voters)))
+		for _, v := range h.Voters {
+			lead := ""
+			if v.Leader {
+				lead = ", leader"
+			}
+			row(w, "voter:", fmt.Sprintf("%s %s %s%s, applied %d, %d behind", v.Name, v.Addr, v.Status, lead, v.AppliedIndex, v.Lag))
+		}
+		for _, m := range h.Messages {
+			row(w, "note:", m)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	switch h.Status {
+	case api.HealthWarning:
+		return cli.Exit("", ExitDegraded)
+	case api.HealthError:
+		return cli.Exit("", ExitNoQuorum)
+	}
+	return nil
+}
+
+func gridToken(c *cli.Context, s *session) error {
+	tok, err := s.api.JoinToken(c.Context, c.Bool("rotate"))
+	if err != nil {
+		return err
+	}
+	return render(c, api.JoinTokenResponse{Token: tok}, func(w io.Writer) { fmt.Fprintln(w, tok) })
+}
+
+func gridEvents(c *cli.Context, s *session) error {
+	evs, err := s.api.Events(c.Context, 0)
+	if err != nil {
+		return err
+	}
+	return render(c, evs, func(w io.Writer) {
+		row(w, "TIME", "TYPE", "RESOURCE", "MESSAGE")
+		for _, e := range evs {
+			row(w, e.Time.Format(time.RFC3339), e.Type, e.Resource, e.Message)
+		}
+	})
+}
+
+type gridListEntry struct {
+	Name      string   `json:"name"`
+	Current   bool     `json:"current"`
+	Addresses []string `json:"addresses"`
+}
+
+func gridList(c *cli.Context) error {
+	cfg, err := loadConfig(c.String("config"))
+	if err != nil {
+		return exitError(err)
+	}
+	var out []gridListEntry
+	for _, n := range cfg.names() {
+		out = append(out, gridListEntry{Name: n, Current: n == cfg.Current, Addresses: cfg.Grids[n].Addresses})
+	}
+	return render(c, out, func(w io.Writer) {
+		row(w, "NAME", "CURRENT", "MASTERS")
+		for _, e := range out {
+			cur := ""
+			if e.Current {
+				cur = "*"
+			}
+			row(w, e.Name, cur, strings.Join(e.Addresses, ","))
+		}
+	})
+}
+
+func gridUse(c *cli.Context) error {
+	name, err := oneArg(c, "GRID")
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(c.String("config"))
+	if err != nil {
+		return exitError(err)
+	}
+	if _, ok := cfg.Grids[name]; !ok {
+		return cli.Exit(fmt.Sprintf("error: grid %q is not in the CLI config (known: %v)", name, cfg.names()), ExitNotFound)
+	}
+	cfg.Current = name
+	if err := cfg.save(); err != nil {
+		return exitError(err)
+	}
+	fmt.Fprintf(c.App.Writer, "Using grid %s.\n", name)
+	return nil
+}
+
+// gridLogin fetches the CA through a pinned TLS handshake, checks the token
+// with whoami, and stores the context.
+func gridLogin(c *cli.Context) error {
+	url, err := oneArg(c, "URL")
+	if err != nil {
+		return err
+	}
+	token := c.String("token")
+	if token == "" {
+		fmt.Fprint(c.App.ErrWriter, "API token: ")
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return usageError("no token given: use --token, KONTENA_TOKEN or standard input")
+		}
+		token = strings.TrimSpace(line)
+	}
+	var ca *x509.Certificate
+	tr := &http.Transport{TLSClientConfig: pki.PinnedConfig(c.String("ca-digest"), func(cert *x509.Certificate) { ca = cert })}
+	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, api.BaseURL(url)+"/v1/whoami", nil)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		if errors.Is(err, pki.ErrCAMismatch) {
+			return cli.Exit("error: "+pki.ErrCAMismatch.Error()+" (check --ca-digest)", ExitAuth)
+		}
+		return cli.Exit("error: "+err.Error(), ExitUnreachable)
+	}
+	resp.Body.Close()
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
+	cl, err := api.NewClient([]string{url}, caPEM, token, nil)
+	if err != nil {
+		return exitError(err)
+	}
+	if _, err := cl.WhoAmI(c.Context); err != nil {
+		return exitError(err)
+	}
+	g, err := cl.Grid(c.Context)
+	if err != nil {
+		return exitError(err)
+	}
+	name := c.String("name")
+	if name == "" {
+		name = g.Name
+	}
+	cfg, err := loadConfig(c.String("config"))
+	if err != nil {
+		return exitError(err)
+	}
+	var addrs []string
+	for _, v := range g.Voters {
+		addrs = append(addrs, api.BaseURL(v.APIAddr))
+	}
+	cfg.Grids[name] = &gridContext{Name: name, Addresses: mergeAddresses(addrs, []string{api.BaseURL(url)}), Token: token, CACert: string(caPEM)}
+	cfg.Current = name
+	if err := cfg.save(); err != nil {
+		return exitError(err)
+	}
+	fmt.Fprintf(c.App.Writer, "Logged in to grid %s; it is now the current grid.\n", name)
+	return nil
+}
+
+// confirm asks on a terminal; without one it refuses, so scripts must say
+// --force.
+func confirm(c *cli.Context, prompt, want string) (bool, error) {
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return false, usageError("not a terminal: add --force to confirm")
+	}
+	fmt.Fprint(c.App.ErrWriter, prompt)
+	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	return strings.TrimSpace(line) == want, nil
+}

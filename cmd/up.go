@@ -1,0 +1,158 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/cluster"
+)
+
+func upCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "up",
+		Usage: "run this machine as a node of a grid (bootstraps a new grid unless --join is given)",
+		Description: `Without --join, 'kontena up' creates a new grid: its certificate authority, the first
+master (a Raft voter), an admin token saved in the CLI config so 'kontena node ls' works at
+once, and prints the command that joins more machines.
+
+With --join ADDR --token TOKEN the node verifies that the master holds the grid CA named in
+the token before sending the token's secret, receives its certificate, and becomes a voter
+while the grid has fewer than --initial-size voters, a worker after that.
+
+A node restarted with the same --data-dir resumes as the same node; --join and --token are
+then ignored.
+
+Several nodes can run on one host for development: give each its own --data-dir and
+--bind/--advertise address (127.0.0.1, 127.0.0.2, ...) or its own ports.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/kontena", EnvVars: []string{"KONTENA_DATA_DIR"}, Usage: "node identity, certificates and Raft state"},
+			&cli.StringFlag{Name: "name", EnvVars: []string{"KONTENA_NODE_NAME"}, Usage: "node name (default: the host name)"},
+			&cli.StringFlag{Name: "grid", Value: "default", Usage: "name of the grid to create"},
+			&cli.IntFlag{Name: "initial-size", Value: 1, Usage: "number of Raft voters (masters): 1, 3, 5 or 7"},
+			&cli.StringFlag{Name: "subnet", Value: "10.81.0.0/16", Usage: "overlay subnet of the new grid"},
+			&cli.StringFlag{Name: "supernet", Value: "10.80.0.0/12", Usage: "supernet the overlay subnet lies in"},
+			&cli.StringFlag{Name: "join", EnvVars: []string{"KONTENA_JOIN"}, Usage: "join the grid at ADDR[,ADDR...] (a node's address, port optional)"},
+			&cli.StringFlag{Name: "token", EnvVars: []string{"KONTENA_JOIN_TOKEN"}, Usage: "join token printed by `kontena grid token`"},
+			&cli.StringSliceFlag{Name: "label", Usage: "node label key=value (repeatable), e.g. az=a, region=eu"},
+			&cli.StringFlag{Name: "bind", Value: "0.0.0.0", Usage: "address to listen on"},
+			&cli.StringFlag{Name: "advertise", Usage: "address other nodes reach this node at (default: bind address, or the first non-loopback IPv4)"},
+			&cli.StringFlag{Name: "public-address", Usage: "address reachable from other regions"},
+			&cli.IntFlag{Name: "api-port", Value: cluster.DefaultAPIPort, Usage: "HTTPS API port"},
+			&cli.IntFlag{Name: "raft-port", Value: cluster.DefaultRaftPort, Usage: "Raft port (voters)"},
+			&cli.IntFlag{Name: "gossip-port", Value: cluster.DefaultGossipPort, Usage: "gossip port (TCP and UDP)"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.DurationFlag{Name: "probe-interval", Hidden: true, Usage: "gossip probe interval (tests)"},
+		},
+		Action: runUp,
+	}
+}
+
+func runUp(c *cli.Context) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return usageError("--log-level %q: %v", c.String("log-level"), err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg := cluster.Config{
+		DataDir: c.String("data-dir"), Name: c.String("name"), Grid: c.String("grid"),
+		InitialSize: c.Int("initial-size"), Subnet: c.String("subnet"), Supernet: c.String("supernet"),
+		Token: c.String("token"), Labels: c.StringSlice("label"),
+		BindAddr: c.String("bind"), AdvertiseAddr: c.String("advertise"), PublicAddr: c.String("public-address"),
+		APIPort: c.Int("api-port"), RaftPort: c.Int("raft-port"), GossipPort: c.Int("gossip-port"),
+		Log: logger,
+	}
+	if d := c.Duration("probe-interval"); d > 0 {
+		cfg.Timing.ProbeInterval, cfg.Timing.ProbeTimeout = d, d/2
+	}
+	if j := c.String("join"); j != "" {
+		for _, a := range strings.Split(j, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				cfg.Join = append(cfg.Join, a)
+			}
+		}
+	}
+	configPath := c.String("config")
+	if configPath == "" {
+		configPath = defaultConfigPath()
+	}
+	cfg.OnReady = func(info cluster.ReadyInfo) {
+		if !info.Bootstrapped {
+			fmt.Fprintf(c.App.Writer, "Node %s is up as a %s of grid %s (API https://%s).\n", info.NodeName, info.Role, info.Grid, info.APIAddr)
+			return
+		}
+		saved := saveBootstrapContext(configPath, info)
+		w := c.App.Writer
+		fmt.Fprintf(w, "Grid %q is up. Node %s is its first master (API https://%s).\n", info.Grid, info.NodeName, info.APIAddr)
+		if saved != nil {
+			fmt.Fprintf(w, "Could not save the CLI config (%v). Admin token: %s\n", saved, info.AdminToken)
+		} else {
+			fmt.Fprintf(w, "The admin token is saved in %s: `kontena node ls` works now.\n", configPath)
+		}
+		fmt.Fprintf(w, "\nAdd machines to the grid by running on each:\n\n  kontena up --join %s --token %s\n\n", info.APIAddr, info.JoinToken)
+		fmt.Fprintf(w, "Manage the grid from another machine with:\n\n  kontena grid login --name %s --ca-digest %s https://%s  (then paste an admin token)\n\n", info.Grid, info.CADigest, info.APIAddr)
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := cluster.Run(ctx, cfg); err != nil {
+		return cli.Exit("error: "+err.Error(), upExitCode(err))
+	}
+	return nil
+}
+
+func upExitCode(err error) int {
+	switch {
+	case errors.Is(err, cluster.ErrJoinRefused), errors.Is(err, cluster.ErrRemoved):
+		return ExitConflict
+	case errors.Is(err, cluster.ErrNoMaster):
+		return ExitUnreachable
+	case errors.Is(err, cluster.ErrConfig):
+		return ExitUsage
+	}
+	return ExitError
+}
+
+// saveBootstrapContext writes the new grid into the CLI config and makes it
+// the current grid.
+func saveBootstrapContext(path string, info cluster.ReadyInfo) error {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return err
+	}
+	cfg.Grids[info.Grid] = &gridContext{Name: info.Grid, Addresses: []string{api.BaseURL(info.APIAddr)},
+		Token: info.AdminToken, CACert: string(info.CACert)}
+	cfg.Current = info.Grid
+	return cfg.save()
+}
+
+// waitFor polls cond until it holds or d passes; used by commands that wait
+// for the grid to converge.
+func waitFor(ctx context.Context, d time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(d)
+	for {
+		ok, err := cond()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s", d)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,412 @@
+package fsm
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+)
+
+// Apply runs one command at Raft index, atomically with its audit record and
+// events. It is deterministic: every voter reaches the same state.
+func (s *Store) Apply(index uint64, cmd Command, audit *AuditInfo) (any, error) {
+	txn := s.txn(true)
+	defer txn.Abort()
+	a := applier{txn: txn, index: index, now: commandTime(audit)}
+	var (
+		res any
+		err error
+	)
+	switch c := cmd.(type) {
+	case *GridInit:
+		res, err = a.gridInit(c)
+	case *NodeRegister:
+		res, err = a.nodeRegister(c)
+	case *NodeUpdate:
+		res, err = a.nodeUpdate(c)
+	case *NodeStatus:
+		res, err = a.nodeStatus(c)
+	case *NodeRole:
+		res, err = a.nodeRole(c)
+	case *NodeRemove:
+		res, err = a.nodeRemove(c)
+	case *TokenCreate:
+		res, err = a.tokenCreate(c)
+	case *TokenRemove:
+		res, err = a.tokenRemove(c)
+	case *JoinTokenSet:
+		res, err = a.joinTokenSet(c)
+	default:
+		err = fmt.Errorf("apply: unknown command %T", cmd)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if audit != nil && audit.User != "" {
+		if err := a.audit(cmd, audit); err != nil {
+			return nil, err
+		}
+	}
+	txn.Commit()
+	s.commit(index)
+	return res, nil
+}
+
+// commandTime is the time the leader stamped on the command; the FSM never
+// reads the clock so that replays give the same state.
+func commandTime(audit *AuditInfo) time.Time {
+	if audit != nil {
+		return audit.Time
+	}
+	return time.Time{}
+}
+
+// maxRemovedNodes bounds the tombstones of removed nodes.
+const maxRemovedNodes = 1000
+
+type applier struct {
+	txn   *memdb.Txn
+	index uint64
+	now   time.Time
+}
+
+func (a *applier) event(typ, resource, msg string) error {
+	// Several events may come from one command; keep their keys unique and
+	// ordered by giving each the next free slot after the log index.
+	idx := a.index << 8
+	for {
+		raw, err := a.txn.First(tableEvents, "id", idx)
+		if err != nil {
+			return err
+		}
+		if raw == nil {
+			break
+		}
+		idx++
+	}
+	if err := a.txn.Insert(tableEvents, &Event{Index: idx, Time: a.now, Type: typ, Resource: resource, Message: msg}); err != nil {
+		return err
+	}
+	return trim(a.txn, tableEvents, maxEvents)
+}
+
+func (a *applier) audit(cmd Command, info *AuditInfo) error {
+	rec := &AuditRecord{Index: a.index, Time: info.Time, User: info.User, SourceIP: info.SourceIP,
+		UserAgent: info.UserAgent, Action: cmd.MsgType().String(), Resource: resourceOf(cmd)}
+	if err := a.txn.Insert(tableAudit, rec); err != nil {
+		return err
+	}
+	return trim(a.txn, tableAudit, maxAudit)
+}
+
+// resourceOf names what a command touched, without any secret in it.
+func resourceOf(cmd Command) string {
+	switch c := cmd.(type) {
+	case *GridInit:
+		return "grid/" + c.Grid.Name
+	case *NodeRegister:
+		return "node/" + c.Node.Name
+	case *NodeUpdate:
+		return "node/" + c.ID
+	case *NodeRole:
+		return "node/" + c.ID
+	case *NodeRemove:
+		return "node/" + c.ID
+	case *TokenCreate:
+		return "token/" + c.Token.ID
+	case *TokenRemove:
+		return "token/" + c.ID
+	case *JoinTokenSet:
+		return "grid/join-token"
+	}
+	return ""
+}
+
+func trim(txn *memdb.Txn, table string, max int) error {
+	it, err := txn.Get(table, "id")
+	if err != nil {
+		return err
+	}
+	var all []any
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		all = append(all, raw)
+	}
+	for i := 0; i < len(all)-max; i++ {
+		if err := txn.Delete(table, all[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *applier) gridInit(c *GridInit) (any, error) {
+	if raw, _ := a.txn.First(tableGrid, "id"); raw != nil {
+		return nil, fmt.Errorf("grid already initialised: %w", ErrConflict)
+	}
+	g := c.Grid
+	g.ModifyIndex = a.index
+	if err := a.txn.Insert(tableGrid, &g); err != nil {
+		return nil, err
+	}
+	if err := a.txn.Insert(tableUsers, &c.Admin); err != nil {
+		return nil, err
+	}
+	tok := c.AdminToken
+	if err := a.txn.Insert(tableTokens, &tok); err != nil {
+		return nil, err
+	}
+	if _, err := a.nodeRegister(&NodeRegister{Node: c.Node}); err != nil {
+		return nil, err
+	}
+	return &g, a.event("grid.created", "grid/"+g.Name, fmt.Sprintf("grid %s created with initial size %d", g.Name, g.InitialSize))
+}
+
+func (a *applier) nodeRegister(c *NodeRegister) (any, error) {
+	n := c.Node
+	if raw, _ := a.txn.First(tableNodes, "id", n.ID); raw != nil {
+		return nil, fmt.Errorf("node ID %s is already registered as %q: %w", n.ID, raw.(*Node).Name, ErrConflict)
+	}
+	if raw, _ := a.txn.First(tableNodes, "name", n.Name); raw != nil {
+		other := raw.(*Node)
+		return nil, fmt.Errorf("node name %q is already in use by node %s (%s); pick another --name, or remove the old node with `kontena node rm %s`: %w",
+			n.Name, other.ID, other.Status, n.Name, ErrConflict)
+	}
+	// Numbers are never reused: a number may live on in addresses derived
+	// from it after its node is gone.
+	rawGrid, err := a.txn.First(tableGrid, "id")
+	if err != nil {
+		return nil, err
+	}
+	if rawGrid == nil {
+		return nil, fmt.Errorf("register node before the grid exists: %w", ErrInvalid)
+	}
+	g := *rawGrid.(*Grid)
+	g.LastNodeNumber++
+	n.Number = g.LastNodeNumber
+	if err := a.txn.Insert(tableGrid, &g); err != nil {
+		return nil, err
+	}
+	if n.Availability == "" {
+		n.Availability = AvailabilityActive
+	}
+	if n.Status == "" {
+		n.Status = StatusOnline
+	}
+	n.Labels = normalizeLabels(n.Labels)
+	n.JoinedAt, n.StatusAt, n.LastSeen = a.now, a.now, a.now
+	n.CreateIndex, n.ModifyIndex = a.index, a.index
+	if err := a.txn.Insert(tableNodes, &n); err != nil {
+		return nil, err
+	}
+	return &n, a.event("node.joined", "node/"+n.Name, fmt.Sprintf("node %s joined as %s (number %d)", n.Name, n.Role, n.Number))
+}
+
+func (a *applier) getNode(id string) (*Node, error) {
+	raw, err := a.txn.First(tableNodes, "id", id)
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("node %s: %w", id, ErrNotFound)
+	}
+	cp := *raw.(*Node)
+	cp.Labels = slices.Clone(cp.Labels)
+	return &cp, nil
+}
+
+func (a *applier) nodeUpdate(c *NodeUpdate) (any, error) {
+	n, err := a.getNode(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	var changes []string
+	switch c.Availability {
+	case "":
+	case AvailabilityActive, AvailabilityDrain:
+		if n.Availability != c.Availability {
+			changes = append(changes, "availability "+c.Availability)
+		}
+		n.Availability = c.Availability
+	default:
+		return nil, fmt.Errorf("availability %q: expected active or drain: %w", c.Availability, ErrInvalid)
+	}
+	labels := n.Labels
+	if c.SetLabels != nil {
+		labels = slices.Clone(*c.SetLabels)
+	}
+	for _, rm := range c.RemoveLabels {
+		key, val, whole := strings.Cut(rm, "=")
+		labels = slices.DeleteFunc(labels, func(l string) bool {
+			k, v, _ := strings.Cut(l, "=")
+			return k == key && (!whole || v == val)
+		})
+	}
+	labels = append(labels, c.AddLabels...)
+	for _, l := range labels {
+		if err := ValidateLabel(l); err != nil {
+			return nil, err
+		}
+	}
+	labels = normalizeLabels(labels)
+	if !slices.Equal(labels, n.Labels) {
+		changes = append(changes, "labels "+strings.Join(labels, ","))
+	}
+	n.Labels = labels
+	n.ModifyIndex = a.index
+	if err := a.txn.Insert(tableNodes, n); err != nil {
+		return nil, err
+	}
+	if len(changes) > 0 {
+		if err := a.event("node.updated", "node/"+n.Name, "node "+n.Name+": "+strings.Join(changes, "; ")); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// ValidateLabel checks the key=value form of a node label.
+func ValidateLabel(l string) error {
+	k, _, ok := strings.Cut(l, "=")
+	if !ok && l == "" {
+		return fmt.Errorf("label is empty: expected key=value: %w", ErrInvalid)
+	}
+	if k == "" {
+		return fmt.Errorf("label %q has an empty key: expected key=value: %w", l, ErrInvalid)
+	}
+	if strings.ContainsAny(k, " \t\n,") {
+		return fmt.Errorf("label %q: key may not contain spaces or commas: %w", l, ErrInvalid)
+	}
+	return nil
+}
+
+func (a *applier) nodeStatus(c *NodeStatus) (any, error) {
+	for _, u := range c.Updates {
+		n, err := a.getNode(u.ID)
+		if err != nil {
+			continue // removed meanwhile: nothing to report on
+		}
+		changed := n.Status != u.Status
+		if u.Status != "" {
+			n.Status = u.Status
+		}
+		if changed {
+			n.StatusAt = u.At
+		}
+		if !u.LastSeen.IsZero() {
+			n.LastSeen = u.LastSeen
+		}
+		if u.Addr != "" {
+			n.Addr, n.APIPort, n.RaftPort, n.GossipPort = u.Addr, u.APIPort, u.RaftPort, u.GossipPort
+		}
+		if u.Version != "" {
+			n.Version = u.Version
+		}
+		n.ModifyIndex = a.index
+		if err := a.txn.Insert(tableNodes, n); err != nil {
+			return nil, err
+		}
+		if changed {
+			if err := a.event("node."+n.Status, "node/"+n.Name, fmt.Sprintf("node %s is %s", n.Name, n.Status)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return nil, nil
+}
+
+func (a *applier) nodeRole(c *NodeRole) (any, error) {
+	if c.Role != RoleVoter && c.Role != RoleWorker {
+		return nil, fmt.Errorf("role %q: expected voter or worker: %w", c.Role, ErrInvalid)
+	}
+	n, err := a.getNode(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if n.Role == c.Role {
+		return n, nil
+	}
+	n.Role = c.Role
+	n.ModifyIndex = a.index
+	if err := a.txn.Insert(tableNodes, n); err != nil {
+		return nil, err
+	}
+	return n, a.event("node.role", "node/"+n.Name, fmt.Sprintf("node %s is now a %s", n.Name, n.Role))
+}
+
+func (a *applier) nodeRemove(c *NodeRemove) (any, error) {
+	n, err := a.getNode(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if n.Status == StatusOnline && !c.Force {
+		return nil, fmt.Errorf("node %s is online: stop it first (only offline nodes can be removed): %w", n.Name, ErrConflict)
+	}
+	if err := a.txn.Delete(tableNodes, n); err != nil {
+		return nil, err
+	}
+	// Remember the ID so a removed node that comes back can be told to stop.
+	if raw, _ := a.txn.First(tableGrid, "id"); raw != nil {
+		g := *raw.(*Grid)
+		g.RemovedNodes = append(slices.Clone(g.RemovedNodes), n.ID)
+		if len(g.RemovedNodes) > maxRemovedNodes {
+			g.RemovedNodes = g.RemovedNodes[len(g.RemovedNodes)-maxRemovedNodes:]
+		}
+		g.ModifyIndex = a.index
+		if err := a.txn.Insert(tableGrid, &g); err != nil {
+			return nil, err
+		}
+	}
+	return n, a.event("node.removed", "node/"+n.Name, fmt.Sprintf("node %s removed", n.Name))
+}
+
+func (a *applier) tokenCreate(c *TokenCreate) (any, error) {
+	if raw, _ := a.txn.First(tableTokens, "id", c.Token.ID); raw != nil {
+		return nil, fmt.Errorf("token %s exists: %w", c.Token.ID, ErrConflict)
+	}
+	if raw, _ := a.txn.First(tableUsers, "id", c.Token.User); raw == nil {
+		return nil, fmt.Errorf("user %q: %w", c.Token.User, ErrNotFound)
+	}
+	t := c.Token
+	if err := a.txn.Insert(tableTokens, &t); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+func (a *applier) tokenRemove(c *TokenRemove) (any, error) {
+	raw, err := a.txn.First(tableTokens, "id", c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("token %s: %w", c.ID, ErrNotFound)
+	}
+	if err := a.txn.Delete(tableTokens, raw); err != nil {
+		return nil, err
+	}
+	return raw, a.event("token.revoked", "token/"+c.ID, "token "+c.ID+" revoked")
+}
+
+func (a *applier) joinTokenSet(c *JoinTokenSet) (any, error) {
+	raw, err := a.txn.First(tableGrid, "id")
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("grid: %w", ErrNotFound)
+	}
+	g := *raw.(*Grid)
+	g.JoinTokenSealed = c.Sealed
+	g.ModifyIndex = a.index
+	if err := a.txn.Insert(tableGrid, &g); err != nil {
+		return nil, err
+	}
+	return &g, a.event("grid.join_token", "grid/"+g.Name, "join token rotated")
+}
+
+func sortNodes(ns []*Node) {
+	sort.Slice(ns, func(i, j int) bool { return ns[i].Number < ns[j].Number })
+}

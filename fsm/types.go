@@ -1,0 +1,179 @@
+// Package fsm is the grid's replicated state: a go-memdb state store, the
+// typed commands that change it (one message per change), and the raft.FSM
+// that applies them in log order on every voter.
+package fsm
+
+import (
+	"sort"
+	"strings"
+	"time"
+)
+
+// Node roles. Voters hold the Raft log; workers only gossip and run work.
+const (
+	RoleVoter  = "voter"
+	RoleWorker = "worker"
+)
+
+// Node status as seen by the leader through gossip.
+const (
+	StatusOnline  = "online"
+	StatusOffline = "offline"
+)
+
+// Node availability as set by an operator.
+const (
+	AvailabilityActive = "active"
+	AvailabilityDrain  = "drain"
+)
+
+// Grid holds the grid-wide settings fixed at bootstrap plus the few that
+// operators may change later.
+type Grid struct {
+	Name            string    `json:"name"`
+	Subnet          string    `json:"subnet"`
+	Supernet        string    `json:"supernet"`
+	InitialSize     int       `json:"initial_size"`
+	CACert          string    `json:"ca_cert"`
+	CADigest        string    `json:"ca_digest"`
+	JoinTokenSealed []byte    `json:"join_token_sealed"` // vault-sealed; never plaintext
+	DefaultAffinity []string  `json:"default_affinity,omitempty"`
+	LastNodeNumber  int       `json:"last_node_number"`
+	RemovedNodes    []string  `json:"removed_nodes,omitempty"` // IDs, newest last, bounded`
+	CreatedAt       time.Time `json:"created_at"`
+	ModifyIndex     uint64    `json:"modify_index"`
+}
+
+// Node is one machine of the grid.
+type Node struct {
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	Number       int       `json:"number"` // 1-based, never reused; later the overlay address
+	Role         string    `json:"role"`
+	Status       string    `json:"status"`
+	Availability string    `json:"availability"`
+	Labels       []string  `json:"labels"`
+	Addr         string    `json:"addr"`
+	PublicAddr   string    `json:"public_addr,omitempty"`
+	APIPort      int       `json:"api_port"`
+	RaftPort     int       `json:"raft_port"`
+	GossipPort   int       `json:"gossip_port"`
+	Version      string    `json:"version"`
+	JoinedAt     time.Time `json:"joined_at"`
+	StatusAt     time.Time `json:"status_at"`
+	LastSeen     time.Time `json:"last_seen"`
+	CreateIndex  uint64    `json:"create_index"`
+	ModifyIndex  uint64    `json:"modify_index"`
+}
+
+// Label returns the value of label key and whether it is set.
+func (n *Node) Label(key string) (string, bool) {
+	for _, l := range n.Labels {
+		k, v, _ := strings.Cut(l, "=")
+		if k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// User is an account that may hold API tokens.
+type User struct {
+	Name      string    `json:"name"`
+	Roles     []string  `json:"roles"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Token is an API bearer token. Only its SHA-256 hash is stored.
+type Token struct {
+	ID          string    `json:"id"`
+	Hash        string    `json:"hash"`
+	User        string    `json:"user"`
+	Description string    `json:"description,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at,omitempty"`
+}
+
+// Expired tells whether the token may no longer be used at time now.
+func (t *Token) Expired(now time.Time) bool {
+	return !t.ExpiresAt.IsZero() && now.After(t.ExpiresAt)
+}
+
+// Event records something that happened to the grid, for operators.
+type Event struct {
+	Index    uint64    `json:"index"`
+	Time     time.Time `json:"time"`
+	Type     string    `json:"type"`
+	Resource string    `json:"resource"`
+	Message  string    `json:"message"`
+}
+
+// AuditRecord is written in the same transaction as every mutating command.
+type AuditRecord struct {
+	Index     uint64    `json:"index"`
+	Time      time.Time `json:"time"`
+	User      string    `json:"user"`
+	SourceIP  string    `json:"source_ip,omitempty"`
+	UserAgent string    `json:"user_agent,omitempty"`
+	Action    string    `json:"action"`
+	Resource  string    `json:"resource"`
+}
+
+// The records below are the schema for the services, vault and certificate
+// work that builds on the grid; their tables exist so snapshots keep one
+// format as commands for them are added.
+
+// Service is the desired state of one service of a stack.
+type Service struct {
+	ID          string         `json:"id"` // "<stack>/<service>"
+	Stack       string         `json:"stack"`
+	Name        string         `json:"name"`
+	Revision    uint64         `json:"revision"`
+	Spec        map[string]any `json:"spec"`
+	ModifyIndex uint64         `json:"modify_index"`
+}
+
+// Instance is one numbered instance of a service, placed on a node.
+type Instance struct {
+	ID          string `json:"id"` // "<stack>/<service>-<n>"
+	ServiceID   string `json:"service_id"`
+	Number      int    `json:"number"`
+	NodeID      string `json:"node_id"`
+	Revision    uint64 `json:"revision"`
+	State       string `json:"state"`
+	ModifyIndex uint64 `json:"modify_index"`
+}
+
+// Secret is a vault entry, sealed with the grid master key.
+type Secret struct {
+	Name        string    `json:"name"`
+	Sealed      []byte    `json:"sealed"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	ModifyIndex uint64    `json:"modify_index"`
+}
+
+// Certificate is a TLS certificate for services; its key is sealed.
+type Certificate struct {
+	Subject   string    `json:"subject"`
+	AltNames  []string  `json:"alt_names,omitempty"`
+	CertPEM   string    `json:"cert_pem"`
+	KeySealed []byte    `json:"key_sealed"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// normalizeLabels keeps one entry per key (the last one wins) in key order so
+// that equal label sets compare equal.
+func normalizeLabels(labels []string) []string {
+	byKey := map[string]string{}
+	for _, l := range labels {
+		k, _, _ := strings.Cut(l, "=")
+		byKey[k] = l
+	}
+	out := make([]string, 0, len(byKey))
+	for _, l := range byKey {
+		out = append(out, l)
+	}
+	sort.Strings(out)
+	return out
+}
