@@ -213,12 +213,8 @@ func (c *Client) UpdateNode(ctx context.Context, name string, req NodeUpdateRequ
 }
 
 // RemoveNode forgets an offline node.
-func (c *Client) RemoveNode(ctx context.Context, name string, force bool) error {
-	q := ""
-	if force {
-		q = "?force=true"
-	}
-	_, err := c.Do(ctx, http.MethodDelete, "/v1/nodes/"+url.PathEscape(name)+q, nil, nil)
+func (c *Client) RemoveNode(ctx context.Context, name string) error {
+	_, err := c.Do(ctx, http.MethodDelete, "/v1/nodes/"+url.PathEscape(name), nil, nil)
 	return err
 }
 

@@ -104,11 +104,7 @@ func (n *Node) deleteNode(w http.ResponseWriter, r *http.Request, p *principal) 
 	if node.ID == n.id.ID {
 		return api.Errorf(api.CodeConflict, "node %s is the leader answering this request; it cannot remove itself", node.Name)
 	}
-	force := r.URL.Query().Get("force") == "true"
-	if node.Role == fsm.RoleVoter && node.Status == fsm.StatusOnline {
-		force = false // never yank a live voter out of Raft
-	}
-	_, idx, err := n.apply(r.Context(), &fsm.NodeRemove{ID: node.ID, Force: force}, auditOf(r, p))
+	_, idx, err := n.apply(r.Context(), &fsm.NodeRemove{ID: node.ID}, auditOf(r, p))
 	if err != nil {
 		return err
 	}
@@ -328,7 +324,6 @@ func (n *Node) getJoinToken(w http.ResponseWriter, r *http.Request, p *principal
 }
 
 func (n *Node) rotateJoinToken(w http.ResponseWriter, r *http.Request, p *principal) error {
-	rn := n.voter()
 	n.mu.RLock()
 	seal := n.seal
 	n.mu.RUnlock()
@@ -342,7 +337,6 @@ func (n *Node) rotateJoinToken(w http.ResponseWriter, r *http.Request, p *princi
 		return err
 	}
 	g := res.(*fsm.Grid)
-	_ = rn
 	tok := joinToken{Grid: g.Name, CADigest: g.CADigest, Secret: secret}
 	return writeJSON(w, idx, api.JoinTokenResponse{Token: tok.String()})
 }

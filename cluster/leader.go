@@ -213,6 +213,9 @@ func (n *Node) callNode(ctx context.Context, m member, path string, body any) {
 	}
 }
 
+// maxPeers bounds the remembered gossip addresses.
+const maxPeers = 64
+
 // rejoinLoop keeps trying known peers while this node sees nobody else, so
 // that a node restarted before the others finds them when they return.
 func (n *Node) rejoinLoop(ctx context.Context, peers []string) {
@@ -222,6 +225,9 @@ func (n *Node) rejoinLoop(ctx context.Context, peers []string) {
 	backoff := 500 * time.Millisecond
 	for {
 		live := n.gossip.members()
+		if len(live) > 1 {
+			backoff = 500 * time.Millisecond
+		}
 		if len(live) <= 1 && len(peers) > 0 {
 			var targets []string
 			for _, p := range peers {
@@ -257,6 +263,9 @@ func (n *Node) rejoinLoop(ctx context.Context, peers []string) {
 					seen[p] = true
 					all = append(all, p)
 				}
+			}
+			if len(all) > maxPeers {
+				all = all[:maxPeers] // live members come first
 			}
 			if len(all) > 0 {
 				peers = all

@@ -180,7 +180,7 @@ func nodeRemove(c *cli.Context, s *session) error {
 			return cli.Exit("aborted", ExitError)
 		}
 	}
-	if err := s.api.RemoveNode(c.Context, name, false); err != nil {
+	if err := s.api.RemoveNode(c.Context, name); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "Node %s removed.\n", name)

@@ -341,7 +341,7 @@ func (a *applier) nodeRemove(c *NodeRemove) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.Status == StatusOnline && !c.Force {
+	if n.Status == StatusOnline {
 		return nil, fmt.Errorf("node %s is online: stop it first (only offline nodes can be removed): %w", n.Name, ErrConflict)
 	}
 	if err := a.txn.Delete(tableNodes, n); err != nil {

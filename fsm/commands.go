@@ -172,8 +172,7 @@ type NodeRole struct {
 
 // NodeRemove forgets a node; only offline nodes may be removed.
 type NodeRemove struct {
-	ID    string `json:"id"`
-	Force bool   `json:"force,omitempty"`
+	ID string `json:"id"`
 }
 
 // TokenCreate stores a new API token (hash only).
