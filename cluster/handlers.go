@@ -41,10 +41,11 @@ func (n *Node) listNodes(w http.ResponseWriter, r *http.Request, p *principal) e
 	if err != nil {
 		return err
 	}
-	if nodes == nil {
-		nodes = []*fsm.Node{}
+	out := make([]*fsm.Node, 0, len(nodes))
+	for _, node := range nodes {
+		out = append(out, seenNow(node))
 	}
-	return writeJSON(w, idx, nodes)
+	return writeJSON(w, idx, out)
 }
 
 func (n *Node) getNode(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -56,7 +57,18 @@ func (n *Node) getNode(w http.ResponseWriter, r *http.Request, p *principal) err
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, store.Index(), node)
+	return writeJSON(w, store.Index(), seenNow(node))
+}
+
+// seenNow reports an online node as seen now: the state records last_seen
+// only when status changes, to keep gossip heartbeats out of the Raft log.
+func seenNow(node *fsm.Node) *fsm.Node {
+	if node.Status != fsm.StatusOnline {
+		return node
+	}
+	cp := *node
+	cp.LastSeen = time.Now().UTC()
+	return &cp
 }
 
 func (n *Node) patchNode(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -298,8 +310,7 @@ func (n *Node) status() api.NodeStatus {
 	if rn == nil {
 		return api.NodeStatus{Role: fsm.RoleWorker}
 	}
-	commit, _ := strconv.ParseUint(rn.raft.Stats()["commit_index"], 10, 64)
-	return api.NodeStatus{Role: fsm.RoleVoter, RaftState: rn.raft.State().String(), AppliedIndex: rn.raft.AppliedIndex(), CommitIndex: commit}
+	return api.NodeStatus{Role: fsm.RoleVoter, RaftState: rn.raft.State().String(), AppliedIndex: rn.raft.AppliedIndex(), CommitIndex: rn.raft.CommitIndex()}
 }
 
 func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {

@@ -134,7 +134,7 @@ func (n *Node) caughtUp(rn *raftNode) bool {
 	if addr, _ := rn.raft.LeaderWithID(); addr == "" {
 		return true
 	}
-	commit, _ := strconv.ParseUint(rn.raft.Stats()["commit_index"], 10, 64)
+	commit := rn.raft.CommitIndex()
 	return commit > 0 && rn.raft.AppliedIndex() >= commit
 }
 

@@ -15,7 +15,7 @@ import (
 func (s *Store) Apply(index uint64, cmd Command, audit *AuditInfo) (any, error) {
 	txn := s.txn(true)
 	defer txn.Abort()
-	a := applier{txn: txn, index: index, now: commandTime(audit)}
+	a := applier{txn: txn, index: index, now: commandTime(audit), counts: s.counts, added: map[string]int{}}
 	var (
 		res any
 		err error
@@ -51,6 +51,9 @@ func (s *Store) Apply(index uint64, cmd Command, audit *AuditInfo) (any, error) 
 		}
 	}
 	txn.Commit()
+	for table, n := range a.added {
+		s.counts[table] += n
+	}
 	s.commit(index)
 	return res, nil
 }
@@ -68,9 +71,11 @@ func commandTime(audit *AuditInfo) time.Time {
 const maxRemovedNodes = 1000
 
 type applier struct {
-	txn   *memdb.Txn
-	index uint64
-	now   time.Time
+	txn    *memdb.Txn
+	index  uint64
+	now    time.Time
+	counts map[string]int // rows of capped tables before this command
+	added  map[string]int // rows this command added (negative: removed)
 }
 
 func (a *applier) event(typ, resource, msg string) error {
@@ -90,7 +95,7 @@ func (a *applier) event(typ, resource, msg string) error {
 	if err := a.txn.Insert(tableEvents, &Event{Index: idx, Time: a.now, Type: typ, Resource: resource, Message: msg}); err != nil {
 		return err
 	}
-	return trim(a.txn, tableEvents, maxEvents)
+	return a.trim(tableEvents, maxEvents)
 }
 
 func (a *applier) audit(cmd Command, info *AuditInfo) error {
@@ -99,7 +104,7 @@ func (a *applier) audit(cmd Command, info *AuditInfo) error {
 	if err := a.txn.Insert(tableAudit, rec); err != nil {
 		return err
 	}
-	return trim(a.txn, tableAudit, maxAudit)
+	return a.trim(tableAudit, maxAudit)
 }
 
 // resourceOf names what a command touched, without any secret in it.
@@ -125,20 +130,28 @@ func resourceOf(cmd Command) string {
 	return ""
 }
 
-func trim(txn *memdb.Txn, table string, max int) error {
-	it, err := txn.Get(table, "id")
+// trim records one row added to a capped table and deletes the oldest rows
+// beyond max. The oldest rows come first in the table's index.
+func (a *applier) trim(table string, max int) error {
+	a.added[table]++
+	over := a.counts[table] + a.added[table] - max
+	if over <= 0 {
+		return nil
+	}
+	it, err := a.txn.Get(table, "id")
 	if err != nil {
 		return err
 	}
-	var all []any
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		all = append(all, raw)
+	var oldest []any
+	for raw := it.Next(); raw != nil && len(oldest) < over; raw = it.Next() {
+		oldest = append(oldest, raw)
 	}
-	for i := 0; i < len(all)-max; i++ {
-		if err := txn.Delete(table, all[i]); err != nil {
+	for _, raw := range oldest {
+		if err := a.txn.Delete(table, raw); err != nil {
 			return err
 		}
 	}
+	a.added[table] -= len(oldest)
 	return nil
 }
 

@@ -140,6 +140,6 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	txn.Commit()
-	f.store.replace(db, d.Index)
+	f.store.replace(db, d.Index, map[string]int{tableEvents: len(d.Events), tableAudit: len(d.Audit)})
 	return nil
 }

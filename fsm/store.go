@@ -70,6 +70,11 @@ type Store struct {
 	db     *memdb.MemDB
 	index  uint64
 	change chan struct{} // closed and replaced on every change
+
+	// Row counts of the capped tables, so trimming them costs the rows
+	// removed, not a scan. Only Apply (one at a time, from Raft) and
+	// replace touch them.
+	counts map[string]int
 }
 
 // NewStore returns an empty store.
@@ -78,7 +83,7 @@ func NewStore() (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create state store: %w", err)
 	}
-	return &Store{db: db, change: make(chan struct{})}, nil
+	return &Store{db: db, change: make(chan struct{}), counts: map[string]int{}}, nil
 }
 
 // Index is the Raft index of the last change applied.
@@ -124,9 +129,10 @@ func (s *Store) commit(index uint64) {
 }
 
 // replace swaps in a whole new database (snapshot restore).
-func (s *Store) replace(db *memdb.MemDB, index uint64) {
+func (s *Store) replace(db *memdb.MemDB, index uint64, counts map[string]int) {
 	s.mu.Lock()
 	s.db = db
+	s.counts = counts
 	s.index = index
 	close(s.change)
 	s.change = make(chan struct{})
