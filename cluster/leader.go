@@ -5,6 +5,8 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -216,61 +218,94 @@ func (n *Node) callNode(ctx context.Context, m member, path string, body any) {
 // maxPeers bounds the remembered gossip addresses.
 const maxPeers = 64
 
-// rejoinLoop keeps trying known peers while this node sees nobody else, so
-// that a node restarted before the others finds them when they return.
-func (n *Node) rejoinLoop(ctx context.Context, peers []string) {
+// reconnectInterval is how often a node retries known nodes that gossip
+// does not show as live. memberlist alone gives up on dead nodes after 30 s,
+// so without this two halves of a healed partition, or a node restarted
+// while it was alone, could stay apart for good.
+const reconnectInterval = 3 * time.Second
+
+// reconnectLoop keeps gossip connected to every node this node knows: the
+// peers it remembers on disk and, on voters, every node in the state. It
+// saves the live set to disk whenever it changes, so a restart finds the
+// grid again whatever order nodes come back in.
+func (n *Node) reconnectLoop(ctx context.Context, peers []string) {
 	self := net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.GossipPort))
-	save := time.NewTicker(10 * time.Second)
-	defer save.Stop()
-	backoff := 500 * time.Millisecond
+	saved := strings.Join(peers, ",")
+	inflight := map[string]bool{}
+	var mu sync.Mutex
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	lastTry := map[string]time.Time{}
 	for {
-		live := n.gossip.members()
-		if len(live) > 1 {
-			backoff = 500 * time.Millisecond
-		}
-		if len(live) <= 1 && len(peers) > 0 {
-			var targets []string
-			for _, p := range peers {
-				if p != self {
-					targets = append(targets, p)
-				}
-			}
-			if k, err := n.gossip.join(targets); err == nil && k > 0 {
-				n.log.Info("gossip joined", "peers", k)
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
-			if backoff < 5*time.Second {
-				backoff *= 2
-			}
-		case <-save.C:
-			// Remember whoever is alive now, plus the old list, so a later
-			// restart can find the grid even if it changed shape.
-			seen := map[string]bool{}
-			var all []string
-			for _, m := range live {
-				a := net.JoinHostPort(m.Addr, strconv.Itoa(m.Port))
-				if !seen[a] {
-					seen[a] = true
-					all = append(all, a)
+		case <-tick.C:
+		}
+		liveAddrs := map[string]bool{}
+		var current []string
+		for _, m := range n.gossip.members() {
+			a := net.JoinHostPort(m.Addr, strconv.Itoa(m.Port))
+			liveAddrs[a] = true
+			current = append(current, a)
+		}
+		known := append([]string{}, peers...)
+		if rn := n.voter(); rn != nil {
+			if nodes, err := rn.store.Nodes(); err == nil {
+				for _, node := range nodes {
+					known = append(known, net.JoinHostPort(node.Addr, strconv.Itoa(node.GossipPort)))
 				}
-			}
-			for _, p := range peers {
-				if !seen[p] {
-					seen[p] = true
-					all = append(all, p)
-				}
-			}
-			if len(all) > maxPeers {
-				all = all[:maxPeers] // live members come first
-			}
-			if len(all) > 0 {
-				peers = all
-				_ = savePeers(n.cfg.DataDir, all)
 			}
 		}
+		// Remember live members first, then what we knew before.
+		slices.Sort(current)
+		merged := mergeUnique(current, known)
+		if len(merged) > maxPeers {
+			merged = merged[:maxPeers]
+		}
+		if key := strings.Join(merged, ","); key != saved && len(current) > 1 {
+			if err := savePeers(n.cfg.DataDir, merged); err == nil {
+				saved = key
+				peers = merged
+			}
+		}
+		now := time.Now()
+		for _, a := range mergeUnique(nil, known) {
+			if a == self || liveAddrs[a] || now.Sub(lastTry[a]) < reconnectInterval {
+				continue
+			}
+			mu.Lock()
+			busy := inflight[a]
+			inflight[a] = true
+			mu.Unlock()
+			if busy {
+				continue
+			}
+			lastTry[a] = now
+			go func() {
+				// Join blocks up to memberlist's TCP timeout on an
+				// unreachable peer; one goroutine per peer keeps the others
+				// moving.
+				if k, err := n.gossip.join([]string{a}); err == nil && k > 0 {
+					n.log.Info("gossip reconnected", "peer", a)
+				}
+				mu.Lock()
+				delete(inflight, a)
+				mu.Unlock()
+			}()
+		}
 	}
+}
+
+// mergeUnique appends the items of b missing from a, keeping order.
+func mergeUnique(a, b []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range append(append([]string{}, a...), b...) {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -158,7 +158,7 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 		return err
 	}
 	n.gossip = g
-	go n.rejoinLoop(ctx, peers)
+	go n.reconnectLoop(ctx, peers)
 	go n.leaderLoop(ctx)
 
 	info := ReadyInfo{Grid: id.Grid, NodeName: id.Name, Role: id.Role, CACert: id.caPEM, CADigest: id.CADigest,
