@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -64,7 +63,7 @@ func NewClient(addrs []string, caPEM []byte, token string, cert *tls.Certificate
 func NewClientTLS(addrs []string, tlsCfg *tls.Config, token string) *Client {
 	tr := &http.Transport{
 		TLSClientConfig:     tlsCfg,
-		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         Dialer(3 * time.Second).DialContext,
 		TLSHandshakeTimeout: 5 * time.Second,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,

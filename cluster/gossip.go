@@ -89,6 +89,10 @@ func startGossip(nodeID, bind, advertise string, port int, key []byte, meta goss
 	cfg.ProbeInterval = t.ProbeInterval
 	cfg.ProbeTimeout = t.ProbeTimeout
 	cfg.SuspicionMult = t.SuspicionMult
+	// memberlist stretches a suspicion up to 6x its minimum until other
+	// nodes confirm it; a silently cut-off node would then take ~8 s to be
+	// declared dead. 2x keeps that under 5 s.
+	cfg.SuspicionMaxTimeoutMult = 2
 	cfg.GossipInterval = 100 * time.Millisecond
 	// A node restarted with the same name may come back at once.
 	cfg.DeadNodeReclaimTime = time.Second

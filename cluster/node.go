@@ -132,7 +132,7 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 	}
 	n.peerHTTP = &http.Client{Transport: &http.Transport{
 		TLSClientConfig:     n.clientTLS,
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		DialContext:         api.Dialer(2 * time.Second).DialContext,
 		MaxIdleConnsPerHost: 32,
 	}}
 

@@ -303,6 +303,10 @@ func TestGrid(t *testing.T) {
 		inside := tg.insideConfig(t, "https://127.0.0.1:9700")
 		must(t, n.CopyIn(ctx, inside, "/tmp/cli.json"))
 		must(t, n.Disconnect(ctx))
+		cutAt := time.Now()
+		phase := func(what string) {
+			t.Logf("MEASURED partition of %s: %s after the cut: %s", cut, what, time.Since(cutAt).Round(10*time.Millisecond))
+		}
 		reconnected := false
 		defer func() {
 			if !reconnected {
@@ -320,19 +324,24 @@ func TestGrid(t *testing.T) {
 			}
 			return nil
 		})
+		phase("isolated voter refuses writes (exit 4)")
 		_, _, code, _ := n.Exec(ctx, "kontena", "--config", "/tmp/cli.json", "grid", "health")
 		if code != 8 {
 			t.Fatalf("grid health on the isolated voter: exit %d, want 8 (no quorum)", code)
 		}
 		// The majority commits.
 		tg.mustCLI(ctx, "node", "label", "add", "w1", "written-during-partition=yes")
+		phase("majority committed a write")
 		tg.waitNode(ctx, cut, fsm.StatusOffline, 60*time.Second)
+		phase("majority shows it offline")
 		if h, code := tg.health(ctx); h.Status != api.HealthWarning || code != 7 {
 			t.Fatalf("majority health = %+v exit %d, want warning/7", h, code)
 		}
 		must(t, n.Reconnect(ctx))
 		reconnected = true
+		healedAt := time.Now()
 		tg.waitNode(ctx, cut, fsm.StatusOnline, 60*time.Second)
+		t.Logf("MEASURED %s online again %s after the heal", cut, time.Since(healedAt).Round(10*time.Millisecond))
 		// It caught up: its own state has the write made while it was away.
 		eventually(t, 30*time.Second, cut+" catches up", func() error {
 			out, errOut, code, err := n.Exec(ctx, "kontena", "--config", "/tmp/cli.json", "node", "show", "w1", "-o", "json")
@@ -344,6 +353,7 @@ func TestGrid(t *testing.T) {
 			}
 			return nil
 		})
+		t.Logf("MEASURED %s caught up %s after the heal", cut, time.Since(healedAt).Round(10*time.Millisecond))
 		nodes, _ := tg.nodeList(ctx)
 		if nodes[cut].Labels != nil && slices.Contains(nodes[cut].Labels, "isolated=yes") {
 			t.Fatal("a write refused on the isolated voter appeared later")
