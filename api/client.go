@@ -63,7 +63,7 @@ func NewClient(addrs []string, caPEM []byte, token string, cert *tls.Certificate
 func NewClientTLS(addrs []string, tlsCfg *tls.Config, token string) *Client {
 	tr := &http.Transport{
 		TLSClientConfig:     tlsCfg,
-		DialContext:         Dialer(3 * time.Second).DialContext,
+		DialContext:         Dialer(1500 * time.Millisecond).DialContext,
 		TLSHandshakeTimeout: 5 * time.Second,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
@@ -81,6 +81,13 @@ func BaseURL(addr string) string {
 		return strings.TrimRight(addr, "/")
 	}
 	return "https://" + addr
+}
+
+// Current is the node URL that answered last.
+func (c *Client) Current() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addrs[c.good]
 }
 
 // Addrs returns the node URLs the client knows.

@@ -138,7 +138,9 @@ func (s *session) refreshMasters(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	var fresh []string
+	// The node that just answered goes first: the next command then does
+	// not wait on a master that is down.
+	fresh := []string{s.api.Current()}
 	for _, v := range g.Voters {
 		fresh = append(fresh, api.BaseURL(v.APIAddr))
 	}

@@ -98,8 +98,8 @@ func (c *cliConfig) names() []string {
 // mergeAddresses puts fresh master addresses first and keeps the old ones
 // after them, so a stale list still has something to try.
 func mergeAddresses(fresh, old []string) []string {
-	out := slices.Clone(fresh)
-	for _, a := range old {
+	var out []string
+	for _, a := range append(slices.Clone(fresh), old...) {
 		if !slices.Contains(out, a) {
 			out = append(out, a)
 		}
