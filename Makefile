@@ -4,7 +4,7 @@
 BIN ?= bin/kontena
 DATA ?= $(CURDIR)/.kontena-data
 
-.PHONY: build up test bench-grid bench-stack clean
+.PHONY: build up test bench-grid bench-stack bench-scheduler bench-dns clean
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN) .
@@ -20,6 +20,12 @@ bench-grid:
 
 bench-stack:
 	bash bench/stack.sh
+
+bench-scheduler:
+	bash bench/scheduler.sh
+
+bench-dns:
+	bash bench/dns.sh
 
 clean:
 	rm -rf bin $(DATA)
