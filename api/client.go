@@ -294,6 +294,13 @@ func (c *Client) Events(ctx context.Context, since uint64) ([]*fsm.Event, error)
 	return out, err
 }
 
+// Audit lists audit records after index since (admins only).
+func (c *Client) Audit(ctx context.Context, since uint64) ([]*fsm.AuditRecord, error) {
+	var out []*fsm.AuditRecord
+	_, err := c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/audit?since=%d", since), nil, &out)
+	return out, err
+}
+
 func blocking(index uint64, wait time.Duration) string {
 	if index == 0 {
 		return ""

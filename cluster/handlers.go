@@ -443,6 +443,22 @@ func (n *Node) listEvents(w http.ResponseWriter, r *http.Request, p *principal) 
 	return writeJSON(w, store.Index(), evs)
 }
 
+func (n *Node) listAudit(w http.ResponseWriter, r *http.Request, p *principal) error {
+	store, err := n.store()
+	if err != nil {
+		return err
+	}
+	since, _ := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
+	recs, err := store.Audit(since)
+	if err != nil {
+		return err
+	}
+	if recs == nil {
+		recs = []*fsm.AuditRecord{}
+	}
+	return writeJSON(w, store.Index(), recs)
+}
+
 // serveJoin admits a node. It is authenticated by the join token inside the
 // request, which only the leader can check; other nodes pass it on.
 func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {

@@ -68,6 +68,7 @@ func (n *Node) handler() http.Handler {
 		{method: "POST", pattern: "/v1/tokens", leader: true, h: n.createToken},
 		{method: "DELETE", pattern: "/v1/tokens/{id}", leader: true, h: n.deleteToken},
 		{method: "GET", pattern: "/v1/events", h: n.listEvents},
+		{method: "GET", pattern: "/v1/audit", admin: true, h: n.listAudit},
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.method+" "+rt.pattern, n.wrap(rt))

@@ -71,6 +71,26 @@ machine whose CLI config holds a token ('kontena grid login').`,
 			gridCommand(),
 			tokenCommand(),
 			{
+				Name:  "audit-log",
+				Usage: "who changed what: one record per change (admins only)",
+				Flags: []cli.Flag{outputFlag, &cli.IntFlag{Name: "tail", Value: 100, Usage: "show the last N records (0: all kept)"}},
+				Action: withSession(func(c *cli.Context, s *session) error {
+					recs, err := s.api.Audit(c.Context, 0)
+					if err != nil {
+						return err
+					}
+					if k := c.Int("tail"); k > 0 && len(recs) > k {
+						recs = recs[len(recs)-k:]
+					}
+					return render(c, recs, func(w io.Writer) {
+						row(w, "TIME", "USER", "ACTION", "RESOURCE", "SOURCE", "AGENT")
+						for _, a := range recs {
+							row(w, a.Time.Format(time.RFC3339), a.User, a.Action, orDash(a.Resource), orDash(a.SourceIP), orDash(a.UserAgent))
+						}
+					})
+				}),
+			},
+			{
 				Name:  "whoami",
 				Usage: "show who the CLI is authenticated as",
 				Flags: []cli.Flag{outputFlag},

@@ -137,6 +137,7 @@ func TestCLIErrorPaths(t *testing.T) {
 		{"promote a voter", []string{"--config", cfg, "node", "promote", "solo"}, ExitConflict, "already a voter"},
 		{"health warning: 1 of 1 is ok", []string{"--config", cfg, "grid", "health"}, ExitOK, ""},
 		{"bad token expiry", []string{"--config", cfg, "token", "create", "--expires-in", "soon"}, ExitUsage, "positive duration"},
+		{"audit log", []string{"--config", cfg, "audit-log", "-o", "json"}, ExitOK, ""},
 		{"rm unknown token", []string{"--config", cfg, "token", "rm", "nope"}, ExitNotFound, "token nope"},
 		{"no config", []string{"--config", filepath.Join(dir, "none.json"), "node", "ls"}, ExitUsage, "no grid configured"},
 		{"unknown grid", []string{"--config", cfg, "--grid", "elsewhere", "node", "ls"}, ExitUsage, `grid "elsewhere" is not in`},
@@ -186,6 +187,16 @@ func TestTokenLifecycleAndContexts(t *testing.T) {
 		t.Fatalf("revoked token: exit %d %s", code, errOut)
 	}
 	t.Setenv("KONTENA_TOKEN", "")
+	// Every change is in the audit log with who made it; no secret is.
+	out, _, _ = run(t, nil, "--config", cfg, "audit-log")
+	for _, want := range []string{"token.create", "token.remove", "admin", "grid.init"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("audit-log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, created.Value) {
+		t.Fatal("audit log shows a token value")
+	}
 	// The config file holds tokens: it must not be readable by others.
 	if fi, err := os.Stat(cfg); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("config mode = %v, %v", fi.Mode(), err)
