@@ -70,6 +70,7 @@ machine whose CLI config holds a token ('kontena grid login').`,
 			nodeCommand(),
 			gridCommand(),
 			tokenCommand(),
+			stackCommand(),
 			{
 				Name:  "audit-log",
 				Usage: "who changed what: one record per change (admins only)",

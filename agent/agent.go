@@ -1,0 +1,68 @@
+package agent
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Config configures an Agent.
+type Config struct {
+	Runtime  Runtime
+	Reporter Reporter // nil = no reports
+	Node     NodeInfo
+	Logger   *slog.Logger // nil = slog.Default()
+	// Interval is how often Run reconciles without news; 0 = 10s. Health
+	// checks due sooner shorten it.
+	Interval time.Duration
+	// Prober probes health checks; nil = TCP connect / HTTP GET.
+	Prober Prober
+	// Now is the clock; nil = time.Now.
+	Now func() time.Time
+}
+
+// Agent reconciles the node's containers. Reconcile and Run may be called
+// from several goroutines; passes are serialized.
+type Agent struct {
+	rt       Runtime
+	reporter Reporter
+	node     NodeInfo
+	log      *slog.Logger
+	interval time.Duration
+	prober   Prober
+	now      func() time.Time
+
+	mu     sync.Mutex              // serializes passes; guards health
+	health map[string]*healthState // by container ID
+}
+
+// New returns an Agent; only Runtime is required.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Runtime == nil {
+		return nil, errors.New("agent: Config.Runtime is required (use NewDockerRuntime)")
+	}
+	a := &Agent{
+		rt:       cfg.Runtime,
+		reporter: cfg.Reporter,
+		node:     cfg.Node,
+		log:      cfg.Logger,
+		interval: cfg.Interval,
+		prober:   cfg.Prober,
+		now:      cfg.Now,
+		health:   map[string]*healthState{},
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.interval <= 0 {
+		a.interval = 10 * time.Second
+	}
+	if a.prober == nil {
+		a.prober = netProber{}
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	return a, nil
+}

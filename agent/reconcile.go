@@ -1,0 +1,156 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+)
+
+// Reconcile makes one pass: it creates missing instances, replaces those of
+// another revision, removes the undesired, restarts exited and unhealthy
+// ones and adopts running ones of the right revision without touching
+// them. It reports every instance's state, then returns the joined errors of
+// the instances it could not bring up (other instances are still handled).
+func (a *Agent) Reconcile(ctx context.Context, desired []ContainerSpec) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+
+	containers, err := a.rt.List(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: list containers: %w (is the Docker engine running?)", err)
+	}
+	specs := append([]ContainerSpec(nil), desired...)
+	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
+	// strays are containers of no desired instance, and extra containers of
+	// one instance (only one is kept).
+	byName := make(map[string]Container, len(containers))
+	var strays []Container
+	for _, c := range containers {
+		n := instanceName(c)
+		if _, dup := byName[n]; dup || !inSpecs(specs, n) {
+			strays = append(strays, c)
+			continue
+		}
+		byName[n] = c
+	}
+	wanted := make(map[string]bool, len(specs))
+	var errs []error
+	var statuses []InstanceStatus
+
+	// Remove first: an instance number that is gone frees its host ports
+	// for the ones that come.
+	for _, c := range strays {
+		st := InstanceStatus{Name: instanceName(c), Stack: c.Labels[LabelStack],
+			Service: c.Labels[LabelService], ContainerID: c.ID, State: StateRemoved}
+		st.Revision, _ = revisionOf(c)
+		st.Instance, _ = strconv.Atoi(c.Labels[LabelInstance])
+		a.log.Info("removing container no longer desired", "container", st.Name, "id", c.ID)
+		if err := a.destroy(ctx, c); err != nil {
+			st.State, st.Error = StateFailed, err.Error()
+			errs = append(errs, err)
+		}
+		delete(a.health, c.ID)
+		// A duplicate of a desired instance is not reported: the instance's
+		// own status below is the one that counts.
+		if !inSpecs(specs, st.Name) {
+			statuses = append(statuses, st)
+		}
+	}
+
+	for _, s := range specs {
+		if wanted[s.Name] {
+			errs = append(errs, fmt.Errorf("agent: %s is desired twice; kept the first", s.Name))
+			continue
+		}
+		wanted[s.Name] = true
+		var cp *Container
+		if c, ok := byName[s.Name]; ok {
+			cp = &c
+		}
+		st, err := a.reconcileOne(ctx, s, cp)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		statuses = append(statuses, st)
+	}
+	a.forgetHealth(statuses)
+
+	if a.reporter != nil {
+		a.reporter.Report(ctx, statuses)
+	}
+	return errors.Join(errs...)
+}
+
+// reconcileOne brings one instance to its spec. c is its current container
+// (nil if none).
+func (a *Agent) reconcileOne(ctx context.Context, s ContainerSpec, c *Container) (InstanceStatus, error) {
+	st := InstanceStatus{Name: s.Name, Stack: s.Stack, Service: s.Service, Instance: s.Instance}
+	fail := func(err error) (InstanceStatus, error) {
+		st.State, st.Error = StateFailed, err.Error()
+		return st, err
+	}
+	log := a.log.With("container", s.Name, "revision", s.Revision)
+
+	var carried []string // oneshot hooks already run for this instance
+	if c != nil {
+		rev, _ := revisionOf(*c)
+		carried = oneshotDoneOf(*c)
+		if rev != s.Revision {
+			log.Info("replacing container of another revision", "old_revision", rev, "id", c.ID)
+			if err := a.destroy(ctx, *c); err != nil {
+				return fail(err)
+			}
+			delete(a.health, c.ID)
+			c = nil
+		}
+	}
+	if c == nil {
+		log.Info("creating container")
+		id, err := a.create(ctx, s, carried)
+		st.ContainerID = id
+		if err != nil {
+			return fail(err)
+		}
+		st.Revision, st.State = s.Revision, StateRunning
+		st.Health = a.initialHealth(s)
+		return st, nil
+	}
+
+	st.ContainerID, st.Revision = c.ID, s.Revision
+	switch c.State {
+	case "running", "restarting", "paused":
+		// Adopt: the right revision runs; never touch it (this is what makes
+		// an agent restart harmless to healthy workloads).
+		st.State = StateRunning
+		h, err := a.checkHealth(ctx, s, *c)
+		st.Health = h
+		if err != nil {
+			log.Warn("restarting unhealthy container", "id", c.ID, "err", err)
+			st.State, st.Error = StateUnhealthy, err.Error()
+			if rerr := a.restart(ctx, s, *c); rerr != nil {
+				return fail(fmt.Errorf("%w; restart: %w", err, rerr))
+			}
+		}
+		return st, nil
+	default: // created, exited, dead
+		log.Info("starting stopped container", "id", c.ID, "state", c.State, "exit_code", c.ExitCode)
+		delete(a.health, c.ID)
+		if err := a.startWithHooks(ctx, s, c.ID, carried); err != nil {
+			return fail(err)
+		}
+		st.State = StateRunning
+		st.Health = a.initialHealth(s)
+		return st, nil
+	}
+}
+
+func inSpecs(specs []ContainerSpec, name string) bool {
+	for _, s := range specs {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
