@@ -428,33 +428,26 @@ func (n *Node) deleteToken(w http.ResponseWriter, r *http.Request, p *principal)
 }
 
 func (n *Node) listEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
-	store, err := n.store()
-	if err != nil {
-		return err
-	}
-	since, _ := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
-	evs, err := store.Events(since)
-	if err != nil {
-		return err
-	}
-	if evs == nil {
-		evs = []*fsm.Event{}
-	}
-	return writeJSON(w, store.Index(), evs)
+	return listSince(n, w, r, (*fsm.Store).Events)
 }
 
 func (n *Node) listAudit(w http.ResponseWriter, r *http.Request, p *principal) error {
+	return listSince(n, w, r, (*fsm.Store).Audit)
+}
+
+// listSince answers the records a log-like table holds after ?since=N.
+func listSince[T any](n *Node, w http.ResponseWriter, r *http.Request, get func(*fsm.Store, uint64) ([]T, error)) error {
 	store, err := n.store()
 	if err != nil {
 		return err
 	}
 	since, _ := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
-	recs, err := store.Audit(since)
+	recs, err := get(store, since)
 	if err != nil {
 		return err
 	}
 	if recs == nil {
-		recs = []*fsm.AuditRecord{}
+		recs = []T{}
 	}
 	return writeJSON(w, store.Index(), recs)
 }

@@ -52,11 +52,7 @@ func bootstrapIdentity(cfg Config) (*identity, *bootstrapSecrets, error) {
 	}
 	id := &identity{ID: newID(), Name: cfg.Name, Grid: cfg.Grid, Role: fsm.RoleVoter, CADigest: pki.Digest(ca.Cert),
 		caPEM: ca.CertPEM, caKeyPEM: ca.KeyPEM}
-	key, keyPEM, err := pki.NewKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	pub, err := pki.PublicKeyPEM(key)
+	keyPEM, pub, err := pki.NewNodeKey()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -131,11 +127,7 @@ func joinGrid(ctx context.Context, cfg Config) (*identity, *api.JoinResponse, er
 	if err != nil {
 		return nil, nil, err
 	}
-	key, keyPEM, err := pki.NewKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	pub, err := pki.PublicKeyPEM(key)
+	keyPEM, pub, err := pki.NewNodeKey()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -55,8 +55,7 @@ func TestJoinRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _, _ := pki.NewKey()
-	pub, _ := pki.PublicKeyPEM(key)
+	_, pub, _ := pki.NewNodeKey()
 	base := api.JoinRequest{Grid: tok.Grid, Secret: tok.Secret, Protocol: api.ProtocolVersion, Version: Version,
 		NodeID: newID(), Name: "n2", PublicKey: string(pub), Addr: "127.0.0.9", APIPort: 1, RaftPort: 2, GossipPort: 3}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.PinnedConfig(tok.CADigest, nil)}}

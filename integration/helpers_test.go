@@ -74,9 +74,8 @@ func (tg *testGrid) insideConfig(t *testing.T, addr string) string {
 func foreignCert(t *testing.T) *tls.Certificate {
 	ca, err := pki.NewCA("intruder")
 	must(t, err)
-	key, keyPEM, err := pki.NewKey()
+	keyPEM, pub, err := pki.NewNodeKey()
 	must(t, err)
-	pub, _ := pki.PublicKeyPEM(key)
 	certPEM, err := ca.IssueNode(pub, "intruder", "intruder", nil)
 	must(t, err)
 	kp, err := pki.KeyPair(certPEM, keyPEM, ca.CertPEM)

@@ -113,6 +113,17 @@ func NewKey() (*ecdsa.PrivateKey, []byte, error) {
 	return key, pemBlock("EC PRIVATE KEY", der), nil
 }
 
+// NewNodeKey makes a node's private key and returns it with its public half,
+// both PEM: the private key stays on the node, the public one is signed.
+func NewNodeKey() (keyPEM, pubPEM []byte, err error) {
+	key, keyPEM, err := NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	pubPEM, err = PublicKeyPEM(key)
+	return keyPEM, pubPEM, err
+}
+
 // PublicKeyPEM encodes the public half of key.
 func PublicKeyPEM(key *ecdsa.PrivateKey) ([]byte, error) {
 	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)

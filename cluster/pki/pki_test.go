@@ -34,11 +34,10 @@ func serve(t *testing.T, cfg *tls.Config) string {
 
 func nodeKeyPair(t *testing.T, ca *CA, id string) tls.Certificate {
 	t.Helper()
-	key, keyPEM, err := NewKey()
+	keyPEM, pub, err := NewNodeKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := PublicKeyPEM(key)
 	cert, err := ca.IssueNode(pub, id, id, []string{"127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
