@@ -39,6 +39,16 @@ func (s *Store) Apply(index uint64, cmd Command, audit *AuditInfo) (any, error) 
 		res, err = a.tokenRemove(c)
 	case *JoinTokenSet:
 		res, err = a.joinTokenSet(c)
+	case *StackInstall:
+		res, err = a.stackInstall(c)
+	case *StackRemove:
+		res, err = a.stackRemove(c)
+	case *ServiceScale:
+		res, err = a.serviceScale(c)
+	case *InstancesPlace:
+		res, err = a.instancesPlace(c)
+	case *InstancesReport:
+		res, err = a.instancesReport(c)
 	default:
 		err = fmt.Errorf("apply: unknown command %T", cmd)
 	}
@@ -126,6 +136,16 @@ func resourceOf(cmd Command) string {
 		return "token/" + c.ID
 	case *JoinTokenSet:
 		return "grid/join-token"
+	case *StackInstall:
+		return "stack/" + c.Stack.Name
+	case *StackRemove:
+		return "stack/" + c.Name
+	case *ServiceScale:
+		return "service/" + c.ID
+	case *InstancesPlace:
+		return "service/" + c.ServiceID
+	case *InstancesReport:
+		return "node/" + c.NodeID
 	}
 	return ""
 }
@@ -422,4 +442,140 @@ func (a *applier) joinTokenSet(c *JoinTokenSet) (any, error) {
 
 func sortNodes(ns []*Node) {
 	sort.Slice(ns, func(i, j int) bool { return ns[i].Number < ns[j].Number })
+}
+
+func (a *applier) stackInstall(c *StackInstall) (any, error) {
+	st := c.Stack
+	if raw, _ := a.txn.First(tableStacks, "id", st.Name); raw != nil {
+		return nil, fmt.Errorf("stack %q is already installed; use `kontena stack upgrade %s`: %w", st.Name, st.Name, ErrConflict)
+	}
+	if st.Name == "" || len(st.Spec.Services) == 0 {
+		return nil, fmt.Errorf("stack %q has no name or no services: %w", st.Name, ErrInvalid)
+	}
+	st.Revision = 1
+	st.CreatedAt, st.UpdatedAt, st.ModifyIndex = a.now, a.now, a.index
+	if err := a.txn.Insert(tableStacks, &st); err != nil {
+		return nil, err
+	}
+	for _, spec := range st.Spec.Services {
+		svc := &Service{ID: ServiceID(st.Name, spec.Name), Stack: st.Name, Name: spec.Name, Revision: 1,
+			Instances: spec.Instances, Spec: *spec, ModifyIndex: a.index}
+		if err := a.txn.Insert(tableServices, svc); err != nil {
+			return nil, err
+		}
+	}
+	return &st, a.event("stack.installed", "stack/"+st.Name, fmt.Sprintf("stack %s installed with %d services", st.Name, len(st.Spec.Services)))
+}
+
+func (a *applier) stackRemove(c *StackRemove) (any, error) {
+	raw, err := a.txn.First(tableStacks, "id", c.Name)
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("stack %q: %w", c.Name, ErrNotFound)
+	}
+	svcs, err := listBy[*Service](a.txn, tableServices, "stack", c.Name)
+	if err != nil {
+		return nil, err
+	}
+	for _, svc := range svcs {
+		if _, err := a.txn.DeleteAll(tableInstances, "service", svc.ID); err != nil {
+			return nil, err
+		}
+		if err := a.txn.Delete(tableServices, svc); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.txn.Delete(tableStacks, raw); err != nil {
+		return nil, err
+	}
+	return raw, a.event("stack.removed", "stack/"+c.Name, "stack "+c.Name+" removed")
+}
+
+func (a *applier) getService(id string) (*Service, error) {
+	raw, err := a.txn.First(tableServices, "id", id)
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("service %q: %w", id, ErrNotFound)
+	}
+	cp := *raw.(*Service)
+	return &cp, nil
+}
+
+func (a *applier) serviceScale(c *ServiceScale) (any, error) {
+	if c.Instances < 0 {
+		return nil, fmt.Errorf("instances %d: expected 0 or more: %w", c.Instances, ErrInvalid)
+	}
+	svc, err := a.getService(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	// For daemon services the count is per node, as in Kontena; the
+	// scheduler reads it that way.
+	old := svc.Instances
+	svc.Instances, svc.ModifyIndex = c.Instances, a.index
+	if err := a.txn.Insert(tableServices, svc); err != nil {
+		return nil, err
+	}
+	return svc, a.event("service.scaled", "service/"+svc.ID, fmt.Sprintf("service %s scaled from %d to %d", svc.ID, old, c.Instances))
+}
+
+func (a *applier) instancesPlace(c *InstancesPlace) (any, error) {
+	svc, err := a.getService(c.ServiceID)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range c.Place {
+		if p.Number < 1 || p.NodeID == "" {
+			return nil, fmt.Errorf("placement of %s instance %d on %q: %w", svc.ID, p.Number, p.NodeID, ErrInvalid)
+		}
+		if raw, _ := a.txn.First(tableNodes, "id", p.NodeID); raw == nil {
+			return nil, fmt.Errorf("placement of %s-%d on node %s: %w", svc.ID, p.Number, p.NodeID, ErrNotFound)
+		}
+		id := InstanceID(svc.ID, p.Number)
+		inst := &Instance{ID: id, ServiceID: svc.ID, Number: p.Number}
+		if raw, _ := a.txn.First(tableInstances, "id", id); raw != nil {
+			*inst = *raw.(*Instance)
+		}
+		if inst.NodeID != p.NodeID {
+			inst.Actual = InstanceActual{} // a new node has reported nothing yet
+		}
+		inst.NodeID, inst.Revision, inst.ModifyIndex = p.NodeID, c.Revision, a.index
+		if err := a.txn.Insert(tableInstances, inst); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range c.Remove {
+		raw, err := a.txn.First(tableInstances, "id", InstanceID(svc.ID, n))
+		if err != nil {
+			return nil, err
+		}
+		if raw != nil {
+			if err := a.txn.Delete(tableInstances, raw); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return nil, nil
+}
+
+func (a *applier) instancesReport(c *InstancesReport) (any, error) {
+	for _, r := range c.Reports {
+		raw, err := a.txn.First(tableInstances, "id", r.ID)
+		if err != nil {
+			return nil, err
+		}
+		if raw == nil || raw.(*Instance).NodeID != c.NodeID {
+			continue // moved or removed meanwhile: the report is stale
+		}
+		inst := *raw.(*Instance)
+		inst.Actual, inst.ModifyIndex = r.Actual, a.index
+		if err := a.txn.Insert(tableInstances, &inst); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
 }

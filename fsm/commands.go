@@ -21,6 +21,11 @@ const (
 	MsgTokenCreate
 	MsgTokenRemove
 	MsgJoinTokenSet
+	MsgStackInstall
+	MsgStackRemove
+	MsgServiceScale
+	MsgInstancesPlace
+	MsgInstancesReport
 )
 
 func (t MsgType) String() string {
@@ -43,6 +48,16 @@ func (t MsgType) String() string {
 		return "token.remove"
 	case MsgJoinTokenSet:
 		return "grid.join_token"
+	case MsgStackInstall:
+		return "stack.install"
+	case MsgStackRemove:
+		return "stack.remove"
+	case MsgServiceScale:
+		return "service.scale"
+	case MsgInstancesPlace:
+		return "service.place"
+	case MsgInstancesReport:
+		return "instance.report"
 	}
 	return fmt.Sprintf("msg(%d)", uint8(t))
 }
@@ -119,6 +134,16 @@ func newCommand(t MsgType) Command {
 		return &TokenRemove{}
 	case MsgJoinTokenSet:
 		return &JoinTokenSet{}
+	case MsgStackInstall:
+		return &StackInstall{}
+	case MsgStackRemove:
+		return &StackRemove{}
+	case MsgServiceScale:
+		return &ServiceScale{}
+	case MsgInstancesPlace:
+		return &InstancesPlace{}
+	case MsgInstancesReport:
+		return &InstancesReport{}
 	}
 	return nil
 }
@@ -189,6 +214,56 @@ type TokenRemove struct {
 type JoinTokenSet struct {
 	Sealed []byte `json:"sealed"`
 }
+
+// StackInstall stores a validated stack and creates its services.
+type StackInstall struct {
+	Stack Stack `json:"stack"`
+}
+
+// StackRemove deletes a stack with its services and instances.
+type StackRemove struct {
+	Name string `json:"name"`
+}
+
+// ServiceScale sets the desired instance count of a service.
+type ServiceScale struct {
+	ID        string `json:"id"`
+	Instances int    `json:"instances"`
+}
+
+// Placement puts instance Number of a service on a node.
+type Placement struct {
+	Number int    `json:"number"`
+	NodeID string `json:"node_id"`
+}
+
+// InstancesPlace is the leader's placement of a service's instances at a
+// revision; Remove lists instance numbers that are no longer wanted.
+type InstancesPlace struct {
+	ServiceID string      `json:"service_id"`
+	Revision  uint64      `json:"revision"`
+	Place     []Placement `json:"place"`
+	Remove    []int       `json:"remove,omitempty"`
+}
+
+// InstanceReport is what a node says about one of its instances.
+type InstanceReport struct {
+	ID     string         `json:"id"`
+	Actual InstanceActual `json:"actual"`
+}
+
+// InstancesReport carries a node's reports; only instances placed on that
+// node are updated.
+type InstancesReport struct {
+	NodeID  string           `json:"node_id"`
+	Reports []InstanceReport `json:"reports"`
+}
+
+func (*StackInstall) MsgType() MsgType    { return MsgStackInstall }
+func (*StackRemove) MsgType() MsgType     { return MsgStackRemove }
+func (*ServiceScale) MsgType() MsgType    { return MsgServiceScale }
+func (*InstancesPlace) MsgType() MsgType  { return MsgInstancesPlace }
+func (*InstancesReport) MsgType() MsgType { return MsgInstancesReport }
 
 func (*GridInit) MsgType() MsgType     { return MsgGridInit }
 func (*NodeRegister) MsgType() MsgType { return MsgNodeRegister }

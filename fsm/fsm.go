@@ -56,6 +56,7 @@ type snapshotData struct {
 	Tokens       []*Token       `json:"tokens"`
 	Events       []*Event       `json:"events"`
 	Audit        []*AuditRecord `json:"audit"`
+	Stacks       []*Stack       `json:"stacks"`
 	Services     []*Service     `json:"services"`
 	Instances    []*Instance    `json:"instances"`
 	Secrets      []*Secret      `json:"secrets"`
@@ -78,6 +79,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	collect(txn, tableTokens, &d.Tokens, &err)
 	collect(txn, tableEvents, &d.Events, &err)
 	collect(txn, tableAudit, &d.Audit, &err)
+	collect(txn, tableStacks, &d.Stacks, &err)
 	collect(txn, tableServices, &d.Services, &err)
 	collect(txn, tableInstances, &d.Instances, &err)
 	collect(txn, tableSecrets, &d.Secrets, &err)
@@ -131,6 +133,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	insert(tableTokens, len(d.Tokens), func(i int) any { return d.Tokens[i] })
 	insert(tableEvents, len(d.Events), func(i int) any { return d.Events[i] })
 	insert(tableAudit, len(d.Audit), func(i int) any { return d.Audit[i] })
+	insert(tableStacks, len(d.Stacks), func(i int) any { return d.Stacks[i] })
 	insert(tableServices, len(d.Services), func(i int) any { return d.Services[i] })
 	insert(tableInstances, len(d.Instances), func(i int) any { return d.Instances[i] })
 	insert(tableSecrets, len(d.Secrets), func(i int) any { return d.Secrets[i] })

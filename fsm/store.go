@@ -22,6 +22,7 @@ const (
 	tableTokens       = "tokens"
 	tableEvents       = "events"
 	tableAudit        = "audit"
+	tableStacks       = "stacks"
 	tableServices     = "services"
 	tableInstances    = "instances"
 	tableSecrets      = "secrets"
@@ -49,6 +50,7 @@ func schema() *memdb.DBSchema {
 		}},
 		tableEvents: {Name: tableEvents, Indexes: map[string]*memdb.IndexSchema{"id": num("Index")}},
 		tableAudit:  {Name: tableAudit, Indexes: map[string]*memdb.IndexSchema{"id": num("Index")}},
+		tableStacks: {Name: tableStacks, Indexes: map[string]*memdb.IndexSchema{"id": str("Name")}},
 		tableServices: {Name: tableServices, Indexes: map[string]*memdb.IndexSchema{
 			"id":    str("ID"),
 			"stack": {Name: "stack", Indexer: &memdb.StringFieldIndex{Field: "Stack"}},
@@ -216,6 +218,56 @@ func (s *Store) Tokens(user string) ([]*Token, error) {
 	return out, nil
 }
 
+// Stacks lists installed stacks by name.
+func (s *Store) Stacks() ([]*Stack, error) { return list[*Stack](s.txn(false), tableStacks) }
+
+// Stack returns an installed stack.
+func (s *Store) Stack(name string) (*Stack, error) {
+	raw, err := s.txn(false).First(tableStacks, "id", name)
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("stack %q: %w", name, ErrNotFound)
+	}
+	return raw.(*Stack), nil
+}
+
+// Services lists services; with stackName set, only that stack's.
+func (s *Store) Services(stackName string) ([]*Service, error) {
+	txn := s.txn(false)
+	if stackName == "" {
+		return list[*Service](txn, tableServices)
+	}
+	return listBy[*Service](txn, tableServices, "stack", stackName)
+}
+
+// Service returns a service by ID ("<stack>/<service>").
+func (s *Store) Service(id string) (*Service, error) {
+	raw, err := s.txn(false).First(tableServices, "id", id)
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("service %q: %w", id, ErrNotFound)
+	}
+	return raw.(*Service), nil
+}
+
+// Instances lists a service's instances, or all with serviceID "".
+func (s *Store) Instances(serviceID string) ([]*Instance, error) {
+	txn := s.txn(false)
+	if serviceID == "" {
+		return list[*Instance](txn, tableInstances)
+	}
+	return listBy[*Instance](txn, tableInstances, "service", serviceID)
+}
+
+// InstancesOnNode lists the instances placed on a node: its assignments.
+func (s *Store) InstancesOnNode(nodeID string) ([]*Instance, error) {
+	return listBy[*Instance](s.txn(false), tableInstances, "node", nodeID)
+}
+
 // Events returns events with an index above since, oldest first.
 func (s *Store) Events(since uint64) ([]*Event, error) {
 	it, err := s.txn(false).LowerBound(tableEvents, "id", since+1)
@@ -238,6 +290,18 @@ func (s *Store) Audit(since uint64) ([]*AuditRecord, error) {
 	var out []*AuditRecord
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out = append(out, raw.(*AuditRecord))
+	}
+	return out, nil
+}
+
+func listBy[T any](txn *memdb.Txn, table, index, value string) ([]T, error) {
+	it, err := txn.Get(table, index, value)
+	if err != nil {
+		return nil, fmt.Errorf("list %s by %s: %w", table, index, err)
+	}
+	var out []T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(T))
 	}
 	return out, nil
 }

@@ -4,9 +4,12 @@
 package fsm
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kontena-ng/kontena/stack"
 )
 
 // Node roles. Voters hold the Raft log; workers only gossip and run work.
@@ -119,29 +122,58 @@ type AuditRecord struct {
 	Resource  string    `json:"resource"`
 }
 
-// The records below are the schema for the services, vault and certificate
-// work that builds on the grid; their tables exist so snapshots keep one
-// format as commands for them are added.
-
-// Service is the desired state of one service of a stack.
-type Service struct {
-	ID          string         `json:"id"` // "<stack>/<service>"
-	Stack       string         `json:"stack"`
+// Stack is an installed stack: the source as the user gave it, the values
+// it was rendered with (so `upgrade --reuse-values` can reuse them; never
+// vault-backed ones) and the validated definition.
+type Stack struct {
 	Name        string         `json:"name"`
+	FileName    string         `json:"file_name,omitempty"`
+	Source      string         `json:"source"`
+	Values      map[string]any `json:"values,omitempty"`
+	Spec        stack.Stack    `json:"spec"`
 	Revision    uint64         `json:"revision"`
-	Spec        map[string]any `json:"spec"`
+	CreatedAt   time.Time      `json:"created_at"`
+	UpdatedAt   time.Time      `json:"updated_at"`
 	ModifyIndex uint64         `json:"modify_index"`
 }
 
-// Instance is one numbered instance of a service, placed on a node.
+// Service is the desired state of one service of a stack.
+type Service struct {
+	ID          string        `json:"id"` // "<stack>/<service>"
+	Stack       string        `json:"stack"`
+	Name        string        `json:"name"`
+	Revision    uint64        `json:"revision"`  // bumped when what its containers run changes
+	Instances   int           `json:"instances"` // desired count; `service scale` changes it
+	Spec        stack.Service `json:"spec"`
+	ModifyIndex uint64        `json:"modify_index"`
+}
+
+// ServiceID is the ID of service svc of stack st.
+func ServiceID(st, svc string) string { return st + "/" + svc }
+
+// Instance is one numbered instance of a service, placed on a node by the
+// leader; Actual is what that node last reported about it.
 type Instance struct {
-	ID          string `json:"id"` // "<stack>/<service>-<n>"
-	ServiceID   string `json:"service_id"`
-	Number      int    `json:"number"`
-	NodeID      string `json:"node_id"`
-	Revision    uint64 `json:"revision"`
-	State       string `json:"state"`
-	ModifyIndex uint64 `json:"modify_index"`
+	ID          string         `json:"id"` // "<stack>/<service>-<n>"
+	ServiceID   string         `json:"service_id"`
+	Number      int            `json:"number"`
+	NodeID      string         `json:"node_id"`
+	Revision    uint64         `json:"revision"` // service revision the node must run
+	Actual      InstanceActual `json:"actual"`
+	ModifyIndex uint64         `json:"modify_index"`
+}
+
+// InstanceID is the ID of instance n of a service.
+func InstanceID(serviceID string, n int) string { return fmt.Sprintf("%s-%d", serviceID, n) }
+
+// InstanceActual is a node's report on one instance.
+type InstanceActual struct {
+	State       string    `json:"state,omitempty"` // running, exited, unhealthy, failed, removed
+	Health      string    `json:"health,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	ContainerID string    `json:"container_id,omitempty"`
+	Revision    uint64    `json:"revision,omitempty"`
+	At          time.Time `json:"at,omitempty"`
 }
 
 // Secret is a vault entry, sealed with the grid master key.
