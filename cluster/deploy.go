@@ -1,0 +1,126 @@
+package cluster
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/scheduler"
+)
+
+// offlineGrace is how long a node may be offline before its instances are
+// moved, per strategy (Kontena's values): a short network blip must not
+// reshuffle a grid.
+func offlineGrace(strategy string) time.Duration {
+	switch strategy {
+	case scheduler.StrategyRandom:
+		return 30 * time.Second
+	case scheduler.StrategyDaemon:
+		return 10 * time.Minute
+	}
+	return 2 * time.Minute
+}
+
+// planDeploys is the leader's deploy step as a pure function of the state:
+// for every service it asks the scheduler where its instances belong and
+// returns a placement command for each service whose instances are not
+// already there (count, node or revision). Services that cannot be placed
+// come back as errors naming the filters that rejected nodes; the others
+// are still planned.
+func planDeploys(now time.Time, nodes []*fsm.Node, services []*fsm.Service, instances []*fsm.Instance, rnd *rand.Rand) ([]*fsm.InstancesPlace, []error) {
+	byService := map[string][]*fsm.Instance{}
+	for _, in := range instances {
+		byService[in.ServiceID] = append(byService[in.ServiceID], in)
+	}
+	var cmds []*fsm.InstancesPlace
+	var errs []error
+	for _, svc := range services {
+		ssvc := toSchedulerService(svc)
+		st := scheduler.NewState(schedulerNodes(now, nodes, offlineGrace(ssvc.Strategy)), schedulerInstances(services, instances), nil)
+		plan, err := scheduler.Place(st, ssvc, scheduler.Options{Rand: rnd})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", svc.ID, err))
+		}
+		if cmd := diffPlan(svc, byService[svc.ID], plan); cmd != nil {
+			cmds = append(cmds, cmd)
+		}
+	}
+	return cmds, errs
+}
+
+// diffPlan turns a plan into a command, or nil when the instances already
+// match it.
+func diffPlan(svc *fsm.Service, current []*fsm.Instance, plan scheduler.Plan) *fsm.InstancesPlace {
+	have := map[int]*fsm.Instance{}
+	for _, in := range current {
+		have[in.Number] = in
+	}
+	cmd := &fsm.InstancesPlace{ServiceID: svc.ID, Revision: svc.Revision}
+	changed := false
+	for _, p := range plan.Placements {
+		cmd.Place = append(cmd.Place, fsm.Placement{Number: p.Number, NodeID: p.NodeID})
+		if in, ok := have[p.Number]; !ok || in.NodeID != p.NodeID || in.Revision != svc.Revision {
+			changed = true
+		}
+	}
+	for _, r := range plan.Remove {
+		cmd.Remove = append(cmd.Remove, r.Number)
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	slices.Sort(cmd.Remove)
+	return cmd
+}
+
+func toSchedulerService(svc *fsm.Service) scheduler.Service {
+	spec := svc.Spec
+	out := scheduler.Service{Stack: svc.Stack, Name: svc.Name, Instances: svc.Instances, Strategy: spec.Deploy.Strategy,
+		Affinity: spec.Affinity, CPUs: spec.CPUs, Stateful: spec.Stateful, VolumesFrom: spec.VolumesFrom,
+		NetworkMode: spec.NetworkMode, MinHealth: spec.Deploy.MinHealth, Ports: servicePorts(svc)}
+	// Memory is not checked until agents report what nodes have free; a
+	// node that reported nothing would otherwise reject every service.
+	return out
+}
+
+func servicePorts(svc *fsm.Service) []scheduler.Port {
+	var ports []scheduler.Port
+	for _, p := range svc.Spec.Ports {
+		ports = append(ports, scheduler.Port{HostIP: p.IP, HostPort: p.NodePort, Protocol: p.Protocol})
+	}
+	return ports
+}
+
+// schedulerNodes is the grid as the scheduler sees it. A node offline for
+// less than the grace still counts as online, so its instances stay put.
+func schedulerNodes(now time.Time, nodes []*fsm.Node, grace time.Duration) []scheduler.Node {
+	out := make([]scheduler.Node, 0, len(nodes))
+	for _, n := range nodes {
+		sn := scheduler.NodeFromFSM(n)
+		if n.Status == fsm.StatusOffline && now.Sub(n.StatusAt) < grace {
+			sn.Status = fsm.StatusOnline
+		}
+		out = append(out, sn)
+	}
+	return out
+}
+
+func schedulerInstances(services []*fsm.Service, instances []*fsm.Instance) []scheduler.Instance {
+	svcs := map[string]*fsm.Service{}
+	for _, s := range services {
+		svcs[s.ID] = s
+	}
+	out := make([]scheduler.Instance, 0, len(instances))
+	for _, in := range instances {
+		si := scheduler.Instance{Service: in.ServiceID, Number: in.Number, NodeID: in.NodeID}
+		if svc := svcs[in.ServiceID]; svc != nil {
+			si.Ports = servicePorts(svc)
+			si.Volumes = svc.Spec.Stateful
+		}
+		out = append(out, si)
+	}
+	return out
+}

@@ -1,0 +1,113 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/scheduler"
+	"github.com/kontena-ng/kontena/stack"
+)
+
+var now = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func nodes(statuses ...string) []*fsm.Node {
+	var out []*fsm.Node
+	for i, st := range statuses {
+		status, age, _ := strings.Cut(st, "@")
+		at := now
+		if age != "" {
+			d, _ := time.ParseDuration(age)
+			at = now.Add(-d)
+		}
+		out = append(out, &fsm.Node{ID: fmt.Sprintf("id%d", i+1), Name: fmt.Sprintf("n%d", i+1), Number: i + 1,
+			Status: status, StatusAt: at, Availability: fsm.AvailabilityActive, Labels: []string{fmt.Sprintf("az=%c", 'a'+i%2)}})
+	}
+	return out
+}
+
+func service(n int, strategy string) *fsm.Service {
+	return &fsm.Service{ID: "s/web", Stack: "s", Name: "web", Revision: 1, Instances: n,
+		Spec: stack.Service{Name: "web", Image: "web:1", Instances: n, Deploy: stack.Deploy{Strategy: strategy, MinHealth: 0.8}}}
+}
+
+func placed(cmd *fsm.InstancesPlace) map[int]string {
+	m := map[int]string{}
+	for _, p := range cmd.Place {
+		m[p.Number] = p.NodeID
+	}
+	return m
+}
+
+func TestPlanDeploys(t *testing.T) {
+	rnd := func() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
+	t.Run("new service is spread over zones", func(t *testing.T) {
+		cmds, errs := planDeploys(now, nodes("online", "online", "online"), []*fsm.Service{service(3, "ha")}, nil, rnd())
+		if len(errs) != 0 || len(cmds) != 1 || len(cmds[0].Place) != 3 {
+			t.Fatalf("cmds %+v errs %v", cmds, errs)
+		}
+		zones := map[string]int{}
+		for _, p := range cmds[0].Place {
+			zones[map[string]string{"id1": "a", "id2": "b", "id3": "a"}[p.NodeID]]++
+		}
+		if zones["a"] == 0 || zones["b"] == 0 {
+			t.Fatalf("not spread over zones: %v", placed(cmds[0]))
+		}
+	})
+	current := []*fsm.Instance{
+		{ID: "s/web-1", ServiceID: "s/web", Number: 1, NodeID: "id1", Revision: 1},
+		{ID: "s/web-2", ServiceID: "s/web", Number: 2, NodeID: "id2", Revision: 1},
+	}
+	t.Run("placed service is left alone", func(t *testing.T) {
+		cmds, _ := planDeploys(now, nodes("online", "online"), []*fsm.Service{service(2, "ha")}, current, rnd())
+		if len(cmds) != 0 {
+			t.Fatalf("unexpected commands: %+v", cmds[0])
+		}
+	})
+	t.Run("scale down removes the highest numbers", func(t *testing.T) {
+		cmds, _ := planDeploys(now, nodes("online", "online"), []*fsm.Service{service(1, "ha")}, current, rnd())
+		if len(cmds) != 1 || fmt.Sprint(cmds[0].Remove) != "[2]" || placed(cmds[0])[1] != "id1" {
+			t.Fatalf("cmds %+v", cmds)
+		}
+	})
+	t.Run("revision change re-places in place", func(t *testing.T) {
+		svc := service(2, "ha")
+		svc.Revision = 2
+		cmds, _ := planDeploys(now, nodes("online", "online"), []*fsm.Service{svc}, current, rnd())
+		if len(cmds) != 1 || cmds[0].Revision != 2 || placed(cmds[0])[1] != "id1" || placed(cmds[0])[2] != "id2" {
+			t.Fatalf("cmds %+v", cmds)
+		}
+	})
+	for _, tc := range []struct {
+		strategy string
+		offline  string
+		moves    bool
+	}{
+		{"random", "offline@10s", false},
+		{"random", "offline@31s", true},
+		{"ha", "offline@90s", false},
+		{"ha", "offline@3m", true},
+		{"ha", "offline@0s", false},
+	} {
+		t.Run(fmt.Sprintf("%s node %s", tc.strategy, tc.offline), func(t *testing.T) {
+			cmds, _ := planDeploys(now, nodes("online", tc.offline, "online"), []*fsm.Service{service(2, tc.strategy)}, current, rnd())
+			moved := len(cmds) == 1 && placed(cmds[0])[2] != "id2"
+			if moved != tc.moves {
+				t.Fatalf("moved = %v, want %v (cmds %+v)", moved, tc.moves, cmds)
+			}
+		})
+	}
+	t.Run("impossible placement names the filter", func(t *testing.T) {
+		svc := service(1, "ha")
+		svc.Spec.Affinity = []string{"label==az=z"}
+		_, errs := planDeploys(now, nodes("online", "online"), []*fsm.Service{svc}, nil, rnd())
+		var nf *scheduler.NoFitError
+		if len(errs) != 1 || !errors.As(errs[0], &nf) || !strings.Contains(errs[0].Error(), "affinity") {
+			t.Fatalf("errs = %v", errs)
+		}
+	})
+}
