@@ -56,7 +56,7 @@ func TestDockerLifecycle(t *testing.T) {
 	ctx := context.Background()
 	rec := &recorder{}
 	newAgent := func() *Agent {
-		a, err := New(Config{Runtime: rt, Reporter: rec, Logger: quiet(), Node: NodeInfo{NodeName: "n1", GridName: "g"}})
+		a, err := New(Config{Runtime: rt, Reporter: rec, Logger: quiet(), Node: NodeInfo{NodeID: "test-" + stack, NodeName: "n1", GridName: "g"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +152,7 @@ func TestDockerTCPHealthRestartsUnhealthy(t *testing.T) {
 	rt, stack := engine(t)
 	image := busyboxImage(t)
 	rec := &recorder{}
-	a, err := New(Config{Runtime: rt, Reporter: rec, Logger: quiet()})
+	a, err := New(Config{Runtime: rt, Reporter: rec, Logger: quiet(), Node: NodeInfo{NodeID: "test-" + stack}})
 	if err != nil {
 		t.Fatal(err)
 	}

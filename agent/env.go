@@ -8,6 +8,9 @@ import (
 // NodeInfo is what the agent knows about its node and grid, for the
 // KONTENA_* variables.
 type NodeInfo struct {
+	// NodeID scopes the agent to the containers it made (LabelNode); ""
+	// manages every container labelled LabelManaged on the engine.
+	NodeID       string
 	NodeName     string
 	GridName     string
 	PlatformName string // Kontena v1 name of the grid's platform; defaults to GridName

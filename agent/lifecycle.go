@@ -21,8 +21,11 @@ func (a *Agent) create(ctx context.Context, s ContainerSpec, carried []string) (
 		return "", err
 	}
 	done := sortedUnion(carried, oneshotNames(s, carried))
-	req := CreateRequest{Spec: s, Name: s.Name, Env: containerEnv(s, a.node),
-		Labels: containerLabels(s, done), Mounts: mounts}
+	labels := containerLabels(s, done)
+	if a.node.NodeID != "" {
+		labels[LabelNode] = a.node.NodeID
+	}
+	req := CreateRequest{Spec: s, Name: s.Name, Env: containerEnv(s, a.node), Labels: labels, Mounts: mounts}
 	id, err := a.rt.Create(ctx, req)
 	if err != nil {
 		return "", fmt.Errorf("agent: create %s from image %q: %w", s.Name, s.Image, err)

@@ -17,9 +17,15 @@ func (a *Agent) Reconcile(ctx context.Context, desired []ContainerSpec) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 
-	containers, err := a.rt.List(ctx)
+	all, err := a.rt.List(ctx)
 	if err != nil {
 		return fmt.Errorf("agent: list containers: %w (is the Docker engine running?)", err)
+	}
+	containers := all[:0:0]
+	for _, c := range all {
+		if a.node.NodeID == "" || c.Labels[LabelNode] == a.node.NodeID {
+			containers = append(containers, c)
+		}
 	}
 	specs := append([]ContainerSpec(nil), desired...)
 	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })

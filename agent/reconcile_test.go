@@ -331,3 +331,29 @@ func TestDuplicateContainersOfOneInstanceKeepOne(t *testing.T) {
 		t.Errorf("status %+v", rec.get("s.web-1"))
 	}
 }
+
+// Nodes sharing one Docker engine (a development host) must not touch each
+// other's containers.
+func TestReconcileLeavesOtherNodesContainersAlone(t *testing.T) {
+	ctx := context.Background()
+	rt := newFake()
+	mk := func(id string) *Agent {
+		a, err := New(Config{Runtime: rt, Node: NodeInfo{NodeID: id, NodeName: id, GridName: "g"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	n1, n2 := mk("node-1"), mk("node-2")
+	spec := ContainerSpec{Name: "s.web-1", Stack: "s", Service: "web", Instance: 1, Revision: 1, Image: "img"}
+	if err := n1.Reconcile(ctx, []ContainerSpec{spec}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Reconcile(ctx, nil); err != nil { // node 2 has nothing to run
+		t.Fatal(err)
+	}
+	list, _ := rt.List(ctx)
+	if len(list) != 1 || list[0].Labels[LabelNode] != "node-1" {
+		t.Fatalf("containers after node 2's pass: %+v", list)
+	}
+}

@@ -42,6 +42,10 @@ type Config struct {
 	RaftPort      int
 	GossipPort    int
 
+	// NoContainers turns the container agent off (a node that only takes
+	// part in Raft and gossip).
+	NoContainers bool
+
 	// Timing lets tests shorten gossip and Raft timers; zero values mean
 	// the production defaults.
 	Timing Timing

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -41,7 +43,7 @@ func planDeploys(now time.Time, nodes []*fsm.Node, services []*fsm.Service, inst
 		st := scheduler.NewState(schedulerNodes(now, nodes, offlineGrace(ssvc.Strategy)), schedulerInstances(services, instances), nil)
 		plan, err := scheduler.Place(st, ssvc, scheduler.Options{Rand: rnd})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("service %s: %w", svc.ID, err))
+			errs = append(errs, &serviceError{id: svc.ID, err: err})
 		}
 		if cmd := diffPlan(svc, byService[svc.ID], plan); cmd != nil {
 			cmds = append(cmds, cmd)
@@ -124,3 +126,52 @@ func schedulerInstances(services []*fsm.Service, instances []*fsm.Instance) []sc
 	}
 	return out
 }
+
+// deploy is the leader's deploy step: plan every service and commit the
+// placements that changed, and each service's placement error when it
+// changes.
+func (n *Node) deploy(ctx context.Context, rn *raftNode) {
+	nodes, err := rn.store.Nodes()
+	if err != nil {
+		return
+	}
+	services, err := rn.store.Services("")
+	if err != nil || len(services) == 0 {
+		return
+	}
+	instances, err := rn.store.Instances("")
+	if err != nil {
+		return
+	}
+	cmds, errs := planDeploys(time.Now().UTC(), nodes, services, instances, n.rnd)
+	for _, cmd := range cmds {
+		if _, _, err := n.apply(ctx, cmd, nil); err != nil {
+			n.log.Warn("commit placement", "service", cmd.ServiceID, "err", err)
+			continue
+		}
+		n.log.Info("instances placed", "service", cmd.ServiceID, "revision", cmd.Revision, "instances", len(cmd.Place), "removed", len(cmd.Remove))
+	}
+	failed := map[string]string{}
+	for _, e := range errs {
+		var se *serviceError
+		if errors.As(e, &se) {
+			failed[se.id] = se.err.Error()
+		}
+	}
+	for _, svc := range services {
+		if msg := failed[svc.ID]; msg != svc.PlacementError {
+			if _, _, err := n.apply(ctx, &fsm.ServicePlacementError{ID: svc.ID, Error: msg}, nil); err != nil {
+				n.log.Warn("record placement error", "service", svc.ID, "err", err)
+			}
+		}
+	}
+}
+
+// serviceError ties a placement error to its service.
+type serviceError struct {
+	id  string
+	err error
+}
+
+func (e *serviceError) Error() string { return fmt.Sprintf("service %s: %v", e.id, e.err) }
+func (e *serviceError) Unwrap() error { return e.err }

@@ -69,6 +69,14 @@ func (n *Node) handler() http.Handler {
 		{method: "DELETE", pattern: "/v1/tokens/{id}", leader: true, h: n.deleteToken},
 		{method: "GET", pattern: "/v1/events", h: n.listEvents},
 		{method: "GET", pattern: "/v1/audit", admin: true, h: n.listAudit},
+		{method: "POST", pattern: "/v1/stacks", leader: true, admin: true, h: n.installStack},
+		{method: "GET", pattern: "/v1/stacks", h: n.listStacks},
+		{method: "GET", pattern: "/v1/stacks/{name}", h: n.getStack},
+		{method: "DELETE", pattern: "/v1/stacks/{name}", leader: true, admin: true, h: n.deleteStack},
+		{method: "GET", pattern: "/v1/services", h: n.listServices},
+		{method: "POST", pattern: "/v1/services/{stack}/{service}/scale", leader: true, admin: true, h: n.scaleService},
+		{method: "GET", pattern: "/v1/nodes/{name}/assignments", h: n.getAssignments},
+		{method: "POST", pattern: "/v1/nodes/{name}/instances", leader: true, h: n.reportInstances},
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.method+" "+rt.pattern, n.wrap(rt))
@@ -365,12 +373,12 @@ func writeErr(w http.ResponseWriter, err error) {
 	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: ae})
 }
 
-// cleanErr drops the trailing sentinel (": not found") that only serves
-// errors.Is, keeping the message a user reads short.
+// cleanErr drops the trailing ": conflict" or ": invalid" that only serves
+// errors.Is; ": not found" stays, it reads well ("node \"x\": not found").
 func cleanErr(err error) string {
 	s := err.Error()
-	for _, sent := range []error{fsm.ErrNotFound, fsm.ErrConflict, fsm.ErrInvalid} {
-		if errors.Is(err, sent) && !strings.HasSuffix(s, " "+sent.Error()) {
+	for _, sent := range []error{fsm.ErrConflict, fsm.ErrInvalid} {
+		if errors.Is(err, sent) {
 			s = strings.TrimSuffix(s, ": "+sent.Error())
 		}
 	}

@@ -51,6 +51,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		n.reconcileMembership(ctx, rn, lastAlive)
 		n.reconcileVoters(ctx, rn)
 		n.evictRemoved(ctx, rn)
+		n.deploy(ctx, rn)
 	}
 }
 

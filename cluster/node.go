@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -39,6 +40,8 @@ type Node struct {
 	http   *http.Server
 
 	joins joinGate
+
+	rnd *rand.Rand // the leader's scheduler randomness (random strategy)
 
 	removed     chan struct{} // closed when the leader says this node was removed
 	removedOnce sync.Once
@@ -97,7 +100,8 @@ func Run(ctx context.Context, cfg Config) error {
 		peers = resp.Peers
 		_ = savePeers(cfg.DataDir, peers)
 	}
-	n := &Node{cfg: cfg, log: cfg.Log.With("node", id.Name), id: id, removed: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Log.With("node", id.Name), id: id, removed: make(chan struct{}),
+		rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))}
 	if err := n.start(ctx, boot, peers); err != nil {
 		n.stop()
 		return err
@@ -160,6 +164,9 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 	n.gossip = g
 	go n.reconnectLoop(ctx, peers)
 	go n.leaderLoop(ctx)
+	if !n.cfg.NoContainers {
+		go n.agentLoop(ctx)
+	}
 
 	info := ReadyInfo{Grid: id.Grid, NodeName: id.Name, Role: id.Role, CACert: id.caPEM, CADigest: id.CADigest,
 		APIAddr: net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.APIPort))}

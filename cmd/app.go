@@ -71,6 +71,7 @@ machine whose CLI config holds a token ('kontena grid login').`,
 			gridCommand(),
 			tokenCommand(),
 			stackCommand(),
+			serviceCommand(),
 			{
 				Name:  "audit-log",
 				Usage: "who changed what: one record per change (admins only)",

@@ -2,13 +2,21 @@ package cmd
 
 import "github.com/urfave/cli/v2"
 
-// stackCommand groups the stack commands. Only `validate` exists until
-// stacks can be installed on a grid (issue 4): no command is listed that
-// does not work.
+// stackCommand groups the stack commands.
 func stackCommand() *cli.Command {
 	return &cli.Command{
-		Name:        "stack",
-		Usage:       "work with stack files (kontena.yml)",
-		Subcommands: []*cli.Command{StackValidateCommand()},
+		Name:  "stack",
+		Usage: "install, list and remove stacks; validate stack files (kontena.yml)",
+		Subcommands: []*cli.Command{
+			StackValidateCommand(),
+			stackInstallCommand(),
+			{Name: "ls", Aliases: []string{"list"}, Usage: "list installed stacks", Flags: []cli.Flag{outputFlag}, Action: withSession(stackList)},
+			{Name: "show", Usage: "show a stack, its services and instances", ArgsUsage: "STACK", Flags: []cli.Flag{outputFlag}, Action: withSession(stackShow)},
+			{
+				Name: "rm", Aliases: []string{"remove"}, Usage: "remove a stack and its services", ArgsUsage: "STACK",
+				Flags:  []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "do not ask for confirmation"}},
+				Action: withSession(stackRemove),
+			},
+		},
 	}
 }

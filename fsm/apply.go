@@ -49,6 +49,8 @@ func (s *Store) Apply(index uint64, cmd Command, audit *AuditInfo) (any, error) 
 		res, err = a.instancesPlace(c)
 	case *InstancesReport:
 		res, err = a.instancesReport(c)
+	case *ServicePlacementError:
+		res, err = a.servicePlacementError(c)
 	default:
 		err = fmt.Errorf("apply: unknown command %T", cmd)
 	}
@@ -447,7 +449,7 @@ func sortNodes(ns []*Node) {
 func (a *applier) stackInstall(c *StackInstall) (any, error) {
 	st := c.Stack
 	if raw, _ := a.txn.First(tableStacks, "id", st.Name); raw != nil {
-		return nil, fmt.Errorf("stack %q is already installed; use `kontena stack upgrade %s`: %w", st.Name, st.Name, ErrConflict)
+		return nil, fmt.Errorf("stack %q is already installed; install under another name with -n, or remove it first with `kontena stack rm %s`: %w", st.Name, st.Name, ErrConflict)
 	}
 	if st.Name == "" || len(st.Spec.Services) == 0 {
 		return nil, fmt.Errorf("stack %q has no name or no services: %w", st.Name, ErrInvalid)
@@ -578,4 +580,22 @@ func (a *applier) instancesReport(c *InstancesReport) (any, error) {
 		}
 	}
 	return nil, nil
+}
+
+func (a *applier) servicePlacementError(c *ServicePlacementError) (any, error) {
+	svc, err := a.getService(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if svc.PlacementError == c.Error {
+		return svc, nil
+	}
+	svc.PlacementError, svc.ModifyIndex = c.Error, a.index
+	if err := a.txn.Insert(tableServices, svc); err != nil {
+		return nil, err
+	}
+	if c.Error == "" {
+		return svc, a.event("service.placed", "service/"+svc.ID, "all instances of "+svc.ID+" placed")
+	}
+	return svc, a.event("service.unplaced", "service/"+svc.ID, c.Error)
 }

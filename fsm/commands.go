@@ -26,6 +26,7 @@ const (
 	MsgServiceScale
 	MsgInstancesPlace
 	MsgInstancesReport
+	MsgServicePlacementError
 )
 
 func (t MsgType) String() string {
@@ -58,6 +59,8 @@ func (t MsgType) String() string {
 		return "service.place"
 	case MsgInstancesReport:
 		return "instance.report"
+	case MsgServicePlacementError:
+		return "service.placement_error"
 	}
 	return fmt.Sprintf("msg(%d)", uint8(t))
 }
@@ -144,6 +147,8 @@ func newCommand(t MsgType) Command {
 		return &InstancesPlace{}
 	case MsgInstancesReport:
 		return &InstancesReport{}
+	case MsgServicePlacementError:
+		return &ServicePlacementError{}
 	}
 	return nil
 }
@@ -259,11 +264,18 @@ type InstancesReport struct {
 	Reports []InstanceReport `json:"reports"`
 }
 
-func (*StackInstall) MsgType() MsgType    { return MsgStackInstall }
-func (*StackRemove) MsgType() MsgType     { return MsgStackRemove }
-func (*ServiceScale) MsgType() MsgType    { return MsgServiceScale }
-func (*InstancesPlace) MsgType() MsgType  { return MsgInstancesPlace }
-func (*InstancesReport) MsgType() MsgType { return MsgInstancesReport }
+// ServicePlacementError records why a service could not be fully placed.
+type ServicePlacementError struct {
+	ID    string `json:"id"`
+	Error string `json:"error"`
+}
+
+func (*ServicePlacementError) MsgType() MsgType { return MsgServicePlacementError }
+func (*StackInstall) MsgType() MsgType          { return MsgStackInstall }
+func (*StackRemove) MsgType() MsgType           { return MsgStackRemove }
+func (*ServiceScale) MsgType() MsgType          { return MsgServiceScale }
+func (*InstancesPlace) MsgType() MsgType        { return MsgInstancesPlace }
+func (*InstancesReport) MsgType() MsgType       { return MsgInstancesReport }
 
 func (*GridInit) MsgType() MsgType     { return MsgGridInit }
 func (*NodeRegister) MsgType() MsgType { return MsgNodeRegister }

@@ -139,13 +139,16 @@ type Stack struct {
 
 // Service is the desired state of one service of a stack.
 type Service struct {
-	ID          string        `json:"id"` // "<stack>/<service>"
-	Stack       string        `json:"stack"`
-	Name        string        `json:"name"`
-	Revision    uint64        `json:"revision"`  // bumped when what its containers run changes
-	Instances   int           `json:"instances"` // desired count; `service scale` changes it
-	Spec        stack.Service `json:"spec"`
-	ModifyIndex uint64        `json:"modify_index"`
+	ID        string        `json:"id"` // "<stack>/<service>"
+	Stack     string        `json:"stack"`
+	Name      string        `json:"name"`
+	Revision  uint64        `json:"revision"`  // bumped when what its containers run changes
+	Instances int           `json:"instances"` // desired count; `service scale` changes it
+	Spec      stack.Service `json:"spec"`
+	// PlacementError says why the leader could not place every instance
+	// ("" when it could): which filter rejected which nodes.
+	PlacementError string `json:"placement_error,omitempty"`
+	ModifyIndex    uint64 `json:"modify_index"`
 }
 
 // ServiceID is the ID of service svc of stack st.

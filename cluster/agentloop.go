@@ -1,0 +1,112 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/kontena-ng/kontena/agent"
+	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/fsm"
+)
+
+// agentLoop runs the node's containers: it watches the node's assignments
+// with a blocking query on its own API (which a worker forwards to a
+// voter) and hands them to the agent. When the masters cannot be reached
+// the agent keeps enforcing the last assignments it got.
+func (n *Node) agentLoop(ctx context.Context) {
+	rt, closeRT, err := agent.NewDockerRuntime(ctx, n.log)
+	if err != nil {
+		n.log.Warn("no Docker engine: this node runs no containers", "err", err)
+		return
+	}
+	defer closeRT()
+	self := api.NewClientTLS([]string{net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.APIPort))}, n.clientTLS, "")
+	var lastReport [32]byte
+	var lastSent time.Time
+	reporter := agent.ReporterFunc(func(ctx context.Context, st []agent.InstanceStatus) {
+		// Every pass reports; only a change (or a minute of silence) is
+		// worth a Raft write.
+		data, _ := json.Marshal(st)
+		if sum := sha256.Sum256(data); sum != lastReport || time.Since(lastSent) > time.Minute {
+			if n.report(ctx, self, st) {
+				lastReport, lastSent = sum, time.Now()
+			}
+		}
+	})
+	a, err := agent.New(agent.Config{Runtime: rt, Reporter: reporter, Logger: n.log.With("component", "agent"),
+		Node: agent.NodeInfo{NodeID: n.id.ID, NodeName: n.id.Name, GridName: n.id.Grid}})
+	if err != nil {
+		n.log.Error("start container agent", "err", err)
+		return
+	}
+	desired := make(chan []agent.ContainerSpec, 1)
+	go func() {
+		if err := a.Run(ctx, desired); err != nil && ctx.Err() == nil {
+			n.log.Error("container agent stopped", "err", err)
+		}
+	}()
+	var index uint64
+	var last [32]byte
+	path := "/v1/nodes/" + url.PathEscape(n.id.Name) + "/assignments"
+	for ctx.Err() == nil {
+		var as api.Assignments
+		q := ""
+		if index > 0 {
+			q = fmt.Sprintf("?index=%d&wait=30s", index)
+		}
+		idx, err := self.Do(ctx, http.MethodGet, path+q, nil, &as)
+		if err != nil {
+			n.log.Debug("watch assignments", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+			continue
+		}
+		index = idx
+		specs := containerSpecs(as)
+		// The index moves on every grid change; only new work matters.
+		data, _ := json.Marshal(specs)
+		if sum := sha256.Sum256(data); sum != last || index == 0 {
+			last = sum
+			select { // keep only the newest desired state
+			case <-desired:
+			default:
+			}
+			desired <- specs
+		}
+	}
+}
+
+// report sends the agent's view of the node's instances to the leader.
+func (n *Node) report(ctx context.Context, self *api.Client, statuses []agent.InstanceStatus) bool {
+	now := time.Now().UTC()
+	reports := make([]fsm.InstanceReport, 0, len(statuses))
+	for _, s := range statuses {
+		if s.Stack == "" || s.Service == "" {
+			continue
+		}
+		reports = append(reports, fsm.InstanceReport{
+			ID: fsm.InstanceID(fsm.ServiceID(s.Stack, s.Service), s.Instance),
+			Actual: fsm.InstanceActual{State: string(s.State), Health: string(s.Health), Error: s.Error,
+				ContainerID: s.ContainerID, Revision: s.Revision, At: now}})
+	}
+	if len(reports) == 0 {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := self.Do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(n.id.Name)+"/instances", reports, nil); err != nil {
+		n.log.Warn("report instances", "err", err)
+		return false
+	}
+	return true
+}

@@ -1,0 +1,211 @@
+package cluster
+
+import (
+	"net/http"
+	"regexp"
+	"sort"
+
+	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/fsm"
+)
+
+var stackNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62})$`)
+
+func (n *Node) installStack(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var req api.StackInstallRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	if !stackNameRE.MatchString(req.Name) {
+		return api.Errorf(api.CodeInvalid, "stack name %q: use lowercase letters, digits and dashes", req.Name)
+	}
+	if len(req.Spec.Services) == 0 {
+		return api.Errorf(api.CodeInvalid, "stack %s has no services", req.Name)
+	}
+	for _, svc := range req.Spec.Services {
+		if svc.Image == "" {
+			return api.Errorf(api.CodeInvalid, "stack %s: service %s has no image (building images is not supported by install)", req.Name, svc.Name)
+		}
+	}
+	req.Spec.Name = req.Name
+	res, idx, err := n.apply(r.Context(), &fsm.StackInstall{Stack: fsm.Stack{Name: req.Name, FileName: req.FileName,
+		Source: req.Source, Values: req.Values, Spec: req.Spec}}, auditOf(r, p))
+	if err != nil {
+		return err
+	}
+	store, _ := n.store()
+	return writeJSON(w, idx, stackInfo(store, res.(*fsm.Stack)))
+}
+
+func (n *Node) listStacks(w http.ResponseWriter, r *http.Request, p *principal) error {
+	store, err := n.store()
+	if err != nil {
+		return err
+	}
+	if err := blockingWait(r, store); err != nil {
+		return err
+	}
+	stacks, err := store.Stacks()
+	if err != nil {
+		return err
+	}
+	out := []*api.StackInfo{}
+	for _, st := range stacks {
+		out = append(out, stackInfo(store, st))
+	}
+	return writeJSON(w, store.Index(), out)
+}
+
+func (n *Node) getStack(w http.ResponseWriter, r *http.Request, p *principal) error {
+	store, err := n.store()
+	if err != nil {
+		return err
+	}
+	if err := blockingWait(r, store); err != nil {
+		return err
+	}
+	st, err := store.Stack(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, store.Index(), stackInfo(store, st))
+}
+
+func (n *Node) deleteStack(w http.ResponseWriter, r *http.Request, p *principal) error {
+	_, idx, err := n.apply(r.Context(), &fsm.StackRemove{Name: r.PathValue("name")}, auditOf(r, p))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, idx, map[string]string{"removed": r.PathValue("name")})
+}
+
+func (n *Node) listServices(w http.ResponseWriter, r *http.Request, p *principal) error {
+	store, err := n.store()
+	if err != nil {
+		return err
+	}
+	if err := blockingWait(r, store); err != nil {
+		return err
+	}
+	svcs, err := store.Services(r.URL.Query().Get("stack"))
+	if err != nil {
+		return err
+	}
+	names := nodeNames(store)
+	out := []*api.ServiceInfo{}
+	for _, svc := range svcs {
+		out = append(out, serviceInfo(store, svc, names))
+	}
+	return writeJSON(w, store.Index(), out)
+}
+
+func (n *Node) scaleService(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var req api.ScaleRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	res, idx, err := n.apply(r.Context(), &fsm.ServiceScale{ID: fsm.ServiceID(r.PathValue("stack"), r.PathValue("service")), Instances: req.Instances}, auditOf(r, p))
+	if err != nil {
+		return err
+	}
+	store, _ := n.store()
+	return writeJSON(w, idx, serviceInfo(store, res.(*fsm.Service), nodeNames(store)))
+}
+
+// getAssignments is what a node's agent watches (a blocking query): the
+// instances placed on the node with their service specs.
+func (n *Node) getAssignments(w http.ResponseWriter, r *http.Request, p *principal) error {
+	store, err := n.store()
+	if err != nil {
+		return err
+	}
+	node, err := store.Node(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	if p.Node != node.ID && !p.admin() {
+		return api.Errorf(api.CodeForbidden, "only node %s itself may read its assignments", node.Name)
+	}
+	if err := blockingWait(r, store); err != nil {
+		return err
+	}
+	idx := store.Index()
+	insts, err := store.InstancesOnNode(node.ID)
+	if err != nil {
+		return err
+	}
+	g, _ := store.Grid()
+	out := api.Assignments{Items: []api.Assignment{}}
+	if g != nil {
+		out.Grid = g.Name
+	}
+	for _, in := range insts {
+		svc, err := store.Service(in.ServiceID)
+		if err != nil {
+			continue
+		}
+		out.Items = append(out.Items, api.Assignment{Instance: *in, Stack: svc.Stack, Service: svc.Spec})
+	}
+	sort.Slice(out.Items, func(i, j int) bool { return out.Items[i].Instance.ID < out.Items[j].Instance.ID })
+	return writeJSON(w, idx, out)
+}
+
+// reportInstances records what a node's agent found; only the node itself
+// may report on its instances.
+func (n *Node) reportInstances(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var reports []fsm.InstanceReport
+	if err := decodeBody(r, &reports); err != nil {
+		return err
+	}
+	store, err := n.store()
+	if err != nil {
+		return err
+	}
+	node, err := store.Node(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	if p.Node != node.ID {
+		return api.Errorf(api.CodeForbidden, "only node %s itself may report its instances", node.Name)
+	}
+	_, idx, err := n.apply(r.Context(), &fsm.InstancesReport{NodeID: node.ID, Reports: reports}, nil)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, idx, map[string]int{"reports": len(reports)})
+}
+
+func nodeNames(store *fsm.Store) map[string]string {
+	names := map[string]string{}
+	if nodes, err := store.Nodes(); err == nil {
+		for _, nd := range nodes {
+			names[nd.ID] = nd.Name
+		}
+	}
+	return names
+}
+
+func stackInfo(store *fsm.Store, st *fsm.Stack) *api.StackInfo {
+	info := &api.StackInfo{Name: st.Name, Stack: st.Spec.Stack, Version: st.Spec.Version, Revision: st.Revision, CreatedAt: st.CreatedAt}
+	svcs, _ := store.Services(st.Name)
+	names := nodeNames(store)
+	for _, svc := range svcs {
+		info.Services = append(info.Services, *serviceInfo(store, svc, names))
+	}
+	return info
+}
+
+func serviceInfo(store *fsm.Store, svc *fsm.Service, nodeNames map[string]string) *api.ServiceInfo {
+	info := &api.ServiceInfo{ID: svc.ID, Stack: svc.Stack, Name: svc.Name, Image: svc.Spec.Image, Revision: svc.Revision,
+		Desired: svc.Instances, Strategy: svc.Spec.Deploy.Strategy, Error: svc.PlacementError, Instances: []api.InstanceInfo{}}
+	insts, _ := store.Instances(svc.ID)
+	sort.Slice(insts, func(i, j int) bool { return insts[i].Number < insts[j].Number })
+	for _, in := range insts {
+		if in.Actual.State == "running" && in.Actual.Revision == in.Revision {
+			info.Running++
+		}
+		info.Instances = append(info.Instances, api.InstanceInfo{Name: containerName(svc.Stack, svc.Name, in.Number),
+			Number: in.Number, Node: nodeNames[in.NodeID], Revision: in.Revision, Actual: in.Actual})
+	}
+	return info
+}

@@ -1,0 +1,278 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/stack"
+)
+
+func stackInstallCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "install",
+		Usage:     "install a stack file on the grid and wait until its instances run",
+		ArgsUsage: "[FILE]",
+		Description: `The file is rendered and validated here, exactly like 'kontena stack validate'
+(your files, environment and -v values), then sent to the grid with its source and values.
+Child stacks of 'depends' are installed first, as <name>-<dep>.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "name to install the stack under (default: from the file)"},
+			&cli.GenericFlag{Name: "var", Aliases: []string{"v"}, Value: &valueFlags{}, Usage: "set a variable: -v key=value (repeatable)"},
+			&cli.StringFlag{Name: "values-from", Usage: "read variable values from a YAML file"},
+			&cli.BoolFlag{Name: "no-wait", Usage: "return once the stack is stored, without waiting for its instances"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "how long to wait for the instances"},
+		},
+		Action: withSession(stackInstall),
+	}
+}
+
+func stackInstall(c *cli.Context, s *session) error {
+	if c.NArg() > 1 {
+		return usageError("stack install takes one FILE, got %d arguments", c.NArg())
+	}
+	file := c.Args().First()
+	if file == "" {
+		file = "kontena.yml"
+	}
+	values := map[string]any{}
+	if f := c.String("values-from"); f != "" {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return usageError("--values-from: %v", err)
+		}
+		if values, err = stack.ParseValuesFile(data); err != nil {
+			return usageError("--values-from %s: %v", f, err)
+		}
+	}
+	if v, ok := c.Generic("var").(*valueFlags); ok {
+		flags, err := stack.ParseValueFlags(v.list)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		for k, val := range flags {
+			values[k] = val
+		}
+	}
+	opts := stack.Options{Name: c.String("name"), Grid: s.grid, Values: values}
+	if stack.IsTerminal(os.Stdin) {
+		opts.Prompter = stack.NewTerminalPrompter(os.Stdin, c.App.ErrWriter)
+	}
+	res, err := stack.Load(c.Context, file, opts)
+	if err != nil {
+		var list stack.Errors
+		if errors.As(err, &list) {
+			return cli.Exit("error: the stack file is not valid:\n"+err.Error(), ExitError)
+		}
+		return err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
+	}
+	// Children first: a parent's services may link to them.
+	var order []*stack.Result
+	var walk func(r *stack.Result)
+	walk = func(r *stack.Result) {
+		for _, ch := range r.Children {
+			walk(ch)
+		}
+		order = append(order, r)
+	}
+	walk(res)
+	var installed []string
+	for _, r := range order {
+		info, err := s.api.InstallStack(c.Context, api.StackInstallRequest{Name: r.Name, FileName: filepath.Base(r.File),
+			Source: r.Source, Values: r.Variables, Spec: *r.Stack})
+		if err != nil {
+			return fmt.Errorf("install stack %s: %w", r.Name, err)
+		}
+		fmt.Fprintf(c.App.Writer, "Stack %s installed (%d services).\n", info.Name, len(info.Services))
+		installed = append(installed, info.Name)
+	}
+	if c.Bool("no-wait") {
+		return nil
+	}
+	return waitStacks(c, s, installed, c.Duration("timeout"))
+}
+
+// waitStacks shows instances converging until every service of the stacks
+// runs its desired count at its current revision, or a service cannot be
+// placed, or the timeout passes.
+func waitStacks(c *cli.Context, s *session, names []string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(c.Context, timeout)
+	defer cancel()
+	lastLine := ""
+	for {
+		var svcs []api.ServiceInfo
+		for _, name := range names {
+			st, err := s.api.Stack(ctx, name)
+			if err != nil {
+				return err
+			}
+			svcs = append(svcs, st.Services...)
+		}
+		done, parts := true, []string{}
+		for _, svc := range svcs {
+			parts = append(parts, fmt.Sprintf("%s %d/%d", svc.ID, svc.Running, svc.Desired))
+			if svc.Error != "" {
+				return cli.Exit(fmt.Sprintf("error: %s cannot be placed: %s", svc.ID, svc.Error), ExitConflict)
+			}
+			for _, in := range svc.Instances {
+				if in.Actual.State == "failed" && in.Actual.Revision == 0 {
+					return cli.Exit(fmt.Sprintf("error: %s on %s failed: %s", in.Name, in.Node, in.Actual.Error), ExitError)
+				}
+			}
+			if svc.Running != svc.Desired || len(svc.Instances) != svc.Desired {
+				done = false
+			}
+		}
+		if line := strings.Join(parts, ", "); line != lastLine {
+			fmt.Fprintf(c.App.Writer, "  running: %s\n", line)
+			lastLine = line
+		}
+		if done {
+			fmt.Fprintln(c.App.Writer, "Deployed.")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return cli.Exit(fmt.Sprintf("error: not all instances run after %s (%s); see `kontena service ls`", timeout, lastLine), ExitError)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func stackList(c *cli.Context, s *session) error {
+	stacks, err := s.api.Stacks(c.Context)
+	if err != nil {
+		return err
+	}
+	return render(c, stacks, func(w io.Writer) {
+		row(w, "NAME", "STACK", "VERSION", "SERVICES", "INSTANCES")
+		for _, st := range stacks {
+			running, desired := 0, 0
+			for _, svc := range st.Services {
+				running += svc.Running
+				desired += svc.Desired
+			}
+			row(w, st.Name, st.Stack, st.Version, len(st.Services), fmt.Sprintf("%d/%d", running, desired))
+		}
+	})
+}
+
+func stackShow(c *cli.Context, s *session) error {
+	name, err := oneArg(c, "STACK")
+	if err != nil {
+		return err
+	}
+	st, err := s.api.Stack(c.Context, name)
+	if err != nil {
+		return err
+	}
+	return render(c, st, func(w io.Writer) {
+		row(w, "stack:", st.Name+" ("+st.Stack+" "+st.Version+")")
+		row(w, "revision:", st.Revision)
+		row(w, "created:", st.CreatedAt.Format(time.RFC3339))
+		for _, svc := range st.Services {
+			row(w, "service:", fmt.Sprintf("%s %s %d/%d running", svc.Name, svc.Image, svc.Running, svc.Desired))
+			for _, in := range svc.Instances {
+				row(w, "", fmt.Sprintf("%s on %s: %s", in.Name, orDash(in.Node), orDash(in.Actual.State)))
+			}
+			if svc.Error != "" {
+				row(w, "", "cannot place: "+svc.Error)
+			}
+		}
+	})
+}
+
+func stackRemove(c *cli.Context, s *session) error {
+	name, err := oneArg(c, "STACK")
+	if err != nil {
+		return err
+	}
+	if !c.Bool("force") {
+		ok, err := confirm(c, fmt.Sprintf("Remove stack %s and all its services? Type its name to confirm: ", name), name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return cli.Exit("aborted", ExitError)
+		}
+	}
+	if err := s.api.RemoveStack(c.Context, name); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "Stack %s removed; its containers are being stopped.\n", name)
+	return nil
+}
+
+func serviceCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "service",
+		Usage: "list and scale services",
+		Subcommands: []*cli.Command{
+			{
+				Name: "ls", Aliases: []string{"list"}, Usage: "list services",
+				Flags:  []cli.Flag{&cli.StringFlag{Name: "stack", Usage: "only this stack's services"}, outputFlag},
+				Action: withSession(serviceList),
+			},
+			{
+				Name: "scale", Usage: "set the number of instances and wait for them", ArgsUsage: "STACK/SERVICE N",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "no-wait", Usage: "return at once"},
+					&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "how long to wait"},
+				},
+				Action: withSession(serviceScale),
+			},
+		},
+	}
+}
+
+func serviceList(c *cli.Context, s *session) error {
+	svcs, err := s.api.Services(c.Context, c.String("stack"))
+	if err != nil {
+		return err
+	}
+	return render(c, svcs, func(w io.Writer) {
+		row(w, "SERVICE", "IMAGE", "STRATEGY", "INSTANCES", "NODES", "PROBLEM")
+		for _, svc := range svcs {
+			var nodes []string
+			for _, in := range svc.Instances {
+				nodes = append(nodes, in.Node)
+			}
+			row(w, svc.ID, svc.Image, orDash(svc.Strategy), fmt.Sprintf("%d/%d", svc.Running, svc.Desired), orDash(strings.Join(nodes, ",")), orDash(svc.Error))
+		}
+	})
+}
+
+func serviceScale(c *cli.Context, s *session) error {
+	if c.NArg() != 2 {
+		return usageError("expected STACK/SERVICE and N (see `%s --help`)", c.Command.HelpName)
+	}
+	id := c.Args().Get(0)
+	st, _, ok := strings.Cut(id, "/")
+	if !ok {
+		return usageError("service %q: expected STACK/SERVICE", id)
+	}
+	k, err := strconv.Atoi(c.Args().Get(1))
+	if err != nil || k < 0 {
+		return usageError("instances %q: expected a number, 0 or more", c.Args().Get(1))
+	}
+	if _, err := s.api.ScaleService(c.Context, id, k); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "Service %s scaled to %d.\n", id, k)
+	if c.Bool("no-wait") {
+		return nil
+	}
+	return waitStacks(c, s, []string{st}, c.Duration("timeout"))
+}
