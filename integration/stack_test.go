@@ -1,0 +1,242 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/integration/harness"
+)
+
+// demoImage is a ~2 MB busybox image built on the host with no registry;
+// every node's own engine gets it with docker save | docker load.
+const demoImage = "kontena-it-busybox"
+
+var buildDockerImage = sync.OnceValues(func() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := buildBusybox(ctx); err != nil {
+		return "", err
+	}
+	return harness.BuildNodeImage(ctx, harness.ImageOptions{KontenaBinary: kontenaBin, WithDocker: true})
+})
+
+func buildBusybox(ctx context.Context) error {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		return fmt.Errorf("busybox-static is needed to build the demo image: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "bb-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755); err != nil {
+		return err
+	}
+	for _, a := range []string{"sh", "httpd", "echo", "sleep", "cat", "env", "hostname", "wget", "nc"} {
+		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
+			return err
+		}
+	}
+	cmd := exec.CommandContext(ctx, "sh", "-c", fmt.Sprintf("tar -C %s -c . | docker import -c 'ENV PATH=/bin' - %s", dir, demoImage))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("docker import: %v: %s", err, out)
+	}
+	return nil
+}
+
+const demoStack = `stack: it/shop
+version: 1.0.0
+variables:
+  greeting:
+    type: string
+    default: hello
+services:
+  web:
+    image: kontena-it-busybox
+    command: httpd -f -p 8080
+    instances: 3
+    stop_signal: SIGKILL
+    environment:
+      GREETING: ${greeting}
+`
+
+// containers lists the kontena containers a node's own engine runs, by name.
+func containers(ctx context.Context, t *testing.T, n *harness.Node) map[string]string {
+	t.Helper()
+	out, errOut, code, err := n.Exec(ctx, "docker", "ps", "--filter", "label=io.kontena.managed=true", "--format", "{{.Names}} {{.ID}}")
+	if err != nil || code != 0 {
+		t.Fatalf("docker ps on %s: %v %s", n.Name(), err, errOut)
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if name, id, ok := strings.Cut(line, " "); ok {
+			m[name] = id
+		}
+	}
+	return m
+}
+
+// TestStacks installs a stack on three nodes that each run their own Docker
+// engine, and checks placement, scaling, replacement of a killed container,
+// an agent restart that must not restart anything, and removal.
+func TestStacks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	img, err := buildDockerImage()
+	must(t, err)
+	tg := &testGrid{t: t, g: harness.NewGrid(t, img), nodes: map[string]*harness.Node{}, name: "shop",
+		cfg: filepath.Join(t.TempDir(), "cli.json")}
+	names := []string{"d1", "d2", "d3"}
+	for _, name := range names {
+		n := tg.addNode(ctx, name)
+		must(t, n.LoadImage(ctx, demoImage))
+	}
+	first := tg.nodes["d1"]
+	must(t, first.StartDaemon(ctx, upArgs("d1", first.IP(), "--grid", "shop")...))
+	var raw []byte
+	eventually(t, 30*time.Second, "bootstrap writes the CLI config", func() error {
+		raw, err = first.ReadFile(ctx, "/root/.kontena/config.json")
+		return err
+	})
+	must(t, os.WriteFile(tg.cfg, raw, 0o600))
+	tg.token = strings.TrimSpace(tg.mustCLI(ctx, "grid", "token"))
+	for _, name := range names[1:] {
+		n := tg.nodes[name]
+		must(t, n.StartDaemon(ctx, upArgs(name, n.IP(), "--join", first.IP(), "--token", tg.token)...))
+		tg.waitNode(ctx, name, "online", 60*time.Second)
+	}
+	file := filepath.Join(t.TempDir(), "kontena.yml")
+	must(t, os.WriteFile(file, []byte(demoStack), 0o644))
+
+	running := func() map[string]map[string]string {
+		all := map[string]map[string]string{}
+		for _, name := range names {
+			all[name] = containers(ctx, t, tg.nodes[name])
+		}
+		return all
+	}
+
+	t.Run("install spreads instances over the nodes", func(t *testing.T) {
+		start := time.Now()
+		out := tg.mustCLI(ctx, "stack", "install", file, "-v", "greeting=hi", "--timeout", "3m")
+		t.Logf("MEASURED stack install of 3 instances on 3 nodes: %s", time.Since(start).Round(10*time.Millisecond))
+		if !strings.Contains(out, "Deployed.") || !strings.Contains(out, "running: shop/web 3/3") {
+			t.Fatalf("install output:\n%s", out)
+		}
+		for node, cs := range running() {
+			if len(cs) != 1 {
+				t.Fatalf("node %s runs %v, want one instance each (ha spreads over nodes)", node, cs)
+			}
+		}
+		// The environment reached the containers, with Kontena's variables.
+		for name := range containers(ctx, t, tg.nodes["d2"]) {
+			out, _, _, err := tg.nodes["d2"].Exec(ctx, "docker", "exec", name, "sh", "-c", "echo $GREETING $KONTENA_STACK_NAME $KONTENA_NODE_NAME")
+			must(t, err)
+			if strings.TrimSpace(out) != "hi shop d2" {
+				t.Fatalf("env in %s: %q", name, out)
+			}
+		}
+		var svcs []api.ServiceInfo
+		must(t, json.Unmarshal([]byte(tg.mustCLI(ctx, "service", "ls", "-o", "json")), &svcs))
+		if len(svcs) != 1 || svcs[0].Running != 3 || svcs[0].Desired != 3 {
+			t.Fatalf("service ls: %+v", svcs)
+		}
+	})
+
+	t.Run("scale up and down", func(t *testing.T) {
+		tg.mustCLI(ctx, "service", "scale", "shop/web", "5", "--timeout", "3m")
+		total := 0
+		for _, cs := range running() {
+			total += len(cs)
+		}
+		if total != 5 {
+			t.Fatalf("%d containers after scaling to 5", total)
+		}
+		tg.mustCLI(ctx, "service", "scale", "shop/web", "3", "--timeout", "3m")
+		eventually(t, 60*time.Second, "scaled down to 3 containers", func() error {
+			var got []string
+			for _, cs := range running() {
+				for name := range cs {
+					got = append(got, name)
+				}
+			}
+			sort.Strings(got)
+			if fmt.Sprint(got) != "[shop.web-1 shop.web-2 shop.web-3]" {
+				return fmt.Errorf("containers %v", got)
+			}
+			return nil
+		})
+	})
+
+	t.Run("a killed container is replaced", func(t *testing.T) {
+		n := tg.nodes["d3"]
+		var name string
+		for c := range containers(ctx, t, n) {
+			name = c
+		}
+		_, _, _, err := n.Exec(ctx, "docker", "kill", name)
+		must(t, err)
+		start := time.Now()
+		eventually(t, 60*time.Second, name+" running again", func() error {
+			if _, ok := containers(ctx, t, n)[name]; !ok {
+				return fmt.Errorf("%s not running", name)
+			}
+			return nil
+		})
+		t.Logf("MEASURED killed container running again after %s", time.Since(start).Round(10*time.Millisecond))
+	})
+
+	t.Run("agent restart restarts no workload", func(t *testing.T) {
+		n := tg.nodes["d2"]
+		before := containers(ctx, t, n)
+		started := func() string {
+			out, _, _, err := n.Exec(ctx, "sh", "-c", "docker inspect -f '{{.Name}} {{.State.StartedAt}}' $(docker ps -q --filter label=io.kontena.managed=true)")
+			must(t, err)
+			return out
+		}
+		was := started()
+		must(t, n.KillDaemon(ctx))
+		must(t, n.StartDaemon(ctx, "up", "--data-dir", dataDir, "--advertise", n.IP()))
+		tg.waitNode(ctx, "d2", "online", 60*time.Second)
+		time.Sleep(5 * time.Second) // a few agent passes
+		if after := containers(ctx, t, n); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Fatalf("containers changed across an agent restart: %v -> %v", before, after)
+		}
+		if now := started(); now != was {
+			t.Fatalf("a container was restarted: %q -> %q", was, now)
+		}
+	})
+
+	t.Run("remove the stack", func(t *testing.T) {
+		tg.mustCLI(ctx, "stack", "rm", "shop", "--force")
+		eventually(t, 90*time.Second, "no containers left", func() error {
+			for node, cs := range running() {
+				if len(cs) > 0 {
+					return fmt.Errorf("node %s still runs %v", node, cs)
+				}
+			}
+			return nil
+		})
+		if out := tg.mustCLI(ctx, "stack", "ls", "-o", "json"); strings.TrimSpace(out) != "[]" {
+			t.Fatalf("stack ls after rm: %s", out)
+		}
+	})
+}
