@@ -4,13 +4,16 @@
 BIN ?= bin/kontena
 DATA ?= $(CURDIR)/.kontena-data
 
-.PHONY: build up test bench-grid bench-stack bench-scheduler bench-dns clean
+.PHONY: build up demo-image test bench-grid bench-stack bench-scheduler bench-dns clean
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN) .
 
 up: build
 	$(BIN) up --data-dir $(DATA) --bind 127.0.0.1
+
+demo-image:
+	bash examples/demo/build-image.sh
 
 test:
 	go test -count=1 -timeout 80m ./...
