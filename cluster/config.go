@@ -42,6 +42,10 @@ type Config struct {
 	RaftPort      int
 	GossipPort    int
 
+	// OfflineGrace overrides the per-strategy grace before instances of an
+	// offline node move (bootstrap only; 0 = Kontena's defaults).
+	OfflineGrace time.Duration
+
 	// NoContainers turns the container agent off (a node that only takes
 	// part in Raft and gossip).
 	NoContainers bool

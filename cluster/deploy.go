@@ -31,7 +31,7 @@ func offlineGrace(strategy string) time.Duration {
 // already there (count, node or revision). Services that cannot be placed
 // come back as errors naming the filters that rejected nodes; the others
 // are still planned.
-func planDeploys(now time.Time, nodes []*fsm.Node, services []*fsm.Service, instances []*fsm.Instance, rnd *rand.Rand) ([]*fsm.InstancesPlace, []error) {
+func planDeploys(now time.Time, nodes []*fsm.Node, services []*fsm.Service, instances []*fsm.Instance, graceOverride time.Duration, rnd *rand.Rand) ([]*fsm.InstancesPlace, []error) {
 	byService := map[string][]*fsm.Instance{}
 	for _, in := range instances {
 		byService[in.ServiceID] = append(byService[in.ServiceID], in)
@@ -40,7 +40,11 @@ func planDeploys(now time.Time, nodes []*fsm.Node, services []*fsm.Service, inst
 	var errs []error
 	for _, svc := range services {
 		ssvc := toSchedulerService(svc)
-		st := scheduler.NewState(schedulerNodes(now, nodes, offlineGrace(ssvc.Strategy)), schedulerInstances(services, instances), nil)
+		grace, back := offlineGrace(ssvc.Strategy), onlineGrace
+		if graceOverride > 0 {
+			grace, back = graceOverride, graceOverride
+		}
+		st := scheduler.NewState(schedulerNodes(now, nodes, grace, back, byService[svc.ID]), schedulerInstances(services, instances), nil)
 		plan, err := scheduler.Place(st, ssvc, scheduler.Options{Rand: rnd})
 		if err != nil {
 			errs = append(errs, &serviceError{id: svc.ID, err: err})
@@ -96,14 +100,30 @@ func servicePorts(svc *fsm.Service) []scheduler.Port {
 	return ports
 }
 
-// schedulerNodes is the grid as the scheduler sees it. A node offline for
-// less than the grace still counts as online, so its instances stay put.
-func schedulerNodes(now time.Time, nodes []*fsm.Node, grace time.Duration) []scheduler.Node {
+// onlineGrace is how long a node that came (back) online waits before new
+// instances are placed on it (Kontena's value): a flapping node must not
+// pull work back and forth.
+const onlineGrace = 20 * time.Second
+
+// schedulerNodes is the grid as the scheduler sees it for one service. A
+// node offline for less than the offline grace still counts as online, so
+// its instances stay put; a node online for less than the online grace
+// takes no new instances of the service (it keeps those it runs).
+func schedulerNodes(now time.Time, nodes []*fsm.Node, offline, online time.Duration, current []*fsm.Instance) []scheduler.Node {
+	runs := map[string]bool{}
+	for _, in := range current {
+		runs[in.NodeID] = true
+	}
 	out := make([]scheduler.Node, 0, len(nodes))
 	for _, n := range nodes {
 		sn := scheduler.NodeFromFSM(n)
-		if n.Status == fsm.StatusOffline && now.Sub(n.StatusAt) < grace {
+		since := now.Sub(n.StatusAt)
+		switch {
+		case n.Status == fsm.StatusOffline && since < offline:
 			sn.Status = fsm.StatusOnline
+		case n.Status == fsm.StatusOnline && since < online && !runs[n.ID] && n.JoinedAt.Before(n.StatusAt):
+			// Back from offline (a node that just joined is welcome at once).
+			sn.Status = fsm.StatusOffline
 		}
 		out = append(out, sn)
 	}
@@ -143,7 +163,11 @@ func (n *Node) deploy(ctx context.Context, rn *raftNode) {
 	if err != nil {
 		return
 	}
-	cmds, errs := planDeploys(time.Now().UTC(), nodes, services, instances, n.rnd)
+	var override time.Duration
+	if g, err := rn.store.Grid(); err == nil {
+		override = g.OfflineGrace
+	}
+	cmds, errs := planDeploys(time.Now().UTC(), nodes, services, instances, override, n.rnd)
 	for _, cmd := range cmds {
 		if _, _, err := n.apply(ctx, cmd, nil); err != nil {
 			n.log.Warn("commit placement", "service", cmd.ServiceID, "err", err)

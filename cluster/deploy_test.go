@@ -25,7 +25,7 @@ func nodes(statuses ...string) []*fsm.Node {
 			at = now.Add(-d)
 		}
 		out = append(out, &fsm.Node{ID: fmt.Sprintf("id%d", i+1), Name: fmt.Sprintf("n%d", i+1), Number: i + 1,
-			Status: status, StatusAt: at, Availability: fsm.AvailabilityActive, Labels: []string{fmt.Sprintf("az=%c", 'a'+i%2)}})
+			Status: status, StatusAt: at, JoinedAt: at, Availability: fsm.AvailabilityActive, Labels: []string{fmt.Sprintf("az=%c", 'a'+i%2)}})
 	}
 	return out
 }
@@ -46,7 +46,7 @@ func placed(cmd *fsm.InstancesPlace) map[int]string {
 func TestPlanDeploys(t *testing.T) {
 	rnd := func() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
 	t.Run("new service is spread over zones", func(t *testing.T) {
-		cmds, errs := planDeploys(now, nodes("online", "online", "online"), []*fsm.Service{service(3, "ha")}, nil, rnd())
+		cmds, errs := planDeploys(now, nodes("online", "online", "online"), []*fsm.Service{service(3, "ha")}, nil, 0, rnd())
 		if len(errs) != 0 || len(cmds) != 1 || len(cmds[0].Place) != 3 {
 			t.Fatalf("cmds %+v errs %v", cmds, errs)
 		}
@@ -63,13 +63,13 @@ func TestPlanDeploys(t *testing.T) {
 		{ID: "s/web-2", ServiceID: "s/web", Number: 2, NodeID: "id2", Revision: 1},
 	}
 	t.Run("placed service is left alone", func(t *testing.T) {
-		cmds, _ := planDeploys(now, nodes("online", "online"), []*fsm.Service{service(2, "ha")}, current, rnd())
+		cmds, _ := planDeploys(now, nodes("online", "online"), []*fsm.Service{service(2, "ha")}, current, 0, rnd())
 		if len(cmds) != 0 {
 			t.Fatalf("unexpected commands: %+v", cmds[0])
 		}
 	})
 	t.Run("scale down removes the highest numbers", func(t *testing.T) {
-		cmds, _ := planDeploys(now, nodes("online", "online"), []*fsm.Service{service(1, "ha")}, current, rnd())
+		cmds, _ := planDeploys(now, nodes("online", "online"), []*fsm.Service{service(1, "ha")}, current, 0, rnd())
 		if len(cmds) != 1 || fmt.Sprint(cmds[0].Remove) != "[2]" || placed(cmds[0])[1] != "id1" {
 			t.Fatalf("cmds %+v", cmds)
 		}
@@ -77,7 +77,7 @@ func TestPlanDeploys(t *testing.T) {
 	t.Run("revision change re-places in place", func(t *testing.T) {
 		svc := service(2, "ha")
 		svc.Revision = 2
-		cmds, _ := planDeploys(now, nodes("online", "online"), []*fsm.Service{svc}, current, rnd())
+		cmds, _ := planDeploys(now, nodes("online", "online"), []*fsm.Service{svc}, current, 0, rnd())
 		if len(cmds) != 1 || cmds[0].Revision != 2 || placed(cmds[0])[1] != "id1" || placed(cmds[0])[2] != "id2" {
 			t.Fatalf("cmds %+v", cmds)
 		}
@@ -94,17 +94,38 @@ func TestPlanDeploys(t *testing.T) {
 		{"ha", "offline@0s", false},
 	} {
 		t.Run(fmt.Sprintf("%s node %s", tc.strategy, tc.offline), func(t *testing.T) {
-			cmds, _ := planDeploys(now, nodes("online", tc.offline, "online"), []*fsm.Service{service(2, tc.strategy)}, current, rnd())
+			cmds, _ := planDeploys(now, nodes("online", tc.offline, "online"), []*fsm.Service{service(2, tc.strategy)}, current, 0, rnd())
 			moved := len(cmds) == 1 && placed(cmds[0])[2] != "id2"
 			if moved != tc.moves {
 				t.Fatalf("moved = %v, want %v (cmds %+v)", moved, tc.moves, cmds)
 			}
 		})
 	}
+	t.Run("grid grace override", func(t *testing.T) {
+		cmds, _ := planDeploys(now, nodes("online", "offline@6s", "online"), []*fsm.Service{service(2, "ha")}, current, 5*time.Second, rnd())
+		if len(cmds) != 1 || placed(cmds[0])[2] == "id2" {
+			t.Fatalf("instance on a node offline past the overridden grace did not move: %+v", cmds)
+		}
+	})
+	t.Run("a node back online gets no new work during the online grace", func(t *testing.T) {
+		ns := nodes("online", "online", "online")
+		ns[2].JoinedAt = now.Add(-time.Hour) // n3 came back 0s ago
+		cmds, _ := planDeploys(now, ns, []*fsm.Service{service(3, "ha")}, current, 0, rnd())
+		if len(cmds) != 1 || placed(cmds[0])[3] == "id3" {
+			t.Fatalf("new instance placed on a node that just came back: %+v", cmds)
+		}
+		for i := range ns {
+			ns[i].StatusAt = now.Add(-time.Minute)
+		}
+		cmds, _ = planDeploys(now, ns, []*fsm.Service{service(3, "ha")}, current, 0, rnd())
+		if len(cmds) != 1 || placed(cmds[0])[3] != "id3" {
+			t.Fatalf("after the grace the spread should use n3: %+v", cmds)
+		}
+	})
 	t.Run("impossible placement names the filter", func(t *testing.T) {
 		svc := service(1, "ha")
 		svc.Spec.Affinity = []string{"label==az=z"}
-		_, errs := planDeploys(now, nodes("online", "online"), []*fsm.Service{svc}, nil, rnd())
+		_, errs := planDeploys(now, nodes("online", "online"), []*fsm.Service{svc}, nil, 0, rnd())
 		var nf *scheduler.NoFitError
 		if len(errs) != 1 || !errors.As(errs[0], &nf) || !strings.Contains(errs[0].Error(), "affinity") {
 			t.Fatalf("errs = %v", errs)

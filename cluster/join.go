@@ -88,7 +88,8 @@ func (n *Node) initGrid(ctx context.Context, boot *bootstrapSecrets) error {
 	now := time.Now().UTC()
 	cmd := &fsm.GridInit{
 		Grid: fsm.Grid{Name: n.id.Grid, Subnet: n.cfg.Subnet, Supernet: n.cfg.Supernet, InitialSize: n.cfg.InitialSize,
-			CACert: string(n.id.caPEM), CADigest: n.id.CADigest, JoinTokenSealed: sealed, CreatedAt: now},
+			CACert: string(n.id.caPEM), CADigest: n.id.CADigest, JoinTokenSealed: sealed, CreatedAt: now,
+			OfflineGrace: n.cfg.OfflineGrace},
 		Node:       n.selfNode(),
 		Admin:      fsm.User{Name: "admin", Roles: []string{RoleMasterAdmin}, CreatedAt: now},
 		AdminToken: fsm.Token{ID: randomSecret(4), Hash: hashToken(boot.adminToken), User: "admin", Description: "bootstrap admin", CreatedAt: now},

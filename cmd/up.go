@@ -52,6 +52,7 @@ Several nodes can run on one host for development: give each its own --data-dir 
 			&cli.IntFlag{Name: "gossip-port", Value: cluster.DefaultGossipPort, Usage: "gossip port (TCP and UDP)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.DurationFlag{Name: "probe-interval", Hidden: true, Usage: "gossip probe interval (tests)"},
+			&cli.DurationFlag{Name: "offline-grace", Usage: "new grid: move instances of a node offline this long, for every strategy (default: random 30s, ha 2m, daemon 10m)"},
 		},
 		Action: runUp,
 	}
@@ -69,7 +70,8 @@ func runUp(c *cli.Context) error {
 		Token: c.String("token"), Labels: c.StringSlice("label"),
 		BindAddr: c.String("bind"), AdvertiseAddr: c.String("advertise"), PublicAddr: c.String("public-address"),
 		APIPort: c.Int("api-port"), RaftPort: c.Int("raft-port"), GossipPort: c.Int("gossip-port"),
-		Log: logger,
+		OfflineGrace: c.Duration("offline-grace"),
+		Log:          logger,
 	}
 	if d := c.Duration("probe-interval"); d > 0 {
 		cfg.Timing.ProbeInterval, cfg.Timing.ProbeTimeout = d, d/2

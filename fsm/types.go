@@ -33,18 +33,21 @@ const (
 // Grid holds the grid-wide settings fixed at bootstrap plus the few that
 // operators may change later.
 type Grid struct {
-	Name            string    `json:"name"`
-	Subnet          string    `json:"subnet"`
-	Supernet        string    `json:"supernet"`
-	InitialSize     int       `json:"initial_size"`
-	CACert          string    `json:"ca_cert"`
-	CADigest        string    `json:"ca_digest"`
-	JoinTokenSealed []byte    `json:"join_token_sealed"` // vault-sealed; never plaintext
-	DefaultAffinity []string  `json:"default_affinity,omitempty"`
-	LastNodeNumber  int       `json:"last_node_number"`
-	RemovedNodes    []string  `json:"removed_nodes,omitempty"` // IDs, newest last, bounded`
-	CreatedAt       time.Time `json:"created_at"`
-	ModifyIndex     uint64    `json:"modify_index"`
+	Name            string   `json:"name"`
+	Subnet          string   `json:"subnet"`
+	Supernet        string   `json:"supernet"`
+	InitialSize     int      `json:"initial_size"`
+	CACert          string   `json:"ca_cert"`
+	CADigest        string   `json:"ca_digest"`
+	JoinTokenSealed []byte   `json:"join_token_sealed"` // vault-sealed; never plaintext
+	DefaultAffinity []string `json:"default_affinity,omitempty"`
+	LastNodeNumber  int      `json:"last_node_number"`
+	RemovedNodes    []string `json:"removed_nodes,omitempty"` // IDs, newest last, bounded
+	// OfflineGrace, when set, replaces every strategy's grace before the
+	// instances of an offline node move (tests, impatient grids).
+	OfflineGrace time.Duration `json:"offline_grace,omitempty"`
+	CreatedAt    time.Time     `json:"created_at"`
+	ModifyIndex  uint64        `json:"modify_index"`
 }
 
 // Node is one machine of the grid.
