@@ -29,6 +29,15 @@ type StackInfo struct {
 	Revision  uint64        `json:"revision"`
 	CreatedAt time.Time     `json:"created_at"`
 	Services  []ServiceInfo `json:"services"`
+	// Values are the variable values the stack was rendered with (never
+	// vault-backed ones), for `upgrade --reuse-values`.
+	Values map[string]any `json:"values,omitempty"`
+}
+
+// UpgradePlan is what `stack upgrade --dry-run` shows.
+type UpgradePlan struct {
+	Stack   string   `json:"stack"`
+	Changes []string `json:"changes"`
 }
 
 // ServiceInfo is a service with its instances as nodes report them.
@@ -76,6 +85,18 @@ type Assignments struct {
 func (c *Client) InstallStack(ctx context.Context, req StackInstallRequest) (*StackInfo, error) {
 	var out StackInfo
 	_, err := c.Do(ctx, http.MethodPost, "/v1/stacks", req, &out)
+	return &out, err
+}
+
+// UpgradeStack replaces a stack's definition; with dryRun it only says what
+// would change.
+func (c *Client) UpgradeStack(ctx context.Context, req StackInstallRequest, dryRun bool) (*UpgradePlan, error) {
+	var out UpgradePlan
+	q := ""
+	if dryRun {
+		q = "?dry_run=true"
+	}
+	_, err := c.Do(ctx, http.MethodPut, "/v1/stacks/"+url.PathEscape(req.Name)+q, req, &out)
 	return &out, err
 }
 

@@ -57,19 +57,37 @@ func planDeploys(now time.Time, nodes []*fsm.Node, services []*fsm.Service, inst
 }
 
 // diffPlan turns a plan into a command, or nil when the instances already
-// match it.
+// match it. It is also the rolling deploy: instances that stay on their node
+// but are behind the service revision move on at most MaxInFlight at a
+// time (from min_health), counting those already updated that their node
+// has not yet reported running; the rest keep their old revision until a
+// later pass. A failed instance thus halts the rollout where it is. New and
+// moved instances start at the new revision.
 func diffPlan(svc *fsm.Service, current []*fsm.Instance, plan scheduler.Plan) *fsm.InstancesPlace {
 	have := map[int]*fsm.Instance{}
+	inFlight := 0
 	for _, in := range current {
 		have[in.Number] = in
+		if in.Revision == svc.Revision && !(in.Actual.State == "running" && in.Actual.Revision == svc.Revision) {
+			inFlight++
+		}
 	}
+	budget := max(plan.MaxInFlight, 1) - inFlight
 	cmd := &fsm.InstancesPlace{ServiceID: svc.ID, Revision: svc.Revision}
 	changed := false
 	for _, p := range plan.Placements {
-		cmd.Place = append(cmd.Place, fsm.Placement{Number: p.Number, NodeID: p.NodeID})
-		if in, ok := have[p.Number]; !ok || in.NodeID != p.NodeID || in.Revision != svc.Revision {
+		rev := svc.Revision
+		in, ok := have[p.Number]
+		switch {
+		case !ok || in.NodeID != p.NodeID:
 			changed = true
+		case in.Revision < svc.Revision && budget > 0:
+			budget--
+			changed = true
+		case in.Revision < svc.Revision:
+			rev = in.Revision
 		}
+		cmd.Place = append(cmd.Place, fsm.Placement{Number: p.Number, NodeID: p.NodeID, Revision: rev})
 	}
 	for _, r := range plan.Remove {
 		cmd.Remove = append(cmd.Remove, r.Number)

@@ -74,12 +74,37 @@ func TestPlanDeploys(t *testing.T) {
 			t.Fatalf("cmds %+v", cmds)
 		}
 	})
-	t.Run("revision change re-places in place", func(t *testing.T) {
+	t.Run("revision change rolls one instance at a time", func(t *testing.T) {
 		svc := service(2, "ha")
 		svc.Revision = 2
-		cmds, _ := planDeploys(now, nodes("online", "online"), []*fsm.Service{svc}, current, 0, rnd())
-		if len(cmds) != 1 || cmds[0].Revision != 2 || placed(cmds[0])[1] != "id1" || placed(cmds[0])[2] != "id2" {
-			t.Fatalf("cmds %+v", cmds)
+		running := func(in *fsm.Instance) *fsm.Instance {
+			cp := *in
+			cp.Actual = fsm.InstanceActual{State: "running", Revision: cp.Revision}
+			return &cp
+		}
+		insts := []*fsm.Instance{running(current[0]), running(current[1])}
+		revs := func(cmd *fsm.InstancesPlace) string {
+			var out []string
+			for _, p := range cmd.Place {
+				out = append(out, fmt.Sprintf("%d@%s:r%d", p.Number, p.NodeID, p.Revision))
+			}
+			return strings.Join(out, " ")
+		}
+		// min_health 0.8 of 2: one instance in flight.
+		cmds, _ := planDeploys(now, nodes("online", "online"), []*fsm.Service{svc}, insts, 0, rnd())
+		if len(cmds) != 1 || revs(cmds[0]) != "1@id1:r2 2@id2:r1" {
+			t.Fatalf("first pass: %+v", cmds)
+		}
+		// Instance 1 is updated but not reported yet: nothing more moves.
+		insts[0] = &fsm.Instance{ID: "s/web-1", ServiceID: "s/web", Number: 1, NodeID: "id1", Revision: 2, Actual: insts[0].Actual}
+		if cmds, _ := planDeploys(now, nodes("online", "online"), []*fsm.Service{svc}, insts, 0, rnd()); len(cmds) != 0 {
+			t.Fatalf("second instance updated before the first runs: %s", revs(cmds[0]))
+		}
+		// Once it runs the new revision, instance 2 goes.
+		insts[0] = running(insts[0])
+		cmds, _ = planDeploys(now, nodes("online", "online"), []*fsm.Service{svc}, insts, 0, rnd())
+		if len(cmds) != 1 || revs(cmds[0]) != "1@id1:r2 2@id2:r2" {
+			t.Fatalf("third pass: %+v", cmds)
 		}
 	})
 	for _, tc := range []struct {

@@ -73,6 +73,7 @@ func (n *Node) handler() http.Handler {
 		{method: "GET", pattern: "/v1/stacks", h: n.listStacks},
 		{method: "GET", pattern: "/v1/stacks/{name}", h: n.getStack},
 		{method: "DELETE", pattern: "/v1/stacks/{name}", leader: true, admin: true, h: n.deleteStack},
+		{method: "PUT", pattern: "/v1/stacks/{name}", leader: true, admin: true, h: n.upgradeStack},
 		{method: "GET", pattern: "/v1/services", h: n.listServices},
 		{method: "POST", pattern: "/v1/services/{stack}/{service}/scale", leader: true, admin: true, h: n.scaleService},
 		{method: "GET", pattern: "/v1/nodes/{name}/assignments", h: n.getAssignments},

@@ -16,6 +16,52 @@ func (n *Node) installStack(w http.ResponseWriter, r *http.Request, p *principal
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
+	if err := checkStackRequest(&req); err != nil {
+		return err
+	}
+	res, idx, err := n.apply(r.Context(), &fsm.StackInstall{Stack: fsm.Stack{Name: req.Name, FileName: req.FileName,
+		Source: req.Source, Values: req.Values, Spec: req.Spec}}, auditOf(r, p))
+	if err != nil {
+		return err
+	}
+	store, _ := n.store()
+	return writeJSON(w, idx, stackInfo(store, res.(*fsm.Stack)))
+}
+
+func (n *Node) upgradeStack(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var req api.StackInstallRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	req.Name = r.PathValue("name")
+	if err := checkStackRequest(&req); err != nil {
+		return err
+	}
+	store, err := n.store()
+	if err != nil {
+		return err
+	}
+	if _, err := store.Stack(req.Name); err != nil {
+		return err
+	}
+	current, err := store.Services(req.Name)
+	if err != nil {
+		return err
+	}
+	plan := api.UpgradePlan{Stack: req.Name, Changes: fsm.UpgradeChanges(current, req.Spec)}
+	if r.URL.Query().Get("dry_run") == "true" {
+		return writeJSON(w, store.Index(), plan)
+	}
+	_, idx, err := n.apply(r.Context(), &fsm.StackUpgrade{Stack: fsm.Stack{Name: req.Name, FileName: req.FileName,
+		Source: req.Source, Values: req.Values, Spec: req.Spec}}, auditOf(r, p))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, idx, plan)
+}
+
+// checkStackRequest refuses what install and upgrade cannot run.
+func checkStackRequest(req *api.StackInstallRequest) error {
 	if !stackNameRE.MatchString(req.Name) {
 		return api.Errorf(api.CodeInvalid, "stack name %q: use lowercase letters, digits and dashes", req.Name)
 	}
@@ -28,13 +74,7 @@ func (n *Node) installStack(w http.ResponseWriter, r *http.Request, p *principal
 		}
 	}
 	req.Spec.Name = req.Name
-	res, idx, err := n.apply(r.Context(), &fsm.StackInstall{Stack: fsm.Stack{Name: req.Name, FileName: req.FileName,
-		Source: req.Source, Values: req.Values, Spec: req.Spec}}, auditOf(r, p))
-	if err != nil {
-		return err
-	}
-	store, _ := n.store()
-	return writeJSON(w, idx, stackInfo(store, res.(*fsm.Stack)))
+	return nil
 }
 
 func (n *Node) listStacks(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -186,7 +226,8 @@ func nodeNames(store *fsm.Store) map[string]string {
 }
 
 func stackInfo(store *fsm.Store, st *fsm.Stack) *api.StackInfo {
-	info := &api.StackInfo{Name: st.Name, Stack: st.Spec.Stack, Version: st.Spec.Version, Revision: st.Revision, CreatedAt: st.CreatedAt}
+	info := &api.StackInfo{Name: st.Name, Stack: st.Spec.Stack, Version: st.Spec.Version, Revision: st.Revision,
+		CreatedAt: st.CreatedAt, Values: st.Values}
 	svcs, _ := store.Services(st.Name)
 	names := nodeNames(store)
 	for _, svc := range svcs {
@@ -201,7 +242,7 @@ func serviceInfo(store *fsm.Store, svc *fsm.Service, nodeNames map[string]string
 	insts, _ := store.Instances(svc.ID)
 	sort.Slice(insts, func(i, j int) bool { return insts[i].Number < insts[j].Number })
 	for _, in := range insts {
-		if in.Actual.State == "running" && in.Actual.Revision == in.Revision {
+		if in.Actual.State == "running" && in.Actual.Revision == svc.Revision {
 			info.Running++
 		}
 		info.Instances = append(info.Instances, api.InstanceInfo{Name: containerName(svc.Stack, svc.Name, in.Number),

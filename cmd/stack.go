@@ -10,6 +10,7 @@ func stackCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			StackValidateCommand(),
 			stackInstallCommand(),
+			stackUpgradeCommand(),
 			{Name: "ls", Aliases: []string{"list"}, Usage: "list installed stacks", Flags: []cli.Flag{outputFlag}, Action: withSession(stackList)},
 			{Name: "show", Usage: "show a stack, its services and instances", ArgsUsage: "STACK", Flags: []cli.Flag{outputFlag}, Action: withSession(stackShow)},
 			{

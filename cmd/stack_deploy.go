@@ -36,6 +36,57 @@ Child stacks of 'depends' are installed first, as <name>-<dep>.`,
 	}
 }
 
+// loadStack renders and validates FILE as `stack validate` does, with the
+// values of --values-from, then base, then -v (later ones win).
+func loadStack(c *cli.Context, s *session, file, name string, base map[string]any) (*stack.Result, error) {
+	values := map[string]any{}
+	for k, v := range base {
+		values[k] = v
+	}
+	if f := c.String("values-from"); f != "" {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, usageError("--values-from: %v", err)
+		}
+		fromFile, err := stack.ParseValuesFile(data)
+		if err != nil {
+			return nil, usageError("--values-from %s: %v", f, err)
+		}
+		for k, v := range fromFile {
+			values[k] = v
+		}
+	}
+	if v, ok := c.Generic("var").(*valueFlags); ok {
+		flags, err := stack.ParseValueFlags(v.list)
+		if err != nil {
+			return nil, usageError("%v", err)
+		}
+		for k, val := range flags {
+			values[k] = val
+		}
+	}
+	opts := stack.Options{Name: name, Grid: s.grid, Values: values}
+	if stack.IsTerminal(os.Stdin) {
+		opts.Prompter = stack.NewTerminalPrompter(os.Stdin, c.App.ErrWriter)
+	}
+	res, err := stack.Load(c.Context, file, opts)
+	if err != nil {
+		var list stack.Errors
+		if errors.As(err, &list) {
+			return nil, cli.Exit("error: the stack file is not valid:\n"+err.Error(), ExitError)
+		}
+		return nil, err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
+	}
+	return res, nil
+}
+
+func installRequest(r *stack.Result) api.StackInstallRequest {
+	return api.StackInstallRequest{Name: r.Name, FileName: filepath.Base(r.File), Source: r.Source, Values: r.Variables, Spec: *r.Stack}
+}
+
 func stackInstall(c *cli.Context, s *session) error {
 	if c.NArg() > 1 {
 		return usageError("stack install takes one FILE, got %d arguments", c.NArg())
@@ -44,39 +95,9 @@ func stackInstall(c *cli.Context, s *session) error {
 	if file == "" {
 		file = "kontena.yml"
 	}
-	values := map[string]any{}
-	if f := c.String("values-from"); f != "" {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return usageError("--values-from: %v", err)
-		}
-		if values, err = stack.ParseValuesFile(data); err != nil {
-			return usageError("--values-from %s: %v", f, err)
-		}
-	}
-	if v, ok := c.Generic("var").(*valueFlags); ok {
-		flags, err := stack.ParseValueFlags(v.list)
-		if err != nil {
-			return usageError("%v", err)
-		}
-		for k, val := range flags {
-			values[k] = val
-		}
-	}
-	opts := stack.Options{Name: c.String("name"), Grid: s.grid, Values: values}
-	if stack.IsTerminal(os.Stdin) {
-		opts.Prompter = stack.NewTerminalPrompter(os.Stdin, c.App.ErrWriter)
-	}
-	res, err := stack.Load(c.Context, file, opts)
+	res, err := loadStack(c, s, file, c.String("name"), nil)
 	if err != nil {
-		var list stack.Errors
-		if errors.As(err, &list) {
-			return cli.Exit("error: the stack file is not valid:\n"+err.Error(), ExitError)
-		}
 		return err
-	}
-	for _, w := range res.Warnings {
-		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
 	}
 	// Children first: a parent's services may link to them.
 	var order []*stack.Result
@@ -90,8 +111,7 @@ func stackInstall(c *cli.Context, s *session) error {
 	walk(res)
 	var installed []string
 	for _, r := range order {
-		info, err := s.api.InstallStack(c.Context, api.StackInstallRequest{Name: r.Name, FileName: filepath.Base(r.File),
-			Source: r.Source, Values: r.Variables, Spec: *r.Stack})
+		info, err := s.api.InstallStack(c.Context, installRequest(r))
 		if err != nil {
 			return fmt.Errorf("install stack %s: %w", r.Name, err)
 		}
@@ -102,6 +122,73 @@ func stackInstall(c *cli.Context, s *session) error {
 		return nil
 	}
 	return waitStacks(c, s, installed, c.Duration("timeout"))
+}
+
+func stackUpgradeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "upgrade",
+		Usage:     "upgrade an installed stack from a stack file; changed services are redeployed, rolling",
+		ArgsUsage: "STACK [FILE]",
+		Description: `Services whose definition changed get a new revision and their instances are replaced a few
+at a time: at most max(1, floor(instances * (1 - deploy.min_health))) are being replaced at once,
+and the rollout stops where it is if one fails. --dry-run shows what would change.`,
+		Flags: []cli.Flag{
+			&cli.GenericFlag{Name: "var", Aliases: []string{"v"}, Value: &valueFlags{}, Usage: "set a variable: -v key=value (repeatable)"},
+			&cli.StringFlag{Name: "values-from", Usage: "read variable values from a YAML file"},
+			&cli.BoolFlag{Name: "reuse-values", Usage: "reuse the values of the installed stack (then --values-from, then -v)"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "only show what would change"},
+			&cli.BoolFlag{Name: "no-wait", Usage: "return once the upgrade is stored"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "how long to wait for the rollout"},
+		},
+		Action: withSession(stackUpgrade),
+	}
+}
+
+func stackUpgrade(c *cli.Context, s *session) error {
+	if c.NArg() < 1 || c.NArg() > 2 {
+		return usageError("expected STACK [FILE] (see `%s --help`)", c.Command.HelpName)
+	}
+	name, file := c.Args().Get(0), c.Args().Get(1)
+	if file == "" {
+		file = "kontena.yml"
+	}
+	var base map[string]any
+	if c.Bool("reuse-values") {
+		cur, err := s.api.Stack(c.Context, name)
+		if err != nil {
+			return err
+		}
+		base = cur.Values
+	}
+	res, err := loadStack(c, s, file, name, base)
+	if err != nil {
+		return err
+	}
+	if len(res.Children) > 0 {
+		return usageError("stack %s has dependencies: upgrading stacks with `depends` is not supported yet; upgrade each child stack by name", name)
+	}
+	plan, err := s.api.UpgradeStack(c.Context, installRequest(res), c.Bool("dry-run"))
+	if err != nil {
+		return err
+	}
+	if c.Bool("dry-run") {
+		return render(c, plan, func(w io.Writer) {
+			if len(plan.Changes) == 0 {
+				fmt.Fprintln(w, "No changes.")
+			}
+			for _, ch := range plan.Changes {
+				fmt.Fprintln(w, ch)
+			}
+		})
+	}
+	for _, ch := range plan.Changes {
+		fmt.Fprintln(c.App.Writer, ch)
+	}
+	fmt.Fprintf(c.App.Writer, "Stack %s upgraded.\n", name)
+	if c.Bool("no-wait") {
+		return nil
+	}
+	return waitStacks(c, s, []string{name}, c.Duration("timeout"))
 }
 
 // waitStacks shows instances converging until every service of the stacks

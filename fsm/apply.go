@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/kontena-ng/kontena/stack"
 )
 
 // Apply runs one command at Raft index, atomically with its audit record and
@@ -51,6 +54,8 @@ func (s *Store) Apply(index uint64, cmd Command, audit *AuditInfo) (any, error) 
 		res, err = a.instancesReport(c)
 	case *ServicePlacementError:
 		res, err = a.servicePlacementError(c)
+	case *StackUpgrade:
+		res, err = a.stackUpgrade(c)
 	default:
 		err = fmt.Errorf("apply: unknown command %T", cmd)
 	}
@@ -142,6 +147,8 @@ func resourceOf(cmd Command) string {
 		return "stack/" + c.Stack.Name
 	case *StackRemove:
 		return "stack/" + c.Name
+	case *StackUpgrade:
+		return "stack/" + c.Stack.Name
 	case *ServiceScale:
 		return "service/" + c.ID
 	case *InstancesPlace:
@@ -545,7 +552,11 @@ func (a *applier) instancesPlace(c *InstancesPlace) (any, error) {
 		if inst.NodeID != p.NodeID {
 			inst.Actual = InstanceActual{} // a new node has reported nothing yet
 		}
-		inst.NodeID, inst.Revision, inst.ModifyIndex = p.NodeID, c.Revision, a.index
+		rev := p.Revision
+		if rev == 0 {
+			rev = c.Revision
+		}
+		inst.NodeID, inst.Revision, inst.ModifyIndex = p.NodeID, rev, a.index
 		if err := a.txn.Insert(tableInstances, inst); err != nil {
 			return nil, err
 		}
@@ -598,4 +609,128 @@ func (a *applier) servicePlacementError(c *ServicePlacementError) (any, error) {
 		return svc, a.event("service.placed", "service/"+svc.ID, "all instances of "+svc.ID+" placed")
 	}
 	return svc, a.event("service.unplaced", "service/"+svc.ID, c.Error)
+}
+
+func (a *applier) stackUpgrade(c *StackUpgrade) (any, error) {
+	raw, err := a.txn.First(tableStacks, "id", c.Stack.Name)
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("stack %q is not installed; install it with `kontena stack install`: %w", c.Stack.Name, ErrNotFound)
+	}
+	old := raw.(*Stack)
+	if len(c.Stack.Spec.Services) == 0 {
+		return nil, fmt.Errorf("stack %q has no services: %w", c.Stack.Name, ErrInvalid)
+	}
+	st := c.Stack
+	st.Revision, st.CreatedAt, st.UpdatedAt, st.ModifyIndex = old.Revision+1, old.CreatedAt, a.now, a.index
+	if err := a.txn.Insert(tableStacks, &st); err != nil {
+		return nil, err
+	}
+	current, err := listBy[*Service](a.txn, tableServices, "stack", st.Name)
+	if err != nil {
+		return nil, err
+	}
+	keep := map[string]bool{}
+	var changed []string
+	for _, spec := range st.Spec.Services {
+		id := ServiceID(st.Name, spec.Name)
+		keep[id] = true
+		svc := &Service{ID: id, Stack: st.Name, Name: spec.Name, Revision: 1, Instances: spec.Instances, Spec: *spec, ModifyIndex: a.index}
+		if prev, err := a.getService(id); err == nil {
+			svc.Revision, svc.PlacementError = prev.Revision, prev.PlacementError
+			if !SameSpec(prev.Spec, *spec) {
+				svc.Revision++
+				changed = append(changed, spec.Name)
+			}
+		} else {
+			changed = append(changed, spec.Name+" (new)")
+		}
+		if err := a.txn.Insert(tableServices, svc); err != nil {
+			return nil, err
+		}
+	}
+	for _, svc := range current {
+		if keep[svc.ID] {
+			continue
+		}
+		if _, err := a.txn.DeleteAll(tableInstances, "service", svc.ID); err != nil {
+			return nil, err
+		}
+		if err := a.txn.Delete(tableServices, svc); err != nil {
+			return nil, err
+		}
+		changed = append(changed, svc.Name+" (removed)")
+	}
+	return &st, a.event("stack.upgraded", "stack/"+st.Name, fmt.Sprintf("stack %s upgraded to revision %d: %s", st.Name, st.Revision, strings.Join(changed, ", ")))
+}
+
+// UpgradeChanges lists, for `stack upgrade --dry-run`, what an upgrade to
+// spec would change in the services current: new and removed services and,
+// for changed ones, which keys change (a scale-only change is not listed).
+func UpgradeChanges(current []*Service, spec stack.Stack) []string {
+	var out []string
+	have := map[string]*Service{}
+	for _, svc := range current {
+		have[svc.Name] = svc
+	}
+	for _, ns := range spec.Services {
+		old, ok := have[ns.Name]
+		delete(have, ns.Name)
+		if !ok {
+			out = append(out, fmt.Sprintf("service %s: new (%d instances of %s)", ns.Name, ns.Instances, ns.Image))
+			continue
+		}
+		if old.Instances != ns.Instances {
+			out = append(out, fmt.Sprintf("service %s: instances %d -> %d", ns.Name, old.Instances, ns.Instances))
+		}
+		if keys := changedKeys(old.Spec, *ns); len(keys) > 0 {
+			out = append(out, fmt.Sprintf("service %s: %s changed; its instances are replaced, rolling", ns.Name, strings.Join(keys, ", ")))
+		}
+	}
+	for name := range have {
+		out = append(out, fmt.Sprintf("service %s: removed with its instances", name))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func changedKeys(a, b stack.Service) []string {
+	a.Instances, b.Instances = 0, 0
+	var ma, mb map[string]any
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	_ = json.Unmarshal(ja, &ma)
+	_ = json.Unmarshal(jb, &mb)
+	var keys []string
+	for k := range mergeKeys(ma, mb) {
+		x, _ := json.Marshal(ma[k])
+		y, _ := json.Marshal(mb[k])
+		if string(x) != string(y) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func mergeKeys(a, b map[string]any) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
+// SameSpec tells whether two service definitions run the same containers.
+// The instance count is left out: scaling is not a redeploy.
+func SameSpec(a, b stack.Service) bool {
+	a.Instances, b.Instances = 0, 0
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
 }

@@ -27,6 +27,7 @@ const (
 	MsgInstancesPlace
 	MsgInstancesReport
 	MsgServicePlacementError
+	MsgStackUpgrade
 )
 
 func (t MsgType) String() string {
@@ -61,6 +62,8 @@ func (t MsgType) String() string {
 		return "instance.report"
 	case MsgServicePlacementError:
 		return "service.placement_error"
+	case MsgStackUpgrade:
+		return "stack.upgrade"
 	}
 	return fmt.Sprintf("msg(%d)", uint8(t))
 }
@@ -149,6 +152,8 @@ func newCommand(t MsgType) Command {
 		return &InstancesReport{}
 	case MsgServicePlacementError:
 		return &ServicePlacementError{}
+	case MsgStackUpgrade:
+		return &StackUpgrade{}
 	}
 	return nil
 }
@@ -236,10 +241,13 @@ type ServiceScale struct {
 	Instances int    `json:"instances"`
 }
 
-// Placement puts instance Number of a service on a node.
+// Placement puts instance Number of a service on a node, at Revision (0:
+// the command's revision). A rolling deploy keeps some instances at their
+// old revision while others move on.
 type Placement struct {
-	Number int    `json:"number"`
-	NodeID string `json:"node_id"`
+	Number   int    `json:"number"`
+	NodeID   string `json:"node_id"`
+	Revision uint64 `json:"revision,omitempty"`
 }
 
 // InstancesPlace is the leader's placement of a service's instances at a
@@ -263,6 +271,15 @@ type InstancesReport struct {
 	NodeID  string           `json:"node_id"`
 	Reports []InstanceReport `json:"reports"`
 }
+
+// StackUpgrade replaces an installed stack's definition: changed services
+// get a new revision (their instances are then replaced, rolling), new ones
+// are created, dropped ones removed with their instances.
+type StackUpgrade struct {
+	Stack Stack `json:"stack"`
+}
+
+func (*StackUpgrade) MsgType() MsgType { return MsgStackUpgrade }
 
 // ServicePlacementError records why a service could not be fully placed.
 type ServicePlacementError struct {

@@ -207,7 +207,7 @@ func TestWaitBlocksUntilIndexPasses(t *testing.T) {
 }
 
 func TestEncodeDecodeEveryCommand(t *testing.T) {
-	for typ := MsgGridInit; typ <= MsgServicePlacementError; typ++ {
+	for typ := MsgGridInit; typ <= MsgStackUpgrade; typ++ {
 		cmd := newCommand(typ)
 		if cmd == nil || cmd.MsgType() != typ {
 			t.Fatalf("newCommand(%d) = %T", typ, cmd)

@@ -50,14 +50,14 @@ func TestStackServiceInstanceCommands(t *testing.T) {
 		}},
 		{"scale below zero", &ServiceScale{ID: "shop/web", Instances: -1}, ErrInvalid, nil},
 		{"scale unknown", &ServiceScale{ID: "shop/nope", Instances: 1}, ErrNotFound, nil},
-		{"place", &InstancesPlace{ServiceID: "shop/web", Revision: 1, Place: []Placement{{1, "id-1"}, {2, "id-2"}, {3, "id-1"}}}, nil, func(t *testing.T) {
+		{"place", &InstancesPlace{ServiceID: "shop/web", Revision: 1, Place: []Placement{{Number: 1, NodeID: "id-1"}, {Number: 2, NodeID: "id-2"}, {Number: 3, NodeID: "id-1"}}}, nil, func(t *testing.T) {
 			on1, _ := s.InstancesOnNode("id-1")
 			on2, _ := s.InstancesOnNode("id-2")
 			if len(on1) != 2 || len(on2) != 1 {
 				t.Fatalf("on n1 %d, on n2 %d", len(on1), len(on2))
 			}
 		}},
-		{"place on unknown node", &InstancesPlace{ServiceID: "shop/web", Place: []Placement{{4, "ghost"}}}, ErrNotFound, nil},
+		{"place on unknown node", &InstancesPlace{ServiceID: "shop/web", Place: []Placement{{Number: 4, NodeID: "ghost"}}}, ErrNotFound, nil},
 		{"report from the right node", &InstancesReport{NodeID: "id-2", Reports: []InstanceReport{{ID: "shop/web-2", Actual: InstanceActual{State: "running", Revision: 1}}}}, nil, func(t *testing.T) {
 			insts, _ := s.Instances("shop/web")
 			for _, i := range insts {
@@ -74,7 +74,7 @@ func TestStackServiceInstanceCommands(t *testing.T) {
 				}
 			}
 		}},
-		{"move clears the actual state, remove drops numbers", &InstancesPlace{ServiceID: "shop/web", Revision: 2, Place: []Placement{{2, "id-1"}}, Remove: []int{3}}, nil, func(t *testing.T) {
+		{"move clears the actual state, remove drops numbers", &InstancesPlace{ServiceID: "shop/web", Revision: 2, Place: []Placement{{Number: 2, NodeID: "id-1"}}, Remove: []int{3}}, nil, func(t *testing.T) {
 			insts, _ := s.Instances("shop/web")
 			if len(insts) != 2 {
 				t.Fatalf("instances = %d, want 2", len(insts))
@@ -113,7 +113,7 @@ func TestStackServiceInstanceCommands(t *testing.T) {
 func TestStacksSurviveSnapshot(t *testing.T) {
 	s := newStore(t)
 	mustApply(t, s, 2, webStack("shop"))
-	mustApply(t, s, 3, &InstancesPlace{ServiceID: "shop/web", Revision: 1, Place: []Placement{{1, "id-1"}}})
+	mustApply(t, s, 3, &InstancesPlace{ServiceID: "shop/web", Revision: 1, Place: []Placement{{Number: 1, NodeID: "id-1"}}})
 	s2 := roundTrip(t, s)
 	st, err := s2.Stack("shop")
 	if err != nil || st.Spec.Services[0].Image != "web:1" || st.Source == "" {
@@ -141,4 +141,36 @@ func roundTrip(t *testing.T, s *Store) *Store {
 		t.Fatal(err)
 	}
 	return s2
+}
+
+func TestStackUpgrade(t *testing.T) {
+	s := newStore(t)
+	mustApply(t, s, 2, webStack("shop"))
+	up := webStack("shop")
+	up.Stack.Spec.Services[0].Image = "web:2" // web changes
+	up.Stack.Spec.Services[1].Instances = 1   // db unchanged
+	up.Stack.Spec.Services = append(up.Stack.Spec.Services, &stack.Service{Name: "cache", Image: "cache:1", Instances: 1})
+	mustApply(t, s, 3, &ServiceScale{ID: "shop/db", Instances: 2})
+	mustApply(t, s, 4, &StackUpgrade{Stack: up.Stack})
+	st, _ := s.Stack("shop")
+	web, _ := s.Service("shop/web")
+	db, _ := s.Service("shop/db")
+	cache, err := s.Service("shop/cache")
+	if st.Revision != 2 || web.Revision != 2 || web.Spec.Image != "web:2" || db.Revision != 1 || err != nil || cache.Revision != 1 {
+		t.Fatalf("after upgrade: stack rev %d, web %+v, db rev %d, cache %v", st.Revision, web, db.Revision, err)
+	}
+	// A scale is not a change of spec; the file's count applies again.
+	if db.Instances != 1 {
+		t.Fatalf("db instances = %d, want the file's 1", db.Instances)
+	}
+	// Dropping a service removes it.
+	down := webStack("shop")
+	down.Stack.Spec.Services = down.Stack.Spec.Services[:1]
+	mustApply(t, s, 5, &StackUpgrade{Stack: down.Stack})
+	if _, err := s.Service("shop/db"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("db still there after it left the file: %v", err)
+	}
+	if _, err := s.Apply(6, &StackUpgrade{Stack: Stack{Name: "nope", Spec: stack.Stack{Services: []*stack.Service{{Name: "x"}}}}}, audit("a")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("upgrade of a missing stack: %v", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -186,6 +187,55 @@ func TestStacks(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("upgrade rolls and never drops below min_health", func(t *testing.T) {
+		// Sample the running instances on every node while the rollout runs.
+		stop := make(chan struct{})
+		sampled := make(chan []int)
+		go func() {
+			var counts []int
+			for {
+				select {
+				case <-stop:
+					sampled <- counts
+					return
+				default:
+				}
+				total := 0
+				for _, name := range names3 {
+					out, _, code, err := tg.nodes[name].Exec(ctx, "docker", "ps", "-q", "--filter", "label=io.kontena.managed=true")
+					if err == nil && code == 0 {
+						total += len(strings.Fields(out))
+					}
+				}
+				counts = append(counts, total)
+			}
+		}()
+		dry := tg.mustCLI(ctx, "stack", "upgrade", "shop", file, "-v", "greeting=bye", "--dry-run")
+		if !strings.Contains(dry, "service web: environment changed") {
+			t.Fatalf("dry run: %s", dry)
+		}
+		start := time.Now()
+		out := tg.mustCLI(ctx, "stack", "upgrade", "shop", file, "-v", "greeting=bye", "--timeout", "3m")
+		took := time.Since(start)
+		close(stop)
+		counts := <-sampled
+		low := slices.Min(counts)
+		t.Logf("MEASURED rolling upgrade of 3 instances: %s; running instances sampled %d times, lowest %d", took.Round(10*time.Millisecond), len(counts), low)
+		if !strings.Contains(out, "running: shop/web 3/3") {
+			t.Fatalf("upgrade output:\n%s", out)
+		}
+		// min_health 0.8 of 3 instances: one at a time, so at least 2 run.
+		if low < 2 {
+			t.Fatalf("only %d instances ran at one point of the rollout (samples %v)", low, counts)
+		}
+		for name := range containers(ctx, t, tg.nodes["d1"]) {
+			out, _, _, _ := tg.nodes["d1"].Exec(ctx, "docker", "exec", name, "sh", "-c", "echo $GREETING")
+			if strings.TrimSpace(out) != "bye" {
+				t.Fatalf("%s after the upgrade: GREETING=%q", name, out)
+			}
+		}
 	})
 
 	t.Run("a killed container is replaced", func(t *testing.T) {
