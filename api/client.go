@@ -132,6 +132,8 @@ func (c *Client) send(ctx context.Context, method, u string, body []byte) (*http
 	timeout := 30 * time.Second
 	if pu, err := url.Parse(u); err == nil && pu.Query().Get("index") != "" {
 		timeout = 6 * time.Minute
+	} else if err == nil && pu.Query().Get("follow") == "true" {
+		timeout = 24 * time.Hour // streams end when the caller stops reading
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
@@ -194,6 +196,33 @@ func decode(resp *http.Response, out any) (uint64, error) {
 		}
 	}
 	return idx, nil
+}
+
+// Stream GETs path and returns the body as it arrives (logs); the caller
+// closes it. Errors are decoded like Do's.
+func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error) {
+	c.mu.Lock()
+	start := c.good
+	c.mu.Unlock()
+	unreach := &UnreachableError{}
+	for i := range c.addrs {
+		k := (start + i) % len(c.addrs)
+		resp, err := c.send(ctx, http.MethodGet, c.addrs[k]+path, nil)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			unreach.Addrs = append(unreach.Addrs, c.addrs[k])
+			unreach.Errs = append(unreach.Errs, err)
+			continue
+		}
+		if resp.StatusCode >= 300 {
+			_, err := decode(resp, nil)
+			return nil, err
+		}
+		return resp.Body, nil
+	}
+	return nil, unreach
 }
 
 // Nodes lists nodes. With index > 0 it blocks until the node list changes

@@ -76,6 +76,7 @@ func (n *Node) handler() http.Handler {
 		{method: "PUT", pattern: "/v1/stacks/{name}", leader: true, admin: true, h: n.upgradeStack},
 		{method: "GET", pattern: "/v1/services", h: n.listServices},
 		{method: "POST", pattern: "/v1/services/{stack}/{service}/scale", leader: true, admin: true, h: n.scaleService},
+		{method: "GET", pattern: "/v1/services/{stack}/{service}/logs", admin: true, h: n.serviceLogs},
 		{method: "GET", pattern: "/v1/nodes/{name}/assignments", h: n.getAssignments},
 		{method: "POST", pattern: "/v1/nodes/{name}/instances", leader: true, h: n.reportInstances},
 	}
@@ -87,6 +88,7 @@ func (n *Node) handler() http.Handler {
 	mux.HandleFunc("POST /v1/internal/demote", n.internal(n.serveDemote))
 	mux.HandleFunc("GET /v1/internal/status", n.internal(n.serveStatus))
 	mux.HandleFunc("POST /v1/internal/removed", n.internal(n.serveRemoved))
+	mux.HandleFunc("GET /v1/internal/containers/{name}/logs", n.internal(n.serveContainerLogs))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, api.Errorf(api.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -316,6 +318,9 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, targets []string)
 // requestTimeout bounds one API request: a blocking query may wait as long
 // as it asked (at most 5 minutes) plus a margin, anything else 30 s.
 func requestTimeout(r *http.Request) time.Duration {
+	if r.URL.Query().Get("follow") == "true" {
+		return 24 * time.Hour // a log stream lasts as long as its reader
+	}
 	if r.URL.Query().Get("index") != "" {
 		if d, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil {
 			return min(d, 5*time.Minute) + 15*time.Second

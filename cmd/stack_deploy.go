@@ -313,6 +313,15 @@ func serviceCommand() *cli.Command {
 				Action: withSession(serviceList),
 			},
 			{
+				Name: "logs", Usage: "show the logs of every instance of a service, merged by time", ArgsUsage: "STACK/SERVICE",
+				Flags: []cli.Flag{
+					&cli.IntFlag{Name: "tail", Value: 100, Usage: "lines from the end of each instance's log (0: all)"},
+					&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep streaming new lines"},
+					&cli.StringFlag{Name: "since", Usage: "only lines newer than a duration (10m) or an RFC 3339 time"},
+				},
+				Action: withSession(serviceLogs),
+			},
+			{
 				Name: "scale", Usage: "set the number of instances and wait for them", ArgsUsage: "STACK/SERVICE N",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "no-wait", Usage: "return at once"},
@@ -362,4 +371,31 @@ func serviceScale(c *cli.Context, s *session) error {
 		return nil
 	}
 	return waitStacks(c, s, []string{st}, c.Duration("timeout"))
+}
+
+func serviceLogs(c *cli.Context, s *session) error {
+	id, err := oneArg(c, "STACK/SERVICE")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(id, "/") {
+		return usageError("service %q: expected STACK/SERVICE", id)
+	}
+	q := fmt.Sprintf("?tail=%d", c.Int("tail"))
+	if c.Bool("follow") {
+		q += "&follow=true"
+	}
+	if since := c.String("since"); since != "" {
+		q += "&since=" + since
+	}
+	body, err := s.api.Stream(c.Context, "/v1/services/"+id+"/logs"+q)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	_, err = io.Copy(c.App.Writer, body)
+	if err != nil && c.Context.Err() != nil {
+		return nil
+	}
+	return err
 }

@@ -72,7 +72,7 @@ variables:
 services:
   web:
     image: kontena-it-busybox
-    command: httpd -f -p 8080
+    command: sh -c 'echo started on $$KONTENA_NODE_NAME; exec httpd -f -p 8080'
     instances: 3
     stop_signal: SIGKILL
     environment:
@@ -161,6 +161,18 @@ func TestStacks(t *testing.T) {
 		must(t, json.Unmarshal([]byte(tg.mustCLI(ctx, "service", "ls", "-o", "json")), &svcs))
 		if len(svcs) != 1 || svcs[0].Running != 3 || svcs[0].Desired != 3 {
 			t.Fatalf("service ls: %+v", svcs)
+		}
+	})
+
+	t.Run("logs of instances on every node, merged", func(t *testing.T) {
+		out := tg.mustCLI(ctx, "service", "logs", "shop/web")
+		for _, node := range names3 {
+			if !strings.Contains(out, "started on "+node) {
+				t.Fatalf("service logs lacks the instance on %s:\n%s", node, out)
+			}
+		}
+		if _, errOut, code := tg.cli(ctx, "service", "logs", "shop/nope"); code != 5 || !strings.Contains(errOut, "not found") {
+			t.Fatalf("logs of an unknown service: exit %d %s", code, errOut)
 		}
 	})
 

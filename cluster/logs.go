@@ -1,0 +1,217 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/fsm"
+)
+
+// logQuery is what `service logs` asks for.
+type logQuery struct {
+	tail   int
+	follow bool
+	since  string
+}
+
+func parseLogQuery(r *http.Request) (logQuery, error) {
+	q := logQuery{tail: 100, follow: r.URL.Query().Get("follow") == "true", since: r.URL.Query().Get("since")}
+	if s := r.URL.Query().Get("tail"); s != "" {
+		k, err := strconv.Atoi(s)
+		if err != nil || k < 0 {
+			return q, api.Errorf(api.CodeInvalid, "tail=%q: expected a number, 0 or more", s)
+		}
+		q.tail = k
+	}
+	if q.since != "" {
+		if _, err := time.ParseDuration(q.since); err != nil {
+			if _, err := time.Parse(time.RFC3339, q.since); err != nil {
+				return q, api.Errorf(api.CodeInvalid, "since=%q: expected a duration (10m) or an RFC 3339 time", q.since)
+			}
+		}
+	}
+	return q, nil
+}
+
+func (q logQuery) values() url.Values {
+	v := url.Values{"tail": {strconv.Itoa(q.tail)}}
+	if q.follow {
+		v.Set("follow", "true")
+	}
+	if q.since != "" {
+		v.Set("since", q.since)
+	}
+	return v
+}
+
+// serviceLogs merges the logs of every instance of a service, each line
+// prefixed with its timestamp and instance name. Without follow the lines
+// are sorted by time; with follow they stream as they come.
+func (n *Node) serviceLogs(w http.ResponseWriter, r *http.Request, p *principal) error {
+	q, err := parseLogQuery(r)
+	if err != nil {
+		return err
+	}
+	store, err := n.store()
+	if err != nil {
+		return err
+	}
+	svc, err := store.Service(fsm.ServiceID(r.PathValue("stack"), r.PathValue("service")))
+	if err != nil {
+		return err
+	}
+	insts, err := store.Instances(svc.ID)
+	if err != nil {
+		return err
+	}
+	type source struct{ name, addr string }
+	var sources []source
+	for _, in := range insts {
+		node, err := store.Node(in.NodeID)
+		if err != nil {
+			continue
+		}
+		sources = append(sources, source{containerName(svc.Stack, svc.Name, in.Number), net.JoinHostPort(node.Addr, strconv.Itoa(node.APIPort))})
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	flusher, _ := w.(http.Flusher)
+	lines := make(chan string, 256)
+	var wg sync.WaitGroup
+	for _, src := range sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.fetchLogs(r.Context(), src.addr, src.name, q, lines); err != nil && r.Context().Err() == nil {
+				lines <- fmt.Sprintf("%s %s kontena: cannot read logs: %v", time.Now().UTC().Format(time.RFC3339Nano), src.name, err)
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(lines) }()
+	if q.follow {
+		for l := range lines {
+			if _, err := io.WriteString(w, l+"\n"); err != nil {
+				return nil
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		return nil
+	}
+	var all []string
+	for l := range lines {
+		all = append(all, l)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i] < all[j] }) // RFC 3339 timestamps sort as text
+	if q.tail > 0 && len(all) > q.tail {
+		all = all[len(all)-q.tail:]
+	}
+	_, err = io.WriteString(w, strings.Join(all, "\n")+trailingNL(all))
+	return err
+}
+
+func trailingNL(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	return "\n"
+}
+
+// fetchLogs reads one container's log lines from the node that runs it.
+func (n *Node) fetchLogs(ctx context.Context, addr, name string, q logQuery, out chan<- string) error {
+	u := api.BaseURL(addr) + "/v1/internal/containers/" + url.PathEscape(name) + "/logs?" + q.values().Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := n.peerHTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		ts, msg, _ := strings.Cut(sc.Text(), " ")
+		select {
+		case out <- ts + " " + name + " " + msg:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return sc.Err()
+}
+
+// serveContainerLogs streams a container's log from this node's engine:
+// one "timestamp message" line per log line, stdout and stderr together.
+func (n *Node) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
+	q, err := parseLogQuery(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		writeErr(w, api.Errorf(api.CodeUnavailable, "no Docker engine on this node: %v", err))
+		return
+	}
+	defer cli.Close()
+	name := r.PathValue("name")
+	// Only the agent's containers: node certificates do not open the
+	// whole engine.
+	ins, err := cli.ContainerInspect(r.Context(), name)
+	if err != nil || ins.Config == nil || ins.Config.Labels["io.kontena.managed"] != "true" {
+		writeErr(w, api.Errorf(api.CodeNotFound, "no kontena container %s on this node", name))
+		return
+	}
+	rc, err := cli.ContainerLogs(r.Context(), name, container.LogsOptions{ShowStdout: true, ShowStderr: true,
+		Timestamps: true, Follow: q.follow, Tail: strconv.Itoa(q.tail), Since: q.since})
+	if err != nil {
+		writeErr(w, api.Errorf(api.CodeUnavailable, "read logs of %s: %v", name, err))
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fw := &flushWriter{w: w}
+	if ins.Config.Tty {
+		_, _ = io.Copy(fw, rc)
+		return
+	}
+	_, _ = stdcopy.StdCopy(fw, fw, rc)
+}
+
+// flushWriter flushes after every write so follow streams are live; one
+// mutex keeps stdout and stderr lines from interleaving mid-line.
+type flushWriter struct {
+	mu sync.Mutex
+	w  http.ResponseWriter
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k, err := f.w.Write(p)
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	return k, err
+}
