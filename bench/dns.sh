@@ -176,20 +176,7 @@ In-process answer path, raw query in, raw response out, without sockets (\`go te
 RunParallel on $(nproc) cores, wall time per query): ${BENCH:-not measured}.
 EOF
 
-python_free_replace() {
-	awk -v sec="$SECTION" -v file="$SECTION_FILE" '
-		function emit() { while ((getline l < file) > 0) print l; close(file); done = 1 }
-		$0 == sec { emit(); skip = 1; next }
-		skip && /^## / { skip = 0; print ""; }
-		!skip { print }
-		END { if (!done) { if (NR > 0) print ""; emit() } }
-	' "$RESULTS"
-}
-if [ ! -s "$RESULTS" ]; then
-	{ echo "# Benchmark results"; echo; cat "$SECTION_FILE"; } >"$WORK/RESULTS.new"
-else
-	python_free_replace >"$WORK/RESULTS.new"
-fi
-cp "$WORK/RESULTS.new" "$RESULTS.tmp.$$" && mv "$RESULTS.tmp.$$" "$RESULTS"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+write_section "$RESULTS" "$SECTION" "$SECTION_FILE"
 log "wrote $SECTION to $RESULTS"
 cat "$SECTION_FILE"

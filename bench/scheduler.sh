@@ -74,21 +74,7 @@ SwarmKit's figure is its published micro-benchmark (100k tasks on 1k nodes in 22
 measured on other hardware and with its own filters, so the ratio is indicative only. The target of issue 4 was 10x.
 EOS
 
-touch "$RESULTS"
-replace_section() {
-	awk -v sec="$SECTION" -v file="$SECTION_FILE" '
-		function emit() { while ((getline l < file) > 0) print l; close(file); done = 1 }
-		$0 == sec { emit(); skip = 1; next }
-		skip && /^## / { skip = 0; print ""; }
-		!skip { print }
-		END { if (!done) { if (NR > 0) print ""; emit() } }
-	' "$RESULTS"
-}
-if [ ! -s "$RESULTS" ]; then
-	{ echo "# Benchmark results"; echo; cat "$SECTION_FILE"; } >"$WORK/RESULTS.new"
-else
-	replace_section >"$WORK/RESULTS.new"
-fi
-cp "$WORK/RESULTS.new" "$RESULTS.tmp.$$" && mv "$RESULTS.tmp.$$" "$RESULTS"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+write_section "$RESULTS" "$SECTION" "$SECTION_FILE"
 log "wrote $SECTION to $RESULTS"
 cat "$SECTION_FILE"
