@@ -11,11 +11,11 @@ import (
 // Labels the agent puts on what it creates. They are the agent's only
 // memory: an agent restart rebuilds everything it needs from them.
 const (
-	LabelManaged  = "io.kontena.managed" // "true" on every agent container and volume
+	LabelManaged = "io.kontena.managed" // "true" on every agent container and volume
 	// LabelNode is the ID of the node whose agent made the container: nodes
 	// sharing one engine (several nodes on a development host) leave each
 	// other's containers alone.
-	LabelNode = "io.kontena.node.id"
+	LabelNode     = "io.kontena.node.id"
 	LabelName     = "io.kontena.container.name"
 	LabelStack    = "io.kontena.stack.name"
 	LabelService  = "io.kontena.service.name"
