@@ -255,6 +255,14 @@ func (n *Node) getHealth(w http.ResponseWriter, r *http.Request, p *principal) e
 		h.Status = api.HealthError
 		h.Messages = append(h.Messages, "no leader: a majority of voters is not reachable from this node; the grid cannot accept changes")
 	}
+	for _, v := range h.Voters {
+		// Raft keeps a lost leader for up to a heartbeat timeout; a leader
+		// this node cannot reach cannot commit anything for it either.
+		if v.Leader && !v.Reachable && leaderID != "" {
+			h.Status = api.HealthError
+			h.Messages = append(h.Messages, fmt.Sprintf("leader %s does not answer this node: changes cannot be made from here", v.Name))
+		}
+	}
 	return writeJSON(w, rn.store.Index(), h)
 }
 

@@ -325,10 +325,13 @@ func TestGrid(t *testing.T) {
 			return nil
 		})
 		phase("isolated voter refuses writes (exit 4)")
-		_, _, code, _ := n.Exec(ctx, "kontena", "--config", "/tmp/cli.json", "grid", "health")
-		if code != 8 {
-			t.Fatalf("grid health on the isolated voter: exit %d, want 8 (no quorum)", code)
-		}
+		eventually(t, 30*time.Second, "grid health on the isolated voter says no quorum (exit 8)", func() error {
+			out, _, code, err := n.Exec(ctx, "kontena", "--config", "/tmp/cli.json", "grid", "health")
+			if err != nil || code != 8 {
+				return fmt.Errorf("exit %d %v: %s", code, err, out)
+			}
+			return nil
+		})
 		// The majority commits.
 		tg.mustCLI(ctx, "node", "label", "add", "w1", "written-during-partition=yes")
 		phase("majority committed a write")
