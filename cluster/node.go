@@ -162,6 +162,22 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 		return err
 	}
 	n.gossip = g
+	// Join the known peers before saying ready: a worker forwards every
+	// request to a voter it sees through gossip. If none answers (the grid is
+	// restarting) the reconnect loop keeps trying.
+	if len(peers) > 0 {
+		joined := make(chan struct{})
+		go func() {
+			defer close(joined)
+			if k, err := g.join(peers); err == nil {
+				n.log.Info("gossip joined", "peers", k)
+			}
+		}()
+		select { // an unreachable peer may hold Join for memberlist's TCP timeout
+		case <-joined:
+		case <-time.After(3 * time.Second):
+		}
+	}
 	go n.reconnectLoop(ctx, peers)
 	go n.leaderLoop(ctx)
 	if !n.cfg.NoContainers {

@@ -52,7 +52,7 @@ func App() *cli.App {
 machine whose CLI config holds a token ('kontena grid login').`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "CLI config file (grids, tokens)", EnvVars: []string{"KONTENA_CONFIG"}, Value: defaultConfigPath()},
-			&cli.StringFlag{Name: "grid", Usage: "grid to talk to (default: the current grid, see `kontena grid ls`)", EnvVars: []string{"KONTENA_GRID"}},
+			&cli.StringFlag{Name: "grid", Usage: "grid to talk to (default: the current grid; see 'kontena grid ls')", EnvVars: []string{"KONTENA_GRID"}},
 		},
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
 		ExitErrHandler:        func(*cli.Context, error) {}, // Run prints and exits

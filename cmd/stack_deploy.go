@@ -305,7 +305,7 @@ func stackRemove(c *cli.Context, s *session) error {
 func serviceCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "service",
-		Usage: "list and scale services",
+		Usage: "list and scale services, read their logs",
 		Subcommands: []*cli.Command{
 			{
 				Name: "ls", Aliases: []string{"list"}, Usage: "list services",
