@@ -24,6 +24,16 @@ func (n *Node) store() (*fsm.Store, error) {
 	return rn.store, nil
 }
 
+// pathNode is the local state and the node named by the {name} path value.
+func (n *Node) pathNode(r *http.Request) (*fsm.Store, *fsm.Node, error) {
+	store, err := n.store()
+	if err != nil {
+		return nil, nil, err
+	}
+	node, err := store.Node(r.PathValue("name"))
+	return store, node, err
+}
+
 func (n *Node) getWhoAmI(w http.ResponseWriter, r *http.Request, p *principal) error {
 	return writeJSON(w, 0, api.WhoAmI{User: p.User, Roles: p.Roles, Node: p.Node})
 }
@@ -49,11 +59,7 @@ func (n *Node) listNodes(w http.ResponseWriter, r *http.Request, p *principal) e
 }
 
 func (n *Node) getNode(w http.ResponseWriter, r *http.Request, p *principal) error {
-	store, err := n.store()
-	if err != nil {
-		return err
-	}
-	node, err := store.Node(r.PathValue("name"))
+	store, node, err := n.pathNode(r)
 	if err != nil {
 		return err
 	}
@@ -76,11 +82,7 @@ func (n *Node) patchNode(w http.ResponseWriter, r *http.Request, p *principal) e
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	store, err := n.store()
-	if err != nil {
-		return err
-	}
-	node, err := store.Node(r.PathValue("name"))
+	_, node, err := n.pathNode(r)
 	if err != nil {
 		return err
 	}
@@ -105,11 +107,7 @@ func derefLabels(p *[]string) []string {
 }
 
 func (n *Node) deleteNode(w http.ResponseWriter, r *http.Request, p *principal) error {
-	store, err := n.store()
-	if err != nil {
-		return err
-	}
-	node, err := store.Node(r.PathValue("name"))
+	_, node, err := n.pathNode(r)
 	if err != nil {
 		return err
 	}
@@ -126,11 +124,7 @@ func (n *Node) deleteNode(w http.ResponseWriter, r *http.Request, p *principal) 
 // roleNode records the new role; the leader's reconciler then changes Raft.
 func (n *Node) roleNode(role string) func(http.ResponseWriter, *http.Request, *principal) error {
 	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
-		store, err := n.store()
-		if err != nil {
-			return err
-		}
-		node, err := store.Node(r.PathValue("name"))
+		store, node, err := n.pathNode(r)
 		if err != nil {
 			return err
 		}

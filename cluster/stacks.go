@@ -155,11 +155,7 @@ func (n *Node) scaleService(w http.ResponseWriter, r *http.Request, p *principal
 // getAssignments is what a node's agent watches (a blocking query): the
 // instances placed on the node with their service specs.
 func (n *Node) getAssignments(w http.ResponseWriter, r *http.Request, p *principal) error {
-	store, err := n.store()
-	if err != nil {
-		return err
-	}
-	node, err := store.Node(r.PathValue("name"))
+	store, node, err := n.pathNode(r)
 	if err != nil {
 		return err
 	}
@@ -197,11 +193,7 @@ func (n *Node) reportInstances(w http.ResponseWriter, r *http.Request, p *princi
 	if err := decodeBody(r, &reports); err != nil {
 		return err
 	}
-	store, err := n.store()
-	if err != nil {
-		return err
-	}
-	node, err := store.Node(r.PathValue("name"))
+	_, node, err := n.pathNode(r)
 	if err != nil {
 		return err
 	}
