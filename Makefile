@@ -4,7 +4,7 @@
 BIN ?= bin/kontena
 DATA ?= $(CURDIR)/.kontena-data
 
-.PHONY: build up demo-image test bench-grid bench-stack bench-scheduler bench-dns clean
+.PHONY: build up demo-image test bench-deploy bench-grid bench-stack bench-scheduler bench-dns clean
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN) .
@@ -17,6 +17,9 @@ demo-image:
 
 test:
 	go test -count=1 -timeout 80m ./...
+
+bench-deploy:
+	bash bench/deploy.sh
 
 bench-grid:
 	bash bench/grid.sh
