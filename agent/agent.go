@@ -33,7 +33,8 @@ type Agent struct {
 	prober   Prober
 	now      func() time.Time
 
-	mu     sync.Mutex              // serializes passes; guards health
+	mu     sync.Mutex              // serializes passes
+	hmu    sync.Mutex              // guards health: a pass works on instances in parallel
 	health map[string]*healthState // by container ID
 }
 

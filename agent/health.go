@@ -42,11 +42,7 @@ func (a *Agent) checkHealth(ctx context.Context, s ContainerSpec, c Container) (
 	if hc == nil {
 		return HealthNone, nil
 	}
-	hs := a.health[c.ID]
-	if hs == nil {
-		hs = &healthState{health: HealthUnknown}
-		a.health[c.ID] = hs
-	}
+	hs := a.healthOf(c.ID)
 	now := a.now()
 	if now.Before(c.StartedAt.Add(hc.InitialDelay)) {
 		return hs.health, nil
@@ -78,7 +74,7 @@ func (a *Agent) checkHealth(ctx context.Context, s ContainerSpec, c Container) (
 	if hs.failures < retries {
 		return hs.health, nil
 	}
-	delete(a.health, c.ID) // the restart starts a fresh history
+	a.dropHealth(c.ID) // the restart starts a fresh history
 	return HealthUnhealthy, fmt.Errorf("agent: %s health check (%s %s) failed %d time(s): %w",
 		s.Name, hc.Protocol, addr, hs.failures, err)
 }
@@ -106,11 +102,33 @@ func (a *Agent) forgetHealth(statuses []InstanceStatus) {
 	for _, st := range statuses {
 		live[st.ContainerID] = true
 	}
+	a.hmu.Lock()
+	defer a.hmu.Unlock()
 	for id := range a.health {
 		if !live[id] {
 			delete(a.health, id)
 		}
 	}
+}
+
+// healthOf returns the health history of a container, creating it. Each
+// container is worked on by one goroutine at a time, so only the map needs
+// the lock.
+func (a *Agent) healthOf(id string) *healthState {
+	a.hmu.Lock()
+	defer a.hmu.Unlock()
+	hs := a.health[id]
+	if hs == nil {
+		hs = &healthState{health: HealthUnknown}
+		a.health[id] = hs
+	}
+	return hs
+}
+
+func (a *Agent) dropHealth(id string) {
+	a.hmu.Lock()
+	delete(a.health, id)
+	a.hmu.Unlock()
 }
 
 // nextHealthDue is how soon a health probe may become due, to shorten Run's

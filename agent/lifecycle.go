@@ -106,7 +106,7 @@ func (a *Agent) destroy(ctx context.Context, c Container) error {
 
 // restart stops and starts a container in place (same ID), with hooks.
 func (a *Agent) restart(ctx context.Context, s ContainerSpec, c Container) error {
-	delete(a.health, c.ID)
+	a.dropHealth(c.ID)
 	if err := a.stopWithHooks(ctx, c); err != nil {
 		return err
 	}

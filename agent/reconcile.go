@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"sync"
 )
 
 // Reconcile makes one pass: it creates missing instances, replaces those of
@@ -57,7 +58,7 @@ func (a *Agent) Reconcile(ctx context.Context, desired []ContainerSpec) error {
 			st.State, st.Error = StateFailed, err.Error()
 			errs = append(errs, err)
 		}
-		delete(a.health, c.ID)
+		a.dropHealth(c.ID)
 		// A duplicate of a desired instance is not reported: the instance's
 		// own status below is the one that counts.
 		if !inSpecs(specs, st.Name) {
@@ -65,21 +66,41 @@ func (a *Agent) Reconcile(ctx context.Context, desired []ContainerSpec) error {
 		}
 	}
 
+	var unique []ContainerSpec
 	for _, s := range specs {
 		if wanted[s.Name] {
 			errs = append(errs, fmt.Errorf("agent: %s is desired twice; kept the first", s.Name))
 			continue
 		}
 		wanted[s.Name] = true
+		unique = append(unique, s)
+	}
+	// Instances are independent: bring several up at once (creating and
+	// starting a container is mostly waiting on the engine), a few at a
+	// time so a large scale-up does not swamp it. Results keep spec order.
+	results := make([]InstanceStatus, len(unique))
+	failures := make([]error, len(unique))
+	sem := make(chan struct{}, parallelism)
+	var wg sync.WaitGroup
+	for i, s := range unique {
 		var cp *Container
 		if c, ok := byName[s.Name]; ok {
 			cp = &c
 		}
-		st, err := a.reconcileOne(ctx, s, cp)
-		if err != nil {
-			errs = append(errs, err)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i], failures[i] = a.reconcileOne(ctx, s, cp)
+		}()
+	}
+	wg.Wait()
+	for i := range unique {
+		if failures[i] != nil {
+			errs = append(errs, failures[i])
 		}
-		statuses = append(statuses, st)
+		statuses = append(statuses, results[i])
 	}
 	a.forgetHealth(statuses)
 
@@ -88,6 +109,9 @@ func (a *Agent) Reconcile(ctx context.Context, desired []ContainerSpec) error {
 	}
 	return errors.Join(errs...)
 }
+
+// parallelism is how many instances one pass works on at once.
+const parallelism = 4
 
 // reconcileOne brings one instance to its spec. c is its current container
 // (nil if none).
@@ -108,7 +132,7 @@ func (a *Agent) reconcileOne(ctx context.Context, s ContainerSpec, c *Container)
 			if err := a.destroy(ctx, *c); err != nil {
 				return fail(err)
 			}
-			delete(a.health, c.ID)
+			a.dropHealth(c.ID)
 			c = nil
 		}
 	}
@@ -142,7 +166,7 @@ func (a *Agent) reconcileOne(ctx context.Context, s ContainerSpec, c *Container)
 		return st, nil
 	default: // created, exited, dead
 		log.Info("starting stopped container", "id", c.ID, "state", c.State, "exit_code", c.ExitCode)
-		delete(a.health, c.ID)
+		a.dropHealth(c.ID)
 		if err := a.startWithHooks(ctx, s, c.ID, carried); err != nil {
 			return fail(err)
 		}
