@@ -207,6 +207,24 @@ func (d *decoder) decodeResolvers(n *yaml.Node, path, varName string) []Resolver
 		}
 		out = append(out, r)
 	}
+	d.eachNamed(n, add, func(item *yaml.Node, i int) {
+		d.expected(item, fmt.Sprintf("%s[%d]", path, i), "a resolver name or {resolver: hint}")
+	}, func() {
+		d.expected(n, path, "a resolver name, a list or a mapping of resolvers")
+	})
+	return out
+}
+
+// eachNamed walks the forms `from` and `to` accept: a name, a list of names
+// or {name: hint} maps, or a {name: hint} map, calling add for each name.
+// badItem (nil: skip) is called for a list item of another kind, bad for a
+// node of another kind.
+func (d *decoder) eachNamed(n *yaml.Node, add func(name string, hint, at *yaml.Node), badItem func(item *yaml.Node, i int), bad func()) {
+	pairs := func(m *yaml.Node) {
+		for j := 0; j+1 < len(m.Content); j += 2 {
+			add(m.Content[j].Value, m.Content[j+1], m.Content[j])
+		}
+	}
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if s, ok := scalarText(n); ok {
@@ -218,21 +236,18 @@ func (d *decoder) decodeResolvers(n *yaml.Node, path, varName string) []Resolver
 			case yaml.ScalarNode:
 				add(item.Value, nil, item)
 			case yaml.MappingNode:
-				for j := 0; j+1 < len(item.Content); j += 2 {
-					add(item.Content[j].Value, item.Content[j+1], item.Content[j])
-				}
+				pairs(item)
 			default:
-				d.expected(item, fmt.Sprintf("%s[%d]", path, i), "a resolver name or {resolver: hint}")
+				if badItem != nil {
+					badItem(item, i)
+				}
 			}
 		}
 	case yaml.MappingNode:
-		for j := 0; j+1 < len(n.Content); j += 2 {
-			add(n.Content[j].Value, n.Content[j+1], n.Content[j])
-		}
+		pairs(n)
 	default:
-		d.expected(n, path, "a resolver name, a list or a mapping of resolvers")
+		bad()
 	}
-	return out
 }
 
 // decodeSetters reads `to`: env (names for ${}) and vault (a secret name).
@@ -264,28 +279,6 @@ func (d *decoder) decodeSetters(n *yaml.Node, path, varName string) []Setter {
 			out = append(out, Setter{Name: name, Target: t})
 		}
 	}
-	switch n.Kind {
-	case yaml.ScalarNode:
-		if s, ok := scalarText(n); ok {
-			add(s, nil, n)
-		}
-	case yaml.SequenceNode:
-		for _, item := range n.Content {
-			switch item.Kind {
-			case yaml.ScalarNode:
-				add(item.Value, nil, item)
-			case yaml.MappingNode:
-				for j := 0; j+1 < len(item.Content); j += 2 {
-					add(item.Content[j].Value, item.Content[j+1], item.Content[j])
-				}
-			}
-		}
-	case yaml.MappingNode:
-		for j := 0; j+1 < len(n.Content); j += 2 {
-			add(n.Content[j].Value, n.Content[j+1], n.Content[j])
-		}
-	default:
-		d.expected(n, path, "env or vault")
-	}
+	d.eachNamed(n, add, nil, func() { d.expected(n, path, "env or vault") })
 	return out
 }
