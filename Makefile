@@ -1,16 +1,20 @@
-# The commands the README gives. `make up` builds and starts a one-node grid
-# on this machine; `make test` runs every test, including the multi-node
-# integration tests on the local Docker engine.
+# The commands the README gives. `make up` builds kontena and the demo
+# image, starts a one-node grid on this machine and installs the demo stack;
+# `make test` runs every test, including the multi-node integration tests on
+# the local Docker engine.
 BIN ?= bin/kontena
 DATA ?= $(CURDIR)/.kontena-data
 
-.PHONY: build up demo-image test bench-deploy bench-grid bench-stack bench-scheduler bench-dns clean
+.PHONY: build up down demo-image test bench-deploy bench-grid bench-stack bench-scheduler bench-dns clean
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN) .
 
 up: build
-	$(BIN) up --data-dir $(DATA) --bind 127.0.0.1
+	BIN=$(BIN) DATA=$(DATA) bash examples/up.sh
+
+down:
+	-kill $$(cat $(DATA)/kontena.pid) 2>/dev/null; rm -f $(DATA)/kontena.pid
 
 demo-image:
 	bash examples/demo/build-image.sh

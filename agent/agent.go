@@ -20,6 +20,8 @@ type Config struct {
 	Prober Prober
 	// Now is the clock; nil = time.Now.
 	Now func() time.Time
+	// Network attaches containers to the overlay; nil = engine default.
+	Network Network
 }
 
 // Agent reconciles the node's containers. Reconcile and Run may be called
@@ -32,10 +34,12 @@ type Agent struct {
 	interval time.Duration
 	prober   Prober
 	now      func() time.Time
+	net      Network
 
 	mu     sync.Mutex              // serializes passes
 	hmu    sync.Mutex              // guards health: a pass works on instances in parallel
 	health map[string]*healthState // by container ID
+	life   lifecycle               // restarts, ports and events; guarded by hmu
 }
 
 // New returns an Agent; only Runtime is required.
@@ -51,7 +55,9 @@ func New(cfg Config) (*Agent, error) {
 		interval: cfg.Interval,
 		prober:   cfg.Prober,
 		now:      cfg.Now,
+		net:      cfg.Network,
 		health:   map[string]*healthState{},
+		life:     newLifecycle(),
 	}
 	if a.log == nil {
 		a.log = slog.Default()

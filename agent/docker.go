@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -110,7 +111,7 @@ func (d *dockerRuntime) Create(ctx context.Context, r CreateRequest) (string, er
 	if err != nil {
 		return "", err
 	}
-	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, r.Name)
+	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, networkConfig(r, hc), nil, r.Name)
 	if cerrdefs.IsConflict(err) {
 		return "", fmt.Errorf("%w (a container not managed by the agent has this name: remove it)", err)
 	}
@@ -121,6 +122,21 @@ func (d *dockerRuntime) Create(ctx context.Context, r CreateRequest) (string, er
 		d.log.Warn("docker create warning", "container", r.Name, "warning", w)
 	}
 	return resp.ID, nil
+}
+
+// networkConfig puts the container on its overlay network with the address
+// the node allocated (and the grid DNS), unless it runs in the host network.
+func networkConfig(r CreateRequest, hc *container.HostConfig) *network.NetworkingConfig {
+	if r.Net == nil || r.Spec.NetworkMode == "host" {
+		return nil
+	}
+	hc.NetworkMode = container.NetworkMode(r.Net.Network)
+	hc.DNS, hc.DNSSearch = r.Net.DNS, r.Net.DNSSearch
+	ep := &network.EndpointSettings{}
+	if r.Net.IP.IsValid() {
+		ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: r.Net.IP.String()}
+	}
+	return &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{r.Net.Network: ep}}
 }
 
 // dockerConfig translates a request; env goes only into the config, never

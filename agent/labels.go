@@ -31,6 +31,9 @@ const (
 	// container can be stopped properly even when its spec is gone (scale
 	// down, service removed) or has changed (the old revision's hooks apply).
 	LabelPreStop = "io.kontena.hooks.pre_stop"
+	// LabelRestart is the restart generation a container was created at: a
+	// new container has reached every restart asked for before it.
+	LabelRestart = "io.kontena.service.restart_gen"
 )
 
 // containerLabels returns the user labels plus the agent's own; the agent's
@@ -53,6 +56,9 @@ func containerLabels(s ContainerSpec, oneshotDone []string) map[string]string {
 	}
 	if len(oneshotDone) > 0 {
 		l[LabelOneshotDone] = strings.Join(oneshotDone, ",")
+	}
+	if s.RestartGen > 0 {
+		l[LabelRestart] = strconv.FormatUint(s.RestartGen, 10)
 	}
 	return l
 }

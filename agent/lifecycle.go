@@ -25,7 +25,11 @@ func (a *Agent) create(ctx context.Context, s ContainerSpec, carried []string) (
 	if a.node.NodeID != "" {
 		labels[LabelNode] = a.node.NodeID
 	}
-	req := CreateRequest{Spec: s, Name: s.Name, Env: containerEnv(s, a.node), Labels: labels, Mounts: mounts}
+	at, err := a.attach(s)
+	if err != nil {
+		return "", fmt.Errorf("agent: address for %s: %w", s.Name, err)
+	}
+	req := CreateRequest{Spec: s, Name: s.Name, Env: containerEnv(s, a.node), Labels: labels, Mounts: mounts, Net: at}
 	id, err := a.rt.Create(ctx, req)
 	if err != nil {
 		return "", fmt.Errorf("agent: create %s from image %q: %w", s.Name, s.Image, err)
@@ -49,7 +53,7 @@ func (a *Agent) startWithHooks(ctx context.Context, s ContainerSpec, id string, 
 		}
 		req := CreateRequest{Spec: s, Name: s.Name + ".pre_start-" + h.Name, Env: containerEnv(s, a.node),
 			Labels: hookLabels(s), Mounts: mounts,
-			Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{h.Cmd}, NoPorts: true}
+			Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{h.Cmd}, NoPorts: true, Net: a.hookAttach(s)}
 		code, out, err := a.rt.RunOnce(ctx, req)
 		if err := hookErr(s, "pre_start", h, code, out, err); err != nil {
 			return err

@@ -100,9 +100,20 @@ func (a *Agent) Reconcile(ctx context.Context, desired []ContainerSpec) error {
 		if failures[i] != nil {
 			errs = append(errs, failures[i])
 		}
-		statuses = append(statuses, results[i])
+		statuses = append(statuses, a.withEvent(results[i]))
 	}
 	a.forgetHealth(statuses)
+	a.forgetLifecycle(statuses)
+	for i := range statuses {
+		if statuses[i].State != StateRemoved && statuses[i].State != StateFailed {
+			var cp *Container
+			if c, ok := byName[statuses[i].Name]; ok && c.ID == statuses[i].ContainerID {
+				cp = &c
+			}
+			statuses[i].IP = a.ipOf(statuses[i].Name, cp)
+		}
+	}
+	a.syncNetwork(ctx, specs, containers)
 
 	if a.reporter != nil {
 		a.reporter.Report(ctx, statuses)
@@ -120,6 +131,9 @@ func (a *Agent) reconcileOne(ctx context.Context, s ContainerSpec, c *Container)
 	fail := func(err error) (InstanceStatus, error) {
 		st.State, st.Error = StateFailed, err.Error()
 		return st, err
+	}
+	if s.Stopped {
+		return a.reconcileStopped(ctx, s, c)
 	}
 	log := a.log.With("container", s.Name, "revision", s.Revision)
 
@@ -145,6 +159,7 @@ func (a *Agent) reconcileOne(ctx context.Context, s ContainerSpec, c *Container)
 		}
 		st.Revision, st.State = s.Revision, StateRunning
 		st.Health = a.initialHealth(s)
+		a.startedFresh(s, id, &st)
 		return st, nil
 	}
 
@@ -154,24 +169,38 @@ func (a *Agent) reconcileOne(ctx context.Context, s ContainerSpec, c *Container)
 		// Adopt: the right revision runs; never touch it (this is what makes
 		// an agent restart harmless to healthy workloads).
 		st.State = StateRunning
+		if a.restartDue(s, *c) {
+			return a.restartOnRequest(ctx, s, *c, st)
+		}
+		st.Restart = a.knownRestart(s, *c)
 		h, err := a.checkHealth(ctx, s, *c)
 		st.Health = h
 		if err != nil {
 			log.Warn("restarting unhealthy container", "id", c.ID, "err", err)
 			st.State, st.Error = StateUnhealthy, err.Error()
+			a.noteEvent(s.Name, EventUnhealthy, err.Error()+"; restarted")
+			a.forgetPort(c.ID)
 			if rerr := a.restart(ctx, s, *c); rerr != nil {
 				return fail(fmt.Errorf("%w; restart: %w", err, rerr))
 			}
+			if s.WaitForPort > 0 {
+				st.WaitPort = WaitPortWaiting
+			}
+			return st, nil
 		}
+		a.checkPort(ctx, s, *c, &st)
 		return st, nil
 	default: // created, exited, dead
 		log.Info("starting stopped container", "id", c.ID, "state", c.State, "exit_code", c.ExitCode)
 		a.dropHealth(c.ID)
+		a.forgetPort(c.ID)
+		a.startEvent(s, *c)
 		if err := a.startWithHooks(ctx, s, c.ID, carried); err != nil {
 			return fail(err)
 		}
 		st.State = StateRunning
 		st.Health = a.initialHealth(s)
+		a.startedFresh(s, c.ID, &st)
 		return st, nil
 	}
 }

@@ -31,6 +31,9 @@ func (a *Agent) Run(ctx context.Context, desired <-chan []ContainerSpec) error {
 		if d := nextHealthDue(current); d > 0 && d < next {
 			next = d
 		}
+		if a.waitingForPorts() && portRecheck < next {
+			next = portRecheck // a deploy waits on those ports
+		}
 		timer.Reset(next)
 	}
 

@@ -60,6 +60,8 @@ type CreateRequest struct {
 	// NoPorts drops published ports (a hook container must not take the
 	// service's host ports).
 	NoPorts bool
+	// Net puts the container on the overlay; nil = engine default network.
+	Net *Attachment
 }
 
 // Mount is one resolved volume mount.

@@ -40,6 +40,23 @@ type ContainerSpec struct {
 
 	Hooks       Hooks
 	HealthCheck *HealthCheck
+
+	// Stopped: the service is stopped. The instance's container is kept
+	// but stopped (never removed or replaced for it); none is created.
+	Stopped bool
+	// RestartGen is the restart generation the leader asks for (`service
+	// restart`, `service start`): a container that has not reached it is
+	// stopped and started again in place, once.
+	RestartGen uint64
+	// RestartDone is the generation the grid last heard this node report
+	// for container RestartDoneID, so that a restarted agent does not
+	// restart a container a second time.
+	RestartDone   uint64
+	RestartDoneID string
+	// WaitForPort is a container port that must accept TCP connections on
+	// the container's address before the instance counts as up
+	// (deploy.wait_for_port); 0 = none.
+	WaitForPort int
 }
 
 // Port publishes ContainerPort on the node.

@@ -52,6 +52,17 @@ type ServiceInfo struct {
 	Strategy  string         `json:"strategy"`
 	Instances []InstanceInfo `json:"instances"`
 	Error     string         `json:"error,omitempty"` // why instances could not be placed
+	// Status is stopped, not deployed, or the deploy state (deploying,
+	// running, failed).
+	Status     string          `json:"status"`
+	Stopped    bool            `json:"stopped,omitempty"`
+	Undeployed bool            `json:"undeployed,omitempty"`
+	Deploy     fsm.DeployState `json:"deploy,omitzero"`
+	// NextDeploy is when deploy.interval redeploys the service next.
+	NextDeploy  *time.Time `json:"next_deploy,omitempty"`
+	WaitForPort int        `json:"wait_for_port,omitempty"`
+	// Spec is the service definition (`service show` only).
+	Spec *stack.Service `json:"spec,omitempty"`
 }
 
 // InstanceInfo is one instance and where it runs.

@@ -121,6 +121,20 @@ type GridInfo struct {
 	Nodes       int         `json:"nodes"`
 	Voters      []VoterInfo `json:"voters"`
 	CreatedAt   time.Time   `json:"created_at"`
+	// Overlay lists every node's overlay address and subnet; handshakes
+	// are as seen from the node that answered (SeenFrom).
+	Overlay  []OverlayNode `json:"overlay"`
+	SeenFrom string        `json:"overlay_seen_from,omitempty"`
+	VPNPeers int           `json:"vpn_peers"`
+}
+
+// OverlayNode is one node's place in the overlay (in `grid show`).
+type OverlayNode struct {
+	Name          string    `json:"name"`
+	Address       string    `json:"address,omitempty"`
+	Subnet        string    `json:"subnet,omitempty"`
+	Enabled       bool      `json:"enabled"`
+	LastHandshake time.Time `json:"last_handshake,omitempty"`
 }
 
 // VoterInfo is one Raft voter as the answering node sees it.
@@ -144,6 +158,8 @@ type NodeStatus struct {
 	RaftState    string `json:"raft_state,omitempty"`
 	AppliedIndex uint64 `json:"applied_index"`
 	CommitIndex  uint64 `json:"commit_index"`
+	// Overlay is the node's WireGuard device and resolver as they run.
+	Overlay *OverlayStatus `json:"overlay,omitempty"`
 }
 
 // Health levels of `grid health`.

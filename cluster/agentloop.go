@@ -27,6 +27,12 @@ func (n *Node) agentLoop(ctx context.Context) {
 		return
 	}
 	defer closeRT()
+	// Containers wait for the overlay: one created before it would sit on
+	// the engine's default bridge, unreachable from the grid.
+	netw, err := n.dp.network(ctx)
+	if err != nil {
+		return
+	}
 	self := api.NewClientTLS([]string{net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.APIPort))}, n.clientTLS, "")
 	var lastReport [32]byte
 	var lastSent time.Time
@@ -40,7 +46,7 @@ func (n *Node) agentLoop(ctx context.Context) {
 			}
 		}
 	})
-	a, err := agent.New(agent.Config{Runtime: rt, Reporter: reporter, Logger: n.log.With("component", "agent"),
+	a, err := agent.New(agent.Config{Runtime: rt, Reporter: reporter, Logger: n.log.With("component", "agent"), Network: netw,
 		Node: agent.NodeInfo{NodeID: n.id.ID, NodeName: n.id.Name, GridName: n.id.Grid}})
 	if err != nil {
 		n.log.Error("start container agent", "err", err)
@@ -97,7 +103,8 @@ func (n *Node) report(ctx context.Context, self *api.Client, statuses []agent.In
 		reports = append(reports, fsm.InstanceReport{
 			ID: fsm.InstanceID(fsm.ServiceID(s.Stack, s.Service), s.Instance),
 			Actual: fsm.InstanceActual{State: string(s.State), Health: string(s.Health), Error: s.Error,
-				ContainerID: s.ContainerID, Revision: s.Revision, At: now}})
+				ContainerID: s.ContainerID, IP: s.IP, Revision: s.Revision, At: now,
+				Restart: s.Restart, WaitPort: s.WaitPort, Event: s.Event, EventMessage: s.EventMessage, EventAt: s.EventAt}})
 	}
 	if len(reports) == 0 {
 		return true

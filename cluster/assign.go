@@ -69,6 +69,7 @@ func containerSpec(a api.Assignment) agent.ContainerSpec {
 			Timeout: time.Duration(hc.Timeout) * time.Second, Interval: time.Duration(hc.Interval) * time.Second,
 			InitialDelay: time.Duration(hc.InitialDelay) * time.Second}
 	}
+	lifecycleSpec(&spec, a)
 	return spec
 }
 

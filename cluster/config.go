@@ -18,6 +18,8 @@ const (
 	DefaultAPIPort    = 9700
 	DefaultRaftPort   = 9701
 	DefaultGossipPort = 9702
+	// DefaultWireGuardPort is the overlay's UDP port.
+	DefaultWireGuardPort = 9703
 )
 
 // Version is the node software version, set by the build.
@@ -45,6 +47,17 @@ type Config struct {
 	// OfflineGrace overrides the per-strategy grace before instances of an
 	// offline node move (bootstrap only; 0 = Kontena's defaults).
 	OfflineGrace time.Duration
+
+	// Overlay is "auto" (on unless the node advertises a loopback address:
+	// several nodes on one host share its network namespace), "on" or "off".
+	Overlay string
+	// WireGuardPort is the overlay's UDP port.
+	WireGuardPort int
+	// DNSListen is where the node resolver listens ("" = the overlay
+	// address, or the advertise address with the overlay off; "off" = no
+	// resolver); DNSUpstreams replace /etc/resolv.conf's nameservers.
+	DNSListen    string
+	DNSUpstreams []string
 
 	// NoContainers turns the container agent off (a node that only takes
 	// part in Raft and gossip).
@@ -132,10 +145,18 @@ func (c *Config) validate() error {
 	if err1 == nil && err2 == nil && (!super.Contains(sub.Addr()) || sub.Bits() < super.Bits()) {
 		errs = append(errs, fmt.Errorf("--subnet %s must lie inside --supernet %s", c.Subnet, c.Supernet))
 	}
+	switch c.Overlay {
+	case "", "auto", "on", "off":
+	default:
+		errs = append(errs, fmt.Errorf("--overlay %q: use auto, on or off", c.Overlay))
+	}
+	if c.WireGuardPort == 0 {
+		c.WireGuardPort = DefaultWireGuardPort
+	}
 	for _, p := range []struct {
 		name string
 		v    int
-	}{{"--api-port", c.APIPort}, {"--raft-port", c.RaftPort}, {"--gossip-port", c.GossipPort}} {
+	}{{"--api-port", c.APIPort}, {"--raft-port", c.RaftPort}, {"--gossip-port", c.GossipPort}, {"--wireguard-port", c.WireGuardPort}} {
 		if p.v <= 0 || p.v > 65535 {
 			errs = append(errs, fmt.Errorf("%s %d: out of range", p.name, p.v))
 		}

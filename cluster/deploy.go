@@ -39,6 +39,9 @@ func planDeploys(now time.Time, nodes []*fsm.Node, services []*fsm.Service, inst
 	var cmds []*fsm.InstancesPlace
 	var errs []error
 	for _, svc := range services {
+		if svc.Undeployed {
+			continue // installed with --no-deploy: nothing runs until a deploy
+		}
 		ssvc := toSchedulerService(svc)
 		grace, back := offlineGrace(ssvc.Strategy), onlineGrace
 		if graceOverride > 0 {
@@ -58,36 +61,45 @@ func planDeploys(now time.Time, nodes []*fsm.Node, services []*fsm.Service, inst
 
 // diffPlan turns a plan into a command, or nil when the instances already
 // match it. It is also the rolling deploy: instances that stay on their node
-// but are behind the service revision move on at most MaxInFlight at a
-// time (from min_health), counting those already updated that their node
-// has not yet reported running; the rest keep their old revision until a
-// later pass. A failed instance thus halts the rollout where it is. New and
-// moved instances start at the new revision.
+// but are behind the service revision or restart generation (`service
+// restart`) move on at most MaxInFlight at a time (from min_health),
+// counting those already updated that are not up yet (instanceUp: running
+// the revision, restarted, port open with wait_for_port); the rest keep
+// their old revision until a later pass. A failed instance thus halts the
+// rollout where it is, and so does a failed deploy until the next one. New
+// and moved instances start at the new revision. A stopped service runs
+// nothing, so all its instances move on at once.
 func diffPlan(svc *fsm.Service, current []*fsm.Instance, plan scheduler.Plan) *fsm.InstancesPlace {
 	have := map[int]*fsm.Instance{}
 	inFlight := 0
 	for _, in := range current {
 		have[in.Number] = in
-		if in.Revision == svc.Revision && !(in.Actual.State == "running" && in.Actual.Revision == svc.Revision) {
+		if instanceUpdated(svc, in) && !instanceUp(svc, in) {
 			inFlight++
 		}
 	}
 	budget := max(plan.MaxInFlight, 1) - inFlight
+	switch {
+	case svc.Stopped:
+		budget = len(plan.Placements)
+	case svc.Deploy.State == fsm.DeployFailed:
+		budget = 0
+	}
 	cmd := &fsm.InstancesPlace{ServiceID: svc.ID, Revision: svc.Revision}
 	changed := false
 	for _, p := range plan.Placements {
-		rev := svc.Revision
+		rev, restart := svc.Revision, svc.RestartGen
 		in, ok := have[p.Number]
 		switch {
 		case !ok || in.NodeID != p.NodeID:
 			changed = true
-		case in.Revision < svc.Revision && budget > 0:
+		case !instanceUpdated(svc, in) && budget > 0:
 			budget--
 			changed = true
-		case in.Revision < svc.Revision:
-			rev = in.Revision
+		case !instanceUpdated(svc, in):
+			rev, restart = in.Revision, in.Restart
 		}
-		cmd.Place = append(cmd.Place, fsm.Placement{Number: p.Number, NodeID: p.NodeID, Revision: rev})
+		cmd.Place = append(cmd.Place, fsm.Placement{Number: p.Number, NodeID: p.NodeID, Revision: rev, Restart: restart})
 	}
 	for _, r := range plan.Remove {
 		cmd.Remove = append(cmd.Remove, r.Number)
@@ -168,7 +180,7 @@ func schedulerInstances(services []*fsm.Service, instances []*fsm.Instance) []sc
 // deploy is the leader's deploy step: plan every service and commit the
 // placements that changed, and each service's placement error when it
 // changes.
-func (n *Node) deploy(ctx context.Context, rn *raftNode) {
+func (n *Node) deploy(ctx context.Context, rn *raftNode, tracker *deployTracker) {
 	nodes, err := rn.store.Nodes()
 	if err != nil {
 		return
@@ -185,7 +197,8 @@ func (n *Node) deploy(ctx context.Context, rn *raftNode) {
 	if g, err := rn.store.Grid(); err == nil {
 		override = g.OfflineGrace
 	}
-	cmds, errs := planDeploys(time.Now().UTC(), nodes, services, instances, override, n.rnd)
+	now := time.Now().UTC()
+	cmds, errs := planDeploys(now, nodes, services, instances, override, n.rnd)
 	for _, cmd := range cmds {
 		if _, _, err := n.apply(ctx, cmd, nil); err != nil {
 			n.log.Warn("commit placement", "service", cmd.ServiceID, "err", err)
@@ -207,6 +220,7 @@ func (n *Node) deploy(ctx context.Context, rn *raftNode) {
 			}
 		}
 	}
+	n.trackDeploys(ctx, tracker, now, nodes, services, instances, cmds, failed)
 }
 
 // serviceError ties a placement error to its service.

@@ -172,6 +172,21 @@ func (n *Node) gridInfo(rn *raftNode) api.GridInfo {
 			info.Leader = v.Name
 		}
 	}
+	info.VPNPeers = len(g.VPNPeers)
+	info.SeenFrom = n.id.Name
+	handshakes := map[string]time.Time{}
+	if n.dp != nil {
+		if st := n.dp.status(); st != nil {
+			for _, p := range st.Peers {
+				handshakes[p.PublicKey] = p.LastHandshake
+			}
+		}
+	}
+	info.Overlay = []api.OverlayNode{}
+	for _, nd := range nodes {
+		info.Overlay = append(info.Overlay, api.OverlayNode{Name: nd.Name, Address: nd.Overlay.Address, Subnet: nd.Overlay.Subnet,
+			Enabled: nd.Overlay.Port != 0, LastHandshake: handshakes[nd.Overlay.PublicKey]})
+	}
 	return info
 }
 
@@ -308,11 +323,16 @@ func (n *Node) voterLag(ctx context.Context, voters []api.VoterInfo) {
 
 // status is this node's own view of its Raft progress.
 func (n *Node) status() api.NodeStatus {
+	var ov *api.OverlayStatus
+	if n.dp != nil {
+		ov = n.dp.status()
+	}
 	rn := n.voter()
 	if rn == nil {
-		return api.NodeStatus{Role: fsm.RoleWorker}
+		return api.NodeStatus{Role: fsm.RoleWorker, Overlay: ov}
 	}
-	return api.NodeStatus{Role: fsm.RoleVoter, RaftState: rn.raft.State().String(), AppliedIndex: rn.raft.AppliedIndex(), CommitIndex: rn.raft.CommitIndex()}
+	return api.NodeStatus{Role: fsm.RoleVoter, RaftState: rn.raft.State().String(), AppliedIndex: rn.raft.AppliedIndex(),
+		CommitIndex: rn.raft.CommitIndex(), Overlay: ov}
 }
 
 func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {

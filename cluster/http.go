@@ -77,8 +77,30 @@ func (n *Node) handler() http.Handler {
 		{method: "GET", pattern: "/v1/services", h: n.listServices},
 		{method: "POST", pattern: "/v1/services/{stack}/{service}/scale", leader: true, admin: true, h: n.scaleService},
 		{method: "GET", pattern: "/v1/services/{stack}/{service}/logs", admin: true, h: n.serviceLogs},
+		{method: "GET", pattern: "/v1/services/{stack}/{service}", h: n.getService},
+		{method: "DELETE", pattern: "/v1/services/{stack}/{service}", leader: true, admin: true, h: n.deleteService},
+		{method: "GET", pattern: "/v1/services/{stack}/{service}/events", h: n.serviceEvents},
+		{method: "POST", pattern: "/v1/services/{stack}/{service}/deploy", leader: true, admin: true, h: n.serviceAction("deploy")},
+		{method: "POST", pattern: "/v1/services/{stack}/{service}/stop", leader: true, admin: true, h: n.serviceAction("stop")},
+		{method: "POST", pattern: "/v1/services/{stack}/{service}/start", leader: true, admin: true, h: n.serviceAction("start")},
+		{method: "POST", pattern: "/v1/services/{stack}/{service}/restart", leader: true, admin: true, h: n.serviceAction("restart")},
+		{method: "POST", pattern: "/v1/stacks/{name}/deploy", leader: true, admin: true, h: n.stackAction("deploy")},
+		{method: "POST", pattern: "/v1/stacks/{name}/stop", leader: true, admin: true, h: n.stackAction("stop")},
+		{method: "POST", pattern: "/v1/stacks/{name}/start", leader: true, admin: true, h: n.stackAction("start")},
+		{method: "POST", pattern: "/v1/stacks/{name}/restart", leader: true, admin: true, h: n.stackAction("restart")},
+		{method: "GET", pattern: "/v1/stacks/{name}/logs", admin: true, h: n.stackLogs},
+		{method: "GET", pattern: "/v1/containers", h: n.listContainers},
+		{method: "GET", pattern: "/v1/containers/{name}", admin: true, h: n.inspectContainer},
+		{method: "GET", pattern: "/v1/containers/{name}/logs", admin: true, h: n.containerLogs},
+		{method: "GET", pattern: "/v1/stats", h: n.containerStats},
 		{method: "GET", pattern: "/v1/nodes/{name}/assignments", h: n.getAssignments},
 		{method: "POST", pattern: "/v1/nodes/{name}/instances", leader: true, h: n.reportInstances},
+		{method: "GET", pattern: "/v1/nodes/{name}/netmap", h: n.getNetMap},
+		{method: "GET", pattern: "/v1/nodes/{name}/overlay", h: n.getOverlayStatus},
+		{method: "PUT", pattern: "/v1/nodes/{name}/overlay", leader: true, h: n.setOverlay},
+		{method: "GET", pattern: "/v1/vpn", admin: true, h: n.listVPN},
+		{method: "POST", pattern: "/v1/vpn", leader: true, admin: true, h: n.createVPN},
+		{method: "DELETE", pattern: "/v1/vpn/{name}", leader: true, admin: true, h: n.deleteVPN},
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.method+" "+rt.pattern, n.wrap(rt))
@@ -89,6 +111,10 @@ func (n *Node) handler() http.Handler {
 	mux.HandleFunc("GET /v1/internal/status", n.internal(n.serveStatus))
 	mux.HandleFunc("POST /v1/internal/removed", n.internal(n.serveRemoved))
 	mux.HandleFunc("GET /v1/internal/containers/{name}/logs", n.internal(n.serveContainerLogs))
+	mux.HandleFunc("POST /v1/containers/{name}/exec", n.serveExec) // an upgrade: authenticates like wrap, see exec.go
+	mux.HandleFunc("POST /v1/internal/containers/{name}/exec", n.internal(n.serveContainerExec))
+	mux.HandleFunc("GET /v1/internal/containers/{name}/inspect", n.internal(n.serveContainerInspect))
+	mux.HandleFunc("GET /v1/internal/containers/{name}/stats", n.internal(n.serveContainerStats))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, api.Errorf(api.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -26,6 +26,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	defer tick.Stop()
 	var barrierTerm uint64
 	lastAlive := map[string]time.Time{} // when this leader last saw each node in gossip
+	tracker := newDeployTracker()       // progress of the deploys this leader watches
 	for {
 		select {
 		case <-ctx.Done():
@@ -51,7 +52,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		n.reconcileMembership(ctx, rn, lastAlive)
 		n.reconcileVoters(ctx, rn)
 		n.evictRemoved(ctx, rn)
-		n.deploy(ctx, rn)
+		n.deploy(ctx, rn, tracker)
 	}
 }
 

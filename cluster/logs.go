@@ -75,19 +75,37 @@ func (n *Node) serviceLogs(w http.ResponseWriter, r *http.Request, p *principal)
 	if err != nil {
 		return err
 	}
-	insts, err := store.Instances(svc.ID)
+	sources, err := logSources(store, svc)
 	if err != nil {
 		return err
 	}
-	type source struct{ name, addr string }
-	var sources []source
+	return n.mergeLogs(w, r, q, sources)
+}
+
+// logSource is one container's log: its name and the API address of the
+// node that runs it.
+type logSource struct{ name, addr string }
+
+// logSources lists where the logs of a service's instances are.
+func logSources(store *fsm.Store, svc *fsm.Service) ([]logSource, error) {
+	insts, err := store.Instances(svc.ID)
+	if err != nil {
+		return nil, err
+	}
+	var sources []logSource
 	for _, in := range insts {
 		node, err := store.Node(in.NodeID)
 		if err != nil {
 			continue
 		}
-		sources = append(sources, source{containerName(svc.Stack, svc.Name, in.Number), net.JoinHostPort(node.Addr, strconv.Itoa(node.APIPort))})
+		sources = append(sources, logSource{containerName(svc.Stack, svc.Name, in.Number), net.JoinHostPort(node.Addr, strconv.Itoa(node.APIPort))})
 	}
+	return sources, nil
+}
+
+// mergeLogs fans out to the node of every source and merges the lines: by
+// time without follow, as they come with follow.
+func (n *Node) mergeLogs(w http.ResponseWriter, r *http.Request, q logQuery, sources []logSource) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	flusher, _ := w.(http.Flusher)
 	lines := make(chan string, 256)
@@ -121,7 +139,7 @@ func (n *Node) serviceLogs(w http.ResponseWriter, r *http.Request, p *principal)
 	if q.tail > 0 && len(all) > q.tail {
 		all = all[len(all)-q.tail:]
 	}
-	_, err = io.WriteString(w, strings.Join(all, "\n")+trailingNL(all))
+	_, err := io.WriteString(w, strings.Join(all, "\n")+trailingNL(all))
 	return err
 }
 

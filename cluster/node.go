@@ -43,6 +43,8 @@ type Node struct {
 
 	rnd *rand.Rand // the leader's scheduler randomness (random strategy)
 
+	dp *dataPlane // overlay, container addresses and DNS of this node
+
 	removed     chan struct{} // closed when the leader says this node was removed
 	removedOnce sync.Once
 
@@ -180,6 +182,8 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 	}
 	go n.reconnectLoop(ctx, peers)
 	go n.leaderLoop(ctx)
+	n.dp = newDataPlane(n)
+	go n.dp.run(ctx)
 	if !n.cfg.NoContainers {
 		go n.agentLoop(ctx)
 	}

@@ -20,7 +20,7 @@ func (n *Node) installStack(w http.ResponseWriter, r *http.Request, p *principal
 		return err
 	}
 	res, idx, err := n.apply(r.Context(), &fsm.StackInstall{Stack: fsm.Stack{Name: req.Name, FileName: req.FileName,
-		Source: req.Source, Values: req.Values, Spec: req.Spec}}, auditOf(r, p))
+		Source: req.Source, Values: req.Values, Spec: req.Spec}, NoDeploy: r.URL.Query().Get("no_deploy") == "true"}, auditOf(r, p))
 	if err != nil {
 		return err
 	}
@@ -231,6 +231,7 @@ func stackInfo(store *fsm.Store, st *fsm.Stack) *api.StackInfo {
 func serviceInfo(store *fsm.Store, svc *fsm.Service, nodeNames map[string]string) *api.ServiceInfo {
 	info := &api.ServiceInfo{ID: svc.ID, Stack: svc.Stack, Name: svc.Name, Image: svc.Spec.Image, Revision: svc.Revision,
 		Desired: svc.Instances, Strategy: svc.Spec.Deploy.Strategy, Error: svc.PlacementError, Instances: []api.InstanceInfo{}}
+	lifecycleInfo(info, svc)
 	insts, _ := store.Instances(svc.ID)
 	sort.Slice(insts, func(i, j int) bool { return insts[i].Number < insts[j].Number })
 	for _, in := range insts {

@@ -77,6 +77,19 @@ func gridShow(c *cli.Context, s *session) error {
 			}
 			row(w, "", fmt.Sprintf("%s %s %s%s", v.Name, v.APIAddr, v.Status, lead))
 		}
+		row(w, "overlay:", fmt.Sprintf("%s, %d VPN peers; handshakes as seen from %s", g.Subnet, g.VPNPeers, orDash(g.SeenFrom)))
+		for _, o := range g.Overlay {
+			switch {
+			case !o.Enabled:
+				row(w, "", fmt.Sprintf("%s %s off", o.Name, orDash(o.Subnet)))
+			case o.Name == g.SeenFrom:
+				row(w, "", fmt.Sprintf("%s %s in %s (this node)", o.Name, o.Address, o.Subnet))
+			case o.LastHandshake.IsZero():
+				row(w, "", fmt.Sprintf("%s %s in %s, no handshake yet", o.Name, o.Address, o.Subnet))
+			default:
+				row(w, "", fmt.Sprintf("%s %s in %s, handshake %s", o.Name, o.Address, o.Subnet, ago(o.LastHandshake)))
+			}
+		}
 	})
 }
 

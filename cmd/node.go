@@ -3,6 +3,8 @@ package cmd
 import (
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -89,21 +91,23 @@ func nodeList(c *cli.Context, s *session) error {
 }
 
 func printNode(c *cli.Context, n *fsm.Node) error {
-	return render(c, n, func(w io.Writer) {
-		row(w, "name:", n.Name)
-		row(w, "id:", n.ID)
-		row(w, "number:", n.Number)
-		row(w, "role:", n.Role)
-		row(w, "status:", n.Status+" (since "+ago(n.StatusAt)+")")
-		row(w, "last seen:", ago(n.LastSeen))
-		row(w, "availability:", n.Availability)
-		row(w, "address:", n.Addr)
-		row(w, "public address:", orDash(n.PublicAddr))
-		row(w, "ports:", fmt.Sprintf("api %d, raft %d, gossip %d", n.APIPort, n.RaftPort, n.GossipPort))
-		row(w, "version:", n.Version)
-		row(w, "labels:", orDash(strings.Join(n.Labels, ", ")))
-		row(w, "joined:", n.JoinedAt.Format("2006-01-02 15:04:05 MST"))
-	})
+	return render(c, n, func(w io.Writer) { printNodeRows(w, n) })
+}
+
+func printNodeRows(w io.Writer, n *fsm.Node) {
+	row(w, "name:", n.Name)
+	row(w, "id:", n.ID)
+	row(w, "number:", n.Number)
+	row(w, "role:", n.Role)
+	row(w, "status:", n.Status+" (since "+ago(n.StatusAt)+")")
+	row(w, "last seen:", ago(n.LastSeen))
+	row(w, "availability:", n.Availability)
+	row(w, "address:", n.Addr)
+	row(w, "public address:", orDash(n.PublicAddr))
+	row(w, "ports:", fmt.Sprintf("api %d, raft %d, gossip %d", n.APIPort, n.RaftPort, n.GossipPort))
+	row(w, "version:", n.Version)
+	row(w, "labels:", orDash(strings.Join(n.Labels, ", ")))
+	row(w, "joined:", n.JoinedAt.Format("2006-01-02 15:04:05 MST"))
 }
 
 func nodeShow(c *cli.Context, s *session) error {
@@ -115,7 +119,57 @@ func nodeShow(c *cli.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	return printNode(c, n)
+	// The live overlay comes from the node itself; a node that does not
+	// answer still shows what the grid state knows.
+	var ov api.OverlayStatus
+	_, ovErr := s.api.Do(c.Context, http.MethodGet, "/v1/nodes/"+url.PathEscape(n.Name)+"/overlay", nil, &ov)
+	out := struct {
+		*fsm.Node
+		OverlayStatus *api.OverlayStatus `json:"overlay_status,omitempty"`
+	}{Node: n}
+	if ovErr == nil {
+		out.OverlayStatus = &ov
+	}
+	return render(c, out, func(w io.Writer) {
+		printNodeRows(w, n)
+		printOverlayRows(w, n, out.OverlayStatus, ovErr)
+	})
+}
+
+func printOverlayRows(w io.Writer, n *fsm.Node, ov *api.OverlayStatus, ovErr error) {
+	switch {
+	case n.Overlay.Port == 0 && ov != nil && ov.Reason != "":
+		row(w, "overlay:", "off ("+ov.Reason+")")
+	case n.Overlay.Port == 0:
+		row(w, "overlay:", "off")
+	default:
+		row(w, "overlay:", fmt.Sprintf("%s in %s (WireGuard udp/%d)", n.Overlay.Address, n.Overlay.Subnet, n.Overlay.Port))
+		row(w, "wireguard key:", n.Overlay.PublicKey)
+	}
+	if ovErr != nil {
+		row(w, "overlay status:", "unknown: "+ovErr.Error())
+		return
+	}
+	if ov == nil {
+		return
+	}
+	if ov.Interface != "" {
+		row(w, "interface:", ov.Interface+" ("+ov.Mode+"), "+fmt.Sprint(ov.Containers)+" container addresses")
+	}
+	if len(ov.DNS) > 0 {
+		row(w, "dns:", strings.Join(ov.DNS, ", "))
+	}
+	for i, p := range ov.Peers {
+		label := ""
+		if i == 0 {
+			label = "peers:"
+		}
+		hs := "no handshake yet"
+		if !p.LastHandshake.IsZero() {
+			hs = "handshake " + ago(p.LastHandshake)
+		}
+		row(w, label, fmt.Sprintf("%s %s via %s, %s, rx %d B tx %d B", orDash(p.Name), strings.Join(p.AllowedIPs, ","), orDash(p.Endpoint), hs, p.RxBytes, p.TxBytes))
+	}
 }
 
 func nodeUpdate(c *cli.Context, s *session) error {

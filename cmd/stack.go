@@ -6,8 +6,8 @@ import "github.com/urfave/cli/v2"
 func stackCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "stack",
-		Usage: "install, list and remove stacks; validate stack files (kontena.yml)",
-		Subcommands: []*cli.Command{
+		Usage: "install, deploy, stop, start, restart, list and remove stacks; their logs; validate stack files (kontena.yml)",
+		Subcommands: append([]*cli.Command{
 			StackValidateCommand(),
 			stackInstallCommand(),
 			stackUpgradeCommand(),
@@ -18,6 +18,6 @@ func stackCommand() *cli.Command {
 				Flags:  []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "do not ask for confirmation"}},
 				Action: withSession(stackRemove),
 			},
-		},
+		}, stackLifecycleCommands()...),
 	}
 }

@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/stack"
 )
 
@@ -24,13 +24,19 @@ func stackInstallCommand() *cli.Command {
 		ArgsUsage: "[FILE]",
 		Description: `The file is rendered and validated here, exactly like 'kontena stack validate'
 (your files, environment and -v values), then sent to the grid with its source and values.
-Child stacks of 'depends' are installed first, as <name>-<dep>.`,
+Child stacks of 'depends' are installed first, as <name>-<dep>.
+
+   kontena stack install kontena.yml -v greeting=hi
+   kontena stack install --no-deploy -n shop kontena.yml && kontena stack deploy shop
+
+` + deployExitHelp,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "name to install the stack under (default: from the file)"},
 			&cli.GenericFlag{Name: "var", Aliases: []string{"v"}, Value: &valueFlags{}, Usage: "set a variable: -v key=value (repeatable)"},
 			&cli.StringFlag{Name: "values-from", Usage: "read variable values from a YAML file"},
 			&cli.BoolFlag{Name: "no-wait", Usage: "return once the stack is stored, without waiting for its instances"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "how long to wait for the instances"},
+			&cli.BoolFlag{Name: "no-deploy", Usage: "only store the stack: nothing runs until `kontena stack deploy NAME`"},
 		},
 		Action: withSession(stackInstall),
 	}
@@ -110,18 +116,24 @@ func stackInstall(c *cli.Context, s *session) error {
 	}
 	walk(res)
 	var installed []string
+	var since uint64
 	for _, r := range order {
-		info, err := s.api.InstallStack(c.Context, installRequest(r))
+		info, idx, err := s.api.InstallStackAt(c.Context, installRequest(r), c.Bool("no-deploy"))
 		if err != nil {
 			return fmt.Errorf("install stack %s: %w", r.Name, err)
 		}
-		fmt.Fprintf(c.App.Writer, "Stack %s installed (%d services).\n", info.Name, len(info.Services))
+		if c.Bool("no-deploy") {
+			fmt.Fprintf(c.App.Writer, "Stack %s installed (%d services), not deployed: run `kontena stack deploy %s`.\n", info.Name, len(info.Services), info.Name)
+		} else {
+			fmt.Fprintf(c.App.Writer, "Stack %s installed (%d services).\n", info.Name, len(info.Services))
+		}
 		installed = append(installed, info.Name)
+		since = max(since, idx)
 	}
-	if c.Bool("no-wait") {
+	if c.Bool("no-wait") || c.Bool("no-deploy") {
 		return nil
 	}
-	return waitStacks(c, s, installed, c.Duration("timeout"))
+	return waitStacks(c, s, installed, since, c.Duration("timeout"))
 }
 
 func stackUpgradeCommand() *cli.Command {
@@ -167,7 +179,13 @@ func stackUpgrade(c *cli.Context, s *session) error {
 	if len(res.Children) > 0 {
 		return usageError("stack %s has dependencies: upgrading stacks with `depends` is not supported yet; upgrade each child stack by name", name)
 	}
-	plan, err := s.api.UpgradeStack(c.Context, installRequest(res), c.Bool("dry-run"))
+	var plan *api.UpgradePlan
+	var since uint64
+	if c.Bool("dry-run") {
+		plan, err = s.api.UpgradeStack(c.Context, installRequest(res), true)
+	} else {
+		plan, since, err = s.api.UpgradeStackAt(c.Context, installRequest(res))
+	}
 	if err != nil {
 		return err
 	}
@@ -188,54 +206,14 @@ func stackUpgrade(c *cli.Context, s *session) error {
 	if c.Bool("no-wait") {
 		return nil
 	}
-	return waitStacks(c, s, []string{name}, c.Duration("timeout"))
+	return waitStacks(c, s, []string{name}, since, c.Duration("timeout"))
 }
 
-// waitStacks shows instances converging until every service of the stacks
-// runs its desired count at its current revision, or a service cannot be
-// placed, or the timeout passes.
-func waitStacks(c *cli.Context, s *session, names []string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(c.Context, timeout)
-	defer cancel()
-	lastLine := ""
-	for {
-		var svcs []api.ServiceInfo
-		for _, name := range names {
-			st, err := s.api.Stack(ctx, name)
-			if err != nil {
-				return err
-			}
-			svcs = append(svcs, st.Services...)
-		}
-		done, parts := true, []string{}
-		for _, svc := range svcs {
-			parts = append(parts, fmt.Sprintf("%s %d/%d", svc.ID, svc.Running, svc.Desired))
-			if svc.Error != "" {
-				return cli.Exit(fmt.Sprintf("error: %s cannot be placed: %s", svc.ID, svc.Error), ExitConflict)
-			}
-			for _, in := range svc.Instances {
-				if in.Actual.State == "failed" && in.Actual.Revision == 0 {
-					return cli.Exit(fmt.Sprintf("error: %s on %s failed: %s", in.Name, in.Node, in.Actual.Error), ExitError)
-				}
-			}
-			if svc.Running != svc.Desired || len(svc.Instances) != svc.Desired {
-				done = false
-			}
-		}
-		if line := strings.Join(parts, ", "); line != lastLine {
-			fmt.Fprintf(c.App.Writer, "  running: %s\n", line)
-			lastLine = line
-		}
-		if done {
-			fmt.Fprintln(c.App.Writer, "Deployed.")
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return cli.Exit(fmt.Sprintf("error: not all instances run after %s (%s); see `kontena service ls`", timeout, lastLine), ExitError)
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+// waitStacks shows instances converging until every deploy the change at
+// index since started in the stacks finished, or one failed (its reason),
+// or the timeout passes.
+func waitStacks(c *cli.Context, s *session, names []string, since uint64, timeout time.Duration) error {
+	return waitServices(c, s, waitSpec{stacks: names, since: since, timeout: timeout})
 }
 
 func stackList(c *cli.Context, s *session) error {
@@ -270,7 +248,7 @@ func stackShow(c *cli.Context, s *session) error {
 		row(w, "revision:", st.Revision)
 		row(w, "created:", st.CreatedAt.Format(time.RFC3339))
 		for _, svc := range st.Services {
-			row(w, "service:", fmt.Sprintf("%s %s %d/%d running", svc.Name, svc.Image, svc.Running, svc.Desired))
+			row(w, "service:", fmt.Sprintf("%s %s %d/%d running, %s", svc.Name, svc.Image, svc.Running, svc.Desired, orDash(svc.Status)))
 			for _, in := range svc.Instances {
 				row(w, "", fmt.Sprintf("%s on %s: %s", in.Name, orDash(in.Node), orDash(in.Actual.State)))
 			}
@@ -305,8 +283,8 @@ func stackRemove(c *cli.Context, s *session) error {
 func serviceCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "service",
-		Usage: "list and scale services, read their logs",
-		Subcommands: []*cli.Command{
+		Usage: "list, show, scale, deploy, stop, start, restart and remove services; their logs and events",
+		Subcommands: append([]*cli.Command{
 			{
 				Name: "ls", Aliases: []string{"list"}, Usage: "list services",
 				Flags:  []cli.Flag{&cli.StringFlag{Name: "stack", Usage: "only this stack's services"}, outputFlag},
@@ -329,7 +307,7 @@ func serviceCommand() *cli.Command {
 				},
 				Action: withSession(serviceScale),
 			},
-		},
+		}, serviceLifecycleCommands()...),
 	}
 }
 
@@ -339,13 +317,18 @@ func serviceList(c *cli.Context, s *session) error {
 		return err
 	}
 	return render(c, svcs, func(w io.Writer) {
-		row(w, "SERVICE", "IMAGE", "STRATEGY", "INSTANCES", "NODES", "PROBLEM")
+		row(w, "SERVICE", "IMAGE", "STRATEGY", "INSTANCES", "STATUS", "NODES", "PROBLEM")
 		for _, svc := range svcs {
 			var nodes []string
 			for _, in := range svc.Instances {
 				nodes = append(nodes, in.Node)
 			}
-			row(w, svc.ID, svc.Image, orDash(svc.Strategy), fmt.Sprintf("%d/%d", svc.Running, svc.Desired), orDash(strings.Join(nodes, ",")), orDash(svc.Error))
+			problem := svc.Error
+			if problem == "" && svc.Deploy.State == fsm.DeployFailed {
+				problem = svc.Deploy.Error
+			}
+			row(w, svc.ID, svc.Image, orDash(svc.Strategy), fmt.Sprintf("%d/%d", svc.Running, svc.Desired), orDash(svc.Status),
+				orDash(strings.Join(nodes, ",")), orDash(problem))
 		}
 	})
 }
@@ -363,14 +346,15 @@ func serviceScale(c *cli.Context, s *session) error {
 	if err != nil || k < 0 {
 		return usageError("instances %q: expected a number, 0 or more", c.Args().Get(1))
 	}
-	if _, err := s.api.ScaleService(c.Context, id, k); err != nil {
+	_, since, err := s.api.ScaleServiceAt(c.Context, id, k)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "Service %s scaled to %d.\n", id, k)
 	if c.Bool("no-wait") {
 		return nil
 	}
-	return waitStacks(c, s, []string{st}, c.Duration("timeout"))
+	return waitStacks(c, s, []string{st}, since, c.Duration("timeout"))
 }
 
 func serviceLogs(c *cli.Context, s *session) error {

@@ -50,6 +50,10 @@ Several nodes can run on one host for development: give each its own --data-dir 
 			&cli.IntFlag{Name: "api-port", Value: cluster.DefaultAPIPort, Usage: "HTTPS API port"},
 			&cli.IntFlag{Name: "raft-port", Value: cluster.DefaultRaftPort, Usage: "Raft port (voters)"},
 			&cli.IntFlag{Name: "gossip-port", Value: cluster.DefaultGossipPort, Usage: "gossip port (TCP and UDP)"},
+			&cli.StringFlag{Name: "overlay", Value: "auto", Usage: "WireGuard overlay: on, off, or auto (off when advertising a loopback address: several dev nodes on one host)"},
+			&cli.IntFlag{Name: "wireguard-port", Value: cluster.DefaultWireGuardPort, Usage: "overlay WireGuard UDP port"},
+			&cli.StringFlag{Name: "dns-listen", Usage: "resolver address (default: the node's overlay address, port 53; \"off\" for none)"},
+			&cli.StringSliceFlag{Name: "dns-upstream", Usage: "resolver for names outside kontena.local, host:port (repeatable; default: /etc/resolv.conf)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.DurationFlag{Name: "probe-interval", Hidden: true, Usage: "gossip probe interval (tests)"},
 			&cli.DurationFlag{Name: "offline-grace", Usage: "new grid: move instances of a node offline this long, for every strategy (default: random 30s, ha 2m, daemon 10m)"},
@@ -71,7 +75,9 @@ func runUp(c *cli.Context) error {
 		BindAddr: c.String("bind"), AdvertiseAddr: c.String("advertise"), PublicAddr: c.String("public-address"),
 		APIPort: c.Int("api-port"), RaftPort: c.Int("raft-port"), GossipPort: c.Int("gossip-port"),
 		OfflineGrace: c.Duration("offline-grace"),
-		Log:          logger,
+		Overlay:      c.String("overlay"), WireGuardPort: c.Int("wireguard-port"),
+		DNSListen: c.String("dns-listen"), DNSUpstreams: c.StringSlice("dns-upstream"),
+		Log: logger,
 	}
 	if d := c.Duration("probe-interval"); d > 0 {
 		cfg.Timing.ProbeInterval, cfg.Timing.ProbeTimeout = d, d/2

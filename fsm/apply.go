@@ -56,6 +56,24 @@ func (s *Store) Apply(index uint64, cmd Command, audit *AuditInfo) (any, error) 
 		res, err = a.servicePlacementError(c)
 	case *StackUpgrade:
 		res, err = a.stackUpgrade(c)
+	case *NodeOverlaySet:
+		res, err = a.nodeOverlaySet(c)
+	case *VPNCreate:
+		res, err = a.vpnCreate(c)
+	case *VPNRemove:
+		res, err = a.vpnRemove(c)
+	case *ServiceStop:
+		res, err = a.serviceStop(c)
+	case *ServiceStart:
+		res, err = a.serviceStart(c)
+	case *ServiceRestart:
+		res, err = a.serviceRestart(c)
+	case *ServiceRedeploy:
+		res, err = a.serviceRedeploy(c)
+	case *ServiceRemove:
+		res, err = a.serviceRemove(c)
+	case *ServiceDeployState:
+		res, err = a.serviceDeployState(c)
 	default:
 		err = fmt.Errorf("apply: unknown command %T", cmd)
 	}
@@ -155,6 +173,22 @@ func resourceOf(cmd Command) string {
 		return "service/" + c.ServiceID
 	case *InstancesReport:
 		return "node/" + c.NodeID
+	case *ServiceStop:
+		return servicesResource(c.IDs)
+	case *ServiceStart:
+		return servicesResource(c.IDs)
+	case *ServiceRestart:
+		return servicesResource(c.IDs)
+	case *ServiceRedeploy:
+		return servicesResource(c.IDs)
+	case *ServiceRemove:
+		return "service/" + c.ID
+	case *NodeOverlaySet:
+		return "node/" + c.ID
+	case *VPNCreate:
+		return "vpn/" + c.Name
+	case *VPNRemove:
+		return "vpn/" + c.Name
 	}
 	return ""
 }
@@ -228,6 +262,9 @@ func (a *applier) nodeRegister(c *NodeRegister) (any, error) {
 	g := *rawGrid.(*Grid)
 	g.LastNodeNumber++
 	n.Number = g.LastNodeNumber
+	if err := a.allocateSubnet(&g, &n); err != nil {
+		return nil, err
+	}
 	if err := a.txn.Insert(tableGrid, &g); err != nil {
 		return nil, err
 	}
@@ -469,6 +506,9 @@ func (a *applier) stackInstall(c *StackInstall) (any, error) {
 	for _, spec := range st.Spec.Services {
 		svc := &Service{ID: ServiceID(st.Name, spec.Name), Stack: st.Name, Name: spec.Name, Revision: 1,
 			Instances: spec.Instances, Spec: *spec, ModifyIndex: a.index}
+		if err := a.installLifecycle(svc, c.NoDeploy); err != nil {
+			return nil, err
+		}
 		if err := a.txn.Insert(tableServices, svc); err != nil {
 			return nil, err
 		}
@@ -526,6 +566,9 @@ func (a *applier) serviceScale(c *ServiceScale) (any, error) {
 	// scheduler reads it that way.
 	old := svc.Instances
 	svc.Instances, svc.ModifyIndex = c.Instances, a.index
+	if err := a.startDeploy(svc, ReasonScale); err != nil {
+		return nil, err
+	}
 	if err := a.txn.Insert(tableServices, svc); err != nil {
 		return nil, err
 	}
@@ -549,6 +592,9 @@ func (a *applier) instancesPlace(c *InstancesPlace) (any, error) {
 		if raw, _ := a.txn.First(tableInstances, "id", id); raw != nil {
 			*inst = *raw.(*Instance)
 		}
+		if err := a.placeLifecycle(svc, inst, inst.NodeID, p); err != nil {
+			return nil, err
+		}
 		if inst.NodeID != p.NodeID {
 			inst.Actual = InstanceActual{} // a new node has reported nothing yet
 		}
@@ -570,6 +616,9 @@ func (a *applier) instancesPlace(c *InstancesPlace) (any, error) {
 			if err := a.txn.Delete(tableInstances, raw); err != nil {
 				return nil, err
 			}
+			if err := a.removeLifecycle(raw.(*Instance)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return nil, nil
@@ -585,7 +634,11 @@ func (a *applier) instancesReport(c *InstancesReport) (any, error) {
 			continue // moved or removed meanwhile: the report is stale
 		}
 		inst := *raw.(*Instance)
-		inst.Actual, inst.ModifyIndex = r.Actual, a.index
+		actual, err := a.reportLifecycle(&inst, r.Actual)
+		if err != nil {
+			return nil, err
+		}
+		inst.Actual, inst.ModifyIndex = actual, a.index
 		if err := a.txn.Insert(tableInstances, &inst); err != nil {
 			return nil, err
 		}
@@ -646,6 +699,9 @@ func (a *applier) stackUpgrade(c *StackUpgrade) (any, error) {
 			}
 		} else {
 			changed = append(changed, spec.Name+" (new)")
+		}
+		if err := a.upgradeLifecycle(svc, current); err != nil {
+			return nil, err
 		}
 		if err := a.txn.Insert(tableServices, svc); err != nil {
 			return nil, err

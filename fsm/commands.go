@@ -28,6 +28,15 @@ const (
 	MsgInstancesReport
 	MsgServicePlacementError
 	MsgStackUpgrade
+	MsgNodeOverlay
+	MsgVPNCreate
+	MsgVPNRemove
+	MsgServiceStop
+	MsgServiceStart
+	MsgServiceRestart
+	MsgServiceRedeploy
+	MsgServiceRemove
+	MsgServiceDeployState
 )
 
 func (t MsgType) String() string {
@@ -64,6 +73,24 @@ func (t MsgType) String() string {
 		return "service.placement_error"
 	case MsgStackUpgrade:
 		return "stack.upgrade"
+	case MsgNodeOverlay:
+		return "node.overlay"
+	case MsgVPNCreate:
+		return "vpn.create"
+	case MsgVPNRemove:
+		return "vpn.remove"
+	case MsgServiceStop:
+		return "service.stop"
+	case MsgServiceStart:
+		return "service.start"
+	case MsgServiceRestart:
+		return "service.restart"
+	case MsgServiceRedeploy:
+		return "service.deploy"
+	case MsgServiceRemove:
+		return "service.remove"
+	case MsgServiceDeployState:
+		return "service.deploy_state"
 	}
 	return fmt.Sprintf("msg(%d)", uint8(t))
 }
@@ -154,6 +181,24 @@ func newCommand(t MsgType) Command {
 		return &ServicePlacementError{}
 	case MsgStackUpgrade:
 		return &StackUpgrade{}
+	case MsgNodeOverlay:
+		return &NodeOverlaySet{}
+	case MsgVPNCreate:
+		return &VPNCreate{}
+	case MsgVPNRemove:
+		return &VPNRemove{}
+	case MsgServiceStop:
+		return &ServiceStop{}
+	case MsgServiceStart:
+		return &ServiceStart{}
+	case MsgServiceRestart:
+		return &ServiceRestart{}
+	case MsgServiceRedeploy:
+		return &ServiceRedeploy{}
+	case MsgServiceRemove:
+		return &ServiceRemove{}
+	case MsgServiceDeployState:
+		return &ServiceDeployState{}
 	}
 	return nil
 }
@@ -228,6 +273,8 @@ type JoinTokenSet struct {
 // StackInstall stores a validated stack and creates its services.
 type StackInstall struct {
 	Stack Stack `json:"stack"`
+	// NoDeploy stores the stack without placing anything until a deploy.
+	NoDeploy bool `json:"no_deploy,omitempty"`
 }
 
 // StackRemove deletes a stack with its services and instances.
@@ -248,6 +295,9 @@ type Placement struct {
 	Number   int    `json:"number"`
 	NodeID   string `json:"node_id"`
 	Revision uint64 `json:"revision,omitempty"`
+	// Restart is the restart generation the instance must reach (rolling
+	// `service restart`); 0 keeps the instance's current one.
+	Restart uint64 `json:"restart,omitempty"`
 }
 
 // InstancesPlace is the leader's placement of a service's instances at a

@@ -46,8 +46,11 @@ type Grid struct {
 	// OfflineGrace, when set, replaces every strategy's grace before the
 	// instances of an offline node move (tests, impatient grids).
 	OfflineGrace time.Duration `json:"offline_grace,omitempty"`
-	CreatedAt    time.Time     `json:"created_at"`
-	ModifyIndex  uint64        `json:"modify_index"`
+	// VPNPeers are the admin machines `kontena vpn create` let into the
+	// overlay, each through one node.
+	VPNPeers    []VPNPeer `json:"vpn_peers,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	ModifyIndex uint64    `json:"modify_index"`
 }
 
 // Node is one machine of the grid.
@@ -68,8 +71,11 @@ type Node struct {
 	JoinedAt     time.Time `json:"joined_at"`
 	StatusAt     time.Time `json:"status_at"`
 	LastSeen     time.Time `json:"last_seen"`
-	CreateIndex  uint64    `json:"create_index"`
-	ModifyIndex  uint64    `json:"modify_index"`
+	// Overlay is the node's place in the WireGuard mesh: its public key
+	// (set by the node itself) and its subnet (allocated once, at join).
+	Overlay     NodeOverlay `json:"overlay"`
+	CreateIndex uint64      `json:"create_index"`
+	ModifyIndex uint64      `json:"modify_index"`
 }
 
 // Label returns the value of label key and whether it is set.
@@ -151,7 +157,18 @@ type Service struct {
 	// PlacementError says why the leader could not place every instance
 	// ("" when it could): which filter rejected which nodes.
 	PlacementError string `json:"placement_error,omitempty"`
-	ModifyIndex    uint64 `json:"modify_index"`
+	// Stopped: `service stop` keeps the instances and their placement but
+	// their containers are stopped (not removed) until `service start`.
+	Stopped bool `json:"stopped,omitempty"`
+	// Undeployed: installed with --no-deploy; nothing is placed until
+	// `stack deploy` or `service deploy`.
+	Undeployed bool `json:"undeployed,omitempty"`
+	// RestartGen is bumped by `service restart`: instances whose Restart is
+	// behind it are restarted in place, rolling (see service_ops.go).
+	RestartGen uint64 `json:"restart_gen,omitempty"`
+	// Deploy is the state of the service's last deploy.
+	Deploy      DeployState `json:"deploy,omitzero"`
+	ModifyIndex uint64      `json:"modify_index"`
 }
 
 // ServiceID is the ID of service svc of stack st.
@@ -164,7 +181,9 @@ type Instance struct {
 	ServiceID   string         `json:"service_id"`
 	Number      int            `json:"number"`
 	NodeID      string         `json:"node_id"`
-	Revision    uint64         `json:"revision"` // service revision the node must run
+	Revision    uint64         `json:"revision"`          // service revision the node must run
+	Restart     uint64         `json:"restart,omitempty"` // restart generation the node must reach
+	Stopped     bool           `json:"stopped,omitempty"` // its service is stopped: keep the container, stopped
 	Actual      InstanceActual `json:"actual"`
 	ModifyIndex uint64         `json:"modify_index"`
 }
@@ -178,8 +197,20 @@ type InstanceActual struct {
 	Health      string    `json:"health,omitempty"`
 	Error       string    `json:"error,omitempty"`
 	ContainerID string    `json:"container_id,omitempty"`
+	IP          string    `json:"ip,omitempty"` // overlay address; DNS answers with it
 	Revision    uint64    `json:"revision,omitempty"`
 	At          time.Time `json:"at,omitempty"`
+	// Restart is the restart generation the container has reached.
+	Restart uint64 `json:"restart,omitempty"`
+	// WaitPort is "waiting" or "open" for services with deploy.wait_for_port:
+	// whether the port accepts TCP connections on the container's address.
+	WaitPort string `json:"wait_port,omitempty"`
+	// Event is the last thing the node's agent did to the instance on its
+	// own ("died", "unhealthy", "restarted", "started") and when; the FSM
+	// turns each new one into a grid event.
+	Event        string    `json:"event,omitempty"`
+	EventMessage string    `json:"event_message,omitempty"`
+	EventAt      time.Time `json:"event_at,omitzero"`
 }
 
 // Secret is a vault entry, sealed with the grid master key.

@@ -51,7 +51,7 @@ func buildBusybox(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755); err != nil {
 		return err
 	}
-	for _, a := range []string{"sh", "httpd", "echo", "sleep", "cat", "env", "hostname", "wget", "nc"} {
+	for _, a := range []string{"sh", "httpd", "echo", "sleep", "cat", "env", "hostname", "wget", "nc", "nslookup", "timeout", "mkdir"} {
 		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
 			return err
 		}

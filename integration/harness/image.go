@@ -27,7 +27,8 @@ type ImageOptions struct {
 	KontenaBinary string
 	// WithDocker adds the host's dockerd, containerd, containerd-shim-runc-v2,
 	// runc, docker-init, docker-proxy, docker CLI, iptables (nft) and their
-	// shared libraries, so each node runs its own Docker engine.
+	// shared libraries, so each node runs its own Docker engine; also dig and
+	// wg when the host has them (dnsutils, wireguard-tools).
 	WithDocker bool
 }
 
@@ -436,7 +437,9 @@ func planRootfs(withDocker bool) (*rootfs, error) {
 	var elfs []string // host binaries whose shared libraries must come along
 	if withDocker {
 		required := []string{"dockerd", "containerd", "containerd-shim-runc-v2", "runc", "docker", "xtables-nft-multi", "ip"}
-		optional := []string{"docker-init", "docker-proxy"}
+		// dig and wg (when the host has them) let tests query a node's
+		// resolver and drive a plain WireGuard peer from inside a node.
+		optional := []string{"docker-init", "docker-proxy", "dig", "wg"}
 		for i, name := range append(required, optional...) {
 			p, err := findHost(name)
 			if err != nil {

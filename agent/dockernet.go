@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+)
+
+// NetworkSpec is the engine network a node's overlay containers join.
+type NetworkSpec struct {
+	Name    string       // engine network name
+	Bridge  string       // Linux bridge name (<= 15 characters)
+	Subnet  netip.Prefix // the node's container subnet
+	Gateway netip.Addr   // the node's overlay address, on the bridge
+	// Dynamic is the part of Subnet the engine may pick from itself (hook
+	// containers); the node allocates every other address.
+	Dynamic netip.Prefix
+}
+
+// EnsureDockerNetwork creates the node's overlay bridge network, or checks
+// the existing one. Docker must not masquerade it (traffic between
+// containers across nodes keeps its source address; the overlay adds NAT
+// only for traffic leaving the grid) and must not drop packets routed to
+// container addresses from the WireGuard interface ("nat-unprotected").
+// A network left with another subnet (the node's data dir was reset) is
+// recreated if no container uses it.
+func EnsureDockerNetwork(ctx context.Context, spec NetworkSpec) error {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer cli.Close()
+	if cur, err := cli.NetworkInspect(ctx, spec.Name, network.InspectOptions{}); err == nil {
+		if sameNetwork(cur, spec) {
+			return nil
+		}
+		if len(cur.Containers) > 0 {
+			return fmt.Errorf("engine network %q has another subnet than this node's %s and %d containers still use it; remove them (docker rm -f) and restart the node",
+				spec.Name, spec.Subnet, len(cur.Containers))
+		}
+		if err := cli.NetworkRemove(ctx, spec.Name); err != nil {
+			return fmt.Errorf("remove stale engine network %q: %w", spec.Name, err)
+		}
+	}
+	_, err = cli.NetworkCreate(ctx, spec.Name, network.CreateOptions{
+		Driver: "bridge",
+		IPAM: &network.IPAM{Config: []network.IPAMConfig{{
+			Subnet: spec.Subnet.String(), Gateway: spec.Gateway.String(), IPRange: spec.Dynamic.String(),
+		}}},
+		Options: map[string]string{
+			"com.docker.network.bridge.name":                 spec.Bridge,
+			"com.docker.network.bridge.enable_ip_masquerade": "false",
+			"com.docker.network.bridge.gateway_mode_ipv4":    "nat-unprotected",
+		},
+		Labels: map[string]string{LabelManaged: "true"},
+	})
+	if err != nil {
+		return fmt.Errorf("create engine network %q (%s): %w", spec.Name, spec.Subnet, err)
+	}
+	return nil
+}
+
+func sameNetwork(cur network.Inspect, spec NetworkSpec) bool {
+	if len(cur.IPAM.Config) != 1 {
+		return false
+	}
+	c := cur.IPAM.Config[0]
+	return c.Subnet == spec.Subnet.String() && c.Gateway == spec.Gateway.String() && c.IPRange == spec.Dynamic.String() &&
+		cur.Options["com.docker.network.bridge.name"] == spec.Bridge &&
+		cur.Options["com.docker.network.bridge.gateway_mode_ipv4"] == "nat-unprotected"
+}
+
+// EngineAvailable tells whether a Docker engine answers (DOCKER_HOST or the
+// default socket).
+func EngineAvailable(ctx context.Context) bool {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return false
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = cli.Ping(ctx)
+	return err == nil
+}

@@ -1,0 +1,397 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/kontena-ng/kontena/agent"
+	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/dns"
+	"github.com/kontena-ng/kontena/overlay"
+)
+
+// Names of the node's overlay pieces on its host.
+const (
+	overlayIface   = "kontena0"    // the WireGuard interface
+	overlayNetwork = "kontena"     // the engine network containers join
+	overlayBridge  = "kontena-br0" // its Linux bridge
+)
+
+// dataPlane is a node's share of the network: the WireGuard device, the
+// container address allocator and the DNS resolver. It is fed from the
+// grid state but never needs it to keep serving: the last network map is
+// cached on disk and a restarted node resumes from it.
+type dataPlane struct {
+	n       *Node
+	key     wgtypes.Key
+	enabled bool
+	reason  string // why the overlay is off
+
+	mu    sync.Mutex
+	dev   *overlay.Device
+	alloc *overlay.Allocator
+	res   *dns.Server
+	self  api.NetNode
+	nm    *api.NetMap
+	ready chan struct{} // closed once the agent may create containers
+	once  sync.Once
+}
+
+func newDataPlane(n *Node) *dataPlane {
+	dp := &dataPlane{n: n, ready: make(chan struct{})}
+	switch n.cfg.Overlay {
+	case "on":
+		dp.enabled = true
+	case "off":
+		dp.reason = "--overlay off"
+	default:
+		if ip := net.ParseIP(n.cfg.AdvertiseAddr); ip != nil && ip.IsLoopback() {
+			dp.reason = "the node advertises a loopback address (development mode: several nodes share this host's network); start with --overlay on to force it"
+		} else {
+			dp.enabled = true
+		}
+	}
+	return dp
+}
+
+func (dp *dataPlane) markReady() { dp.once.Do(func() { close(dp.ready) }) }
+
+func (dp *dataPlane) cachePath() string { return filepath.Join(dp.n.cfg.DataDir, "netmap.json") }
+
+// run watches the node's network map and applies it until ctx ends.
+func (dp *dataPlane) run(ctx context.Context) {
+	n := dp.n
+	defer dp.close()
+	if dp.enabled {
+		key, err := overlay.LoadOrCreateKey(filepath.Join(n.cfg.DataDir, "wireguard.key"))
+		if err != nil {
+			n.log.Error("overlay off: WireGuard key", "err", err)
+			dp.enabled, dp.reason = false, err.Error()
+		} else {
+			dp.key = key
+		}
+	}
+	if !dp.enabled {
+		n.log.Warn("overlay network is off: containers use the engine's default bridge and cannot reach other nodes' containers", "reason", dp.reason)
+	}
+	if data, err := os.ReadFile(dp.cachePath()); err == nil {
+		var nm api.NetMap
+		if json.Unmarshal(data, &nm) == nil {
+			n.log.Info("network: resuming from the cached network map", "peers", len(nm.Peers), "records", len(nm.Records))
+			dp.apply(ctx, &nm)
+		}
+	}
+	self := api.NewClientTLS([]string{net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.APIPort))}, n.clientTLS, "")
+	path := "/v1/nodes/" + url.PathEscape(n.id.Name) + "/netmap"
+	var index uint64
+	var last [32]byte
+	for ctx.Err() == nil {
+		q := ""
+		if index > 0 {
+			q = fmt.Sprintf("?index=%d&wait=30s", index)
+		}
+		var nm api.NetMap
+		idx, err := self.Do(ctx, http.MethodGet, path+q, nil, &nm)
+		if err != nil {
+			n.log.Debug("watch network map", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+			continue
+		}
+		index = idx
+		dp.announce(ctx, self, &nm)
+		data, _ := json.Marshal(&nm)
+		if sum := sha256.Sum256(data); sum != last {
+			last = sum
+			dp.apply(ctx, &nm)
+			if err := writeFileAtomic(dp.cachePath(), data, 0o600); err != nil {
+				n.log.Warn("cache network map", "err", err)
+			}
+		}
+	}
+}
+
+// announce tells the grid this node's WireGuard key and port when the
+// state has others.
+func (dp *dataPlane) announce(ctx context.Context, self *api.Client, nm *api.NetMap) {
+	want := api.OverlaySetRequest{}
+	if dp.enabled {
+		want = api.OverlaySetRequest{PublicKey: dp.key.PublicKey().String(), Port: dp.n.cfg.WireGuardPort}
+		dp.mu.Lock()
+		if dp.dev != nil {
+			want.Interface = dp.dev.Mode()
+		}
+		dp.mu.Unlock()
+	}
+	if nm.Self.PublicKey == want.PublicKey && nm.Self.Port == want.Port {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := self.Do(ctx, http.MethodPut, "/v1/nodes/"+url.PathEscape(dp.n.id.Name)+"/overlay", want, nil); err != nil {
+		dp.n.log.Warn("announce overlay key", "err", err)
+	}
+}
+
+// apply brings the data plane to nm: device up once the node knows its
+// subnet, peers reconciled, DNS records swapped.
+func (dp *dataPlane) apply(ctx context.Context, nm *api.NetMap) {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	log := dp.n.log.With("component", "network")
+	dp.nm = nm
+	if dp.enabled && dp.dev == nil && nm.Self.Subnet != "" {
+		if err := dp.up(ctx, nm); err != nil {
+			log.Error("overlay network could not start; containers wait for it", "err", err)
+		}
+	}
+	if !dp.enabled {
+		dp.markReady()
+	}
+	if dp.res == nil {
+		dp.startDNS(ctx, nm)
+	}
+	if dp.dev != nil {
+		peers := make([]overlay.Peer, 0, len(nm.Peers))
+		for _, p := range nm.Peers {
+			op, err := toPeer(p)
+			if err != nil {
+				log.Warn("skip peer", "peer", p.Name, "err", err)
+				continue
+			}
+			peers = append(peers, op)
+		}
+		if err := dp.dev.SetPeers(peers); err != nil {
+			log.Warn("configure WireGuard peers", "err", err)
+		}
+	}
+	if dp.res != nil {
+		recs := make([]dns.Record, 0, len(nm.Records))
+		for _, r := range nm.Records {
+			ip, err := netip.ParseAddr(r.IP)
+			if err != nil {
+				continue
+			}
+			recs = append(recs, dns.Record{Grid: nm.Grid, Stack: r.Stack, Service: r.Service, Instance: r.Instance, IP: ip, Healthy: r.Healthy})
+		}
+		dp.res.Update(recs, nm.Exposes)
+	}
+}
+
+func toPeer(p api.NetPeer) (overlay.Peer, error) {
+	key, err := wgtypes.ParseKey(p.PublicKey)
+	if err != nil {
+		return overlay.Peer{}, fmt.Errorf("public key: %w", err)
+	}
+	op := overlay.Peer{PublicKey: key, Name: p.Name}
+	if p.Endpoint != "" {
+		ua, err := net.ResolveUDPAddr("udp", p.Endpoint)
+		if err != nil {
+			return overlay.Peer{}, fmt.Errorf("endpoint %s: %w", p.Endpoint, err)
+		}
+		op.Endpoint = ua
+		// Keepalives hold NAT mappings open and make a handshake happen
+		// before the first packet needs it.
+		op.Keepalive = 25 * time.Second
+	}
+	for _, a := range p.AllowedIPs {
+		pr, err := netip.ParsePrefix(a)
+		if err != nil {
+			return overlay.Peer{}, fmt.Errorf("allowed IP %s: %w", a, err)
+		}
+		op.AllowedIPs = append(op.AllowedIPs, pr)
+	}
+	return op, nil
+}
+
+// up starts the WireGuard device, the engine network and the forwarding
+// rules, and opens the address allocator. Called with dp.mu held.
+func (dp *dataPlane) up(ctx context.Context, nm *api.NetMap) error {
+	subnet, err := netip.ParsePrefix(nm.Self.Subnet)
+	if err != nil {
+		return fmt.Errorf("node subnet %q: %w", nm.Self.Subnet, err)
+	}
+	grid, err := netip.ParsePrefix(nm.GridSubnet)
+	if err != nil {
+		return fmt.Errorf("grid subnet %q: %w", nm.GridSubnet, err)
+	}
+	addr := overlay.NodeAddr(subnet)
+	dev, err := overlay.Up(ctx, overlay.Config{Interface: overlayIface, ListenPort: dp.n.cfg.WireGuardPort, PrivateKey: dp.key,
+		Address: addr, Subnet: subnet, Grid: grid, Logger: dp.n.log.With("component", "wireguard")})
+	if err != nil {
+		return err
+	}
+	if dp.n.cfg.NoContainers || !agent.EngineAvailable(ctx) {
+		// No containers here: the node still routes its VPN clients and
+		// reaches the overlay itself, but has no container network.
+		dp.dev, dp.self = dev, nm.Self
+		dp.n.log.Info("overlay network up (no container engine: no container network)", "interface", dev.Name(), "mode", dev.Mode(), "address", addr)
+		dp.markReady()
+		return nil
+	}
+	if err := agent.EnsureDockerNetwork(ctx, agent.NetworkSpec{Name: overlayNetwork, Bridge: overlayBridge, Subnet: subnet,
+		Gateway: addr, Dynamic: dynamicRange(subnet)}); err != nil {
+		dev.Close()
+		return err
+	}
+	if err := overlay.EnsureForwarding(overlayIface, subnet, grid); err != nil {
+		dev.Close()
+		return err
+	}
+	alloc, err := overlay.OpenAllocator(filepath.Join(dp.n.cfg.DataDir, "addresses.json"), subnet, overlay.WithReserved(dynamicRange(subnet)))
+	if err != nil {
+		dev.Close()
+		return err
+	}
+	dp.dev, dp.alloc = dev, alloc
+	dp.self = nm.Self
+	dp.n.log.Info("overlay network up", "interface", dev.Name(), "mode", dev.Mode(), "address", addr, "subnet", subnet, "grid", grid)
+	dp.markReady()
+	return nil
+}
+
+// startDNS starts the resolver on the overlay address (where containers
+// and VPN clients find it), or on the advertise address with the overlay off.
+func (dp *dataPlane) startDNS(ctx context.Context, nm *api.NetMap) {
+	listen := dp.n.cfg.DNSListen
+	if listen == "off" {
+		return
+	}
+	if listen == "" {
+		switch {
+		case dp.dev != nil:
+			listen = net.JoinHostPort(nm.Self.Address, "53")
+		case !dp.enabled:
+			listen = net.JoinHostPort(dp.n.cfg.AdvertiseAddr, "53")
+		default:
+			return // wait for the overlay address
+		}
+	}
+	res := dns.New(dns.Config{Upstreams: dp.n.cfg.DNSUpstreams, Logger: dp.n.log.With("component", "dns")})
+	if err := res.Start(ctx, listen); err != nil {
+		dp.n.log.Warn("DNS resolver not started", "addr", listen, "err", err)
+		res.Close()
+		return
+	}
+	dp.res = res
+}
+
+func (dp *dataPlane) close() {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.res != nil {
+		dp.res.Close()
+	}
+	// The device stays up across a node restart only with a kernel
+	// interface; the userspace one dies with the process either way, so
+	// close it cleanly (containers keep their addresses).
+	if dp.dev != nil {
+		dp.dev.Close()
+	}
+}
+
+// status is the node's overlay as `node show` displays it.
+func (dp *dataPlane) status() *api.OverlayStatus {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	st := &api.OverlayStatus{Enabled: dp.enabled, Reason: dp.reason}
+	if dp.res != nil {
+		for _, a := range dp.res.Addrs() {
+			st.DNS = append(st.DNS, a.String())
+		}
+	}
+	if dp.dev == nil {
+		return st
+	}
+	st.Interface, st.Mode, st.Address, st.Subnet = dp.dev.Name(), dp.dev.Mode(), dp.self.Address, dp.self.Subnet
+	st.PublicKey = dp.key.PublicKey().String()
+	names := map[string]string{}
+	if dp.nm != nil {
+		for _, p := range dp.nm.Peers {
+			names[p.PublicKey] = p.Name
+		}
+	}
+	peers, err := dp.dev.Peers()
+	if err != nil {
+		st.Error = err.Error()
+	}
+	for _, p := range peers {
+		st.Peers = append(st.Peers, api.OverlayPeer{Name: names[p.PublicKey], PublicKey: p.PublicKey,
+			Endpoint: p.Endpoint, AllowedIPs: p.AllowedIPs, LastHandshake: p.LastHandshake, RxBytes: p.RxBytes, TxBytes: p.TxBytes})
+	}
+	if dp.alloc != nil {
+		st.Containers = len(dp.alloc.Owners())
+	}
+	return st
+}
+
+// network is what the agent attaches containers with, once ready.
+func (dp *dataPlane) network(ctx context.Context) (agent.Network, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-dp.ready:
+	}
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.dev == nil || dp.alloc == nil {
+		return nil, nil
+	}
+	return &overlayNet{alloc: dp.alloc, grid: dp.nm.Grid, dns: []string{dp.self.Address}}, nil
+}
+
+// overlayNet attaches containers to the node's overlay network.
+type overlayNet struct {
+	alloc *overlay.Allocator
+	grid  string
+	dns   []string
+}
+
+func (o *overlayNet) Attach(s agent.ContainerSpec) (agent.Attachment, error) {
+	ip, err := o.alloc.Allocate(s.Name)
+	if err != nil {
+		return agent.Attachment{}, err
+	}
+	at := o.Hook(s)
+	at.IP = ip
+	return at, nil
+}
+
+func (o *overlayNet) Hook(s agent.ContainerSpec) agent.Attachment {
+	return agent.Attachment{Network: overlayNetwork, DNS: o.dns,
+		DNSSearch: []string{s.Stack + "." + o.grid + "." + dns.DefaultDomain, o.grid + "." + dns.DefaultDomain}}
+}
+
+func (o *overlayNet) Sync(live []string) error {
+	_, err := o.alloc.Sync(live)
+	return err
+}
+
+func (o *overlayNet) Lookup(name string) (netip.Addr, bool) { return o.alloc.Lookup(name) }
+
+// dynamicRange is the top /28 of a node subnet: the engine picks hook
+// containers' addresses there, the allocator never does.
+func dynamicRange(subnet netip.Prefix) netip.Prefix {
+	last := subnet.Masked().Addr().As4()
+	host := 32 - subnet.Bits()
+	mask := uint32(1)<<host - 1
+	v := (uint32(last[0])<<24 | uint32(last[1])<<16 | uint32(last[2])<<8 | uint32(last[3])) | mask
+	a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	return netip.PrefixFrom(a, 28).Masked()
+}
