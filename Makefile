@@ -5,7 +5,7 @@
 BIN ?= bin/kontena
 DATA ?= $(CURDIR)/.kontena-data
 
-.PHONY: build up down demo-image test bench-deploy bench-grid bench-stack bench-scheduler bench-dns clean
+.PHONY: build up down demo-image test bench-deploy bench-grid bench-stack bench-scheduler bench-dns bench-overlay clean
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN) .
@@ -36,6 +36,9 @@ bench-scheduler:
 
 bench-dns:
 	bash bench/dns.sh
+
+bench-overlay:
+	bash bench/overlay.sh
 
 clean:
 	rm -rf bin $(DATA)

@@ -463,26 +463,43 @@ func (n *Node) statsLocal(ctx context.Context, name string) (*api.ContainerStats
 		}
 		return nil, api.Errorf(api.CodeConflict, "container %s is not running (%s)", name, state)
 	}
-	first, err := oneShotStats(ctx, cli, ins.ID)
+	prev, cur, err := sampleStats(ctx, cli, ins.ID)
 	if err != nil {
 		return nil, err
-	}
-	prev := first.PreCPUStats
-	cur := first
-	if prev.SystemUsage == 0 {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(statsSampleGap):
-		}
-		if cur, err = oneShotStats(ctx, cli, ins.ID); err != nil {
-			return nil, err
-		}
-		prev = first.CPUStats
 	}
 	st := statsFrom(prev, cur)
 	st.Name, st.Node = name, n.id.Name
 	return st, nil
+}
+
+// sampleStats returns a CPU reading and a later sample, at least
+// statsSampleGap apart. A one-shot sample carries no previous reading, so
+// it takes two (or three): some engines (API 1.41) pace one-shot reads by
+// their 1 s stats collector, which is gap enough; newer ones answer at
+// once, and then the second read waits.
+func sampleStats(ctx context.Context, cli *client.Client, id string) (container.CPUStats, *container.StatsResponse, error) {
+	first, err := oneShotStats(ctx, cli, id)
+	if err != nil {
+		return container.CPUStats{}, nil, err
+	}
+	if first.PreCPUStats.SystemUsage != 0 {
+		return first.PreCPUStats, first, nil
+	}
+	cur, err := oneShotStats(ctx, cli, id)
+	if err != nil {
+		return container.CPUStats{}, nil, err
+	}
+	if gap := cur.Read.Sub(first.Read); gap < statsSampleGap {
+		select {
+		case <-ctx.Done():
+			return container.CPUStats{}, nil, ctx.Err()
+		case <-time.After(statsSampleGap - max(gap, 0)):
+		}
+		if cur, err = oneShotStats(ctx, cli, id); err != nil {
+			return container.CPUStats{}, nil, err
+		}
+	}
+	return first.CPUStats, cur, nil
 }
 
 func oneShotStats(ctx context.Context, cli *client.Client, id string) (*container.StatsResponse, error) {

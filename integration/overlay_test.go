@@ -413,7 +413,7 @@ func splitWGQuick(t *testing.T, conf string) (address, dns, wgConf string) {
 
 // buildWireguardGo builds the stock userspace WireGuard (wireguard-go) from
 // the module this project already depends on.
-func buildWireguardGo(ctx context.Context, t *testing.T) string {
+func buildWireguardGo(ctx context.Context, t testing.TB) string {
 	out := filepath.Join(t.TempDir(), "wireguard-go")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "golang.zx2c4.com/wireguard")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

@@ -437,9 +437,9 @@ func planRootfs(withDocker bool) (*rootfs, error) {
 	var elfs []string // host binaries whose shared libraries must come along
 	if withDocker {
 		required := []string{"dockerd", "containerd", "containerd-shim-runc-v2", "runc", "docker", "xtables-nft-multi", "ip"}
-		// dig and wg (when the host has them) let tests query a node's
+		// dig, wg and iperf3 (when the host has them) let tests query a node's
 		// resolver and drive a plain WireGuard peer from inside a node.
-		optional := []string{"docker-init", "docker-proxy", "dig", "wg"}
+		optional := []string{"docker-init", "docker-proxy", "dig", "wg", "iperf3"}
 		for i, name := range append(required, optional...) {
 			p, err := findHost(name)
 			if err != nil {
