@@ -87,3 +87,26 @@ func EngineAvailable(ctx context.Context) bool {
 	_, err = cli.Ping(ctx)
 	return err == nil
 }
+
+// EngineResources is what the node's engine offers to containers.
+type EngineResources struct {
+	CPUs          float64
+	MemoryTotal   int64
+	VolumeDrivers []string
+	Engine        string
+}
+
+// Resources asks the Docker engine for its CPUs, memory and volume drivers.
+func Resources(ctx context.Context) (EngineResources, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return EngineResources{}, fmt.Errorf("docker client: %w", err)
+	}
+	defer cli.Close()
+	info, err := cli.Info(ctx)
+	if err != nil {
+		return EngineResources{}, fmt.Errorf("docker info: %w", err)
+	}
+	return EngineResources{CPUs: float64(info.NCPU), MemoryTotal: info.MemTotal,
+		VolumeDrivers: append([]string(nil), info.Plugins.Volume...), Engine: "docker " + info.ServerVersion}, nil
+}

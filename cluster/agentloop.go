@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -34,6 +35,7 @@ func (n *Node) agentLoop(ctx context.Context) {
 		return
 	}
 	self := api.NewClientTLS([]string{net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.APIPort))}, n.clientTLS, "")
+	go n.resourceLoop(ctx, self)
 	var lastReport [32]byte
 	var lastSent time.Time
 	reporter := agent.ReporterFunc(func(ctx context.Context, st []agent.InstanceStatus) {
@@ -116,4 +118,36 @@ func (n *Node) report(ctx context.Context, self *api.Client, statuses []agent.In
 		return false
 	}
 	return true
+}
+
+// resourceLoop tells the grid what the node's engine has (CPUs, memory,
+// volume drivers) for the scheduler's filters: at start, then whenever it
+// changes (checked every 5 minutes).
+func (n *Node) resourceLoop(ctx context.Context, self *api.Client) {
+	var sent []byte
+	for {
+		if r, err := agent.Resources(ctx); err == nil {
+			res := fsm.NodeResources{CPUs: r.CPUs, MemoryTotal: r.MemoryTotal, VolumeDrivers: r.VolumeDrivers, Engine: r.Engine}
+			data, _ := json.Marshal(res)
+			if !bytes.Equal(data, sent) {
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := self.Do(rctx, http.MethodPut, "/v1/nodes/"+url.PathEscape(n.id.Name)+"/resources", res, nil)
+				cancel()
+				if err == nil {
+					sent = data
+				} else {
+					n.log.Debug("report node resources", "err", err)
+				}
+			}
+		}
+		wait := 5 * time.Minute
+		if sent == nil {
+			wait = 2 * time.Second // not reported yet: the grid may still be starting
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }

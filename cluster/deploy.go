@@ -36,6 +36,7 @@ func planDeploys(now time.Time, nodes []*fsm.Node, services []*fsm.Service, inst
 	for _, in := range instances {
 		byService[in.ServiceID] = append(byService[in.ServiceID], in)
 	}
+	reserved := reservedMemory(services, instances)
 	var cmds []*fsm.InstancesPlace
 	var errs []error
 	for _, svc := range services {
@@ -47,7 +48,7 @@ func planDeploys(now time.Time, nodes []*fsm.Node, services []*fsm.Service, inst
 		if graceOverride > 0 {
 			grace, back = graceOverride, graceOverride
 		}
-		st := scheduler.NewState(schedulerNodes(now, nodes, grace, back, byService[svc.ID]), schedulerInstances(services, instances), nil)
+		st := scheduler.NewState(schedulerNodes(now, nodes, grace, back, byService[svc.ID], reserved), schedulerInstances(services, instances), nil)
 		plan, err := scheduler.Place(st, ssvc, scheduler.Options{Rand: rnd})
 		if err != nil {
 			errs = append(errs, &serviceError{id: svc.ID, err: err})
@@ -116,9 +117,8 @@ func toSchedulerService(svc *fsm.Service) scheduler.Service {
 	spec := svc.Spec
 	out := scheduler.Service{Stack: svc.Stack, Name: svc.Name, Instances: svc.Instances, Strategy: spec.Deploy.Strategy,
 		Affinity: spec.Affinity, CPUs: spec.CPUs, Stateful: spec.Stateful, VolumesFrom: spec.VolumesFrom,
-		NetworkMode: spec.NetworkMode, MinHealth: spec.Deploy.MinHealth, Ports: servicePorts(svc)}
-	// Memory is not checked until agents report what nodes have free; a
-	// node that reported nothing would otherwise reject every service.
+		NetworkMode: spec.NetworkMode, MinHealth: spec.Deploy.MinHealth, Ports: servicePorts(svc),
+		Memory: spec.MemLimit}
 	return out
 }
 
@@ -139,7 +139,11 @@ const onlineGrace = 20 * time.Second
 // node offline for less than the offline grace still counts as online, so
 // its instances stay put; a node online for less than the online grace
 // takes no new instances of the service (it keeps those it runs).
-func schedulerNodes(now time.Time, nodes []*fsm.Node, offline, online time.Duration, current []*fsm.Instance) []scheduler.Node {
+//
+// Memory is reserved, not measured: a node's used memory is the mem_limit
+// of every instance placed on it (reserved), as Kontena did, so a placement
+// does not depend on what containers happen to use at that moment.
+func schedulerNodes(now time.Time, nodes []*fsm.Node, offline, online time.Duration, current []*fsm.Instance, reserved map[string]int64) []scheduler.Node {
 	runs := map[string]bool{}
 	for _, in := range current {
 		runs[in.NodeID] = true
@@ -147,6 +151,8 @@ func schedulerNodes(now time.Time, nodes []*fsm.Node, offline, online time.Durat
 	out := make([]scheduler.Node, 0, len(nodes))
 	for _, n := range nodes {
 		sn := scheduler.NodeFromFSM(n)
+		sn.CPUs, sn.MemoryTotal, sn.VolumeDrivers = n.Resources.CPUs, n.Resources.MemoryTotal, n.Resources.VolumeDrivers
+		sn.MemoryUsed = reserved[n.ID]
 		since := now.Sub(n.StatusAt)
 		switch {
 		case n.Status == fsm.StatusOffline && since < offline:
@@ -156,6 +162,19 @@ func schedulerNodes(now time.Time, nodes []*fsm.Node, offline, online time.Durat
 			sn.Status = fsm.StatusOffline
 		}
 		out = append(out, sn)
+	}
+	return out
+}
+
+// reservedMemory sums the mem_limit of the instances placed on each node.
+func reservedMemory(services []*fsm.Service, instances []*fsm.Instance) map[string]int64 {
+	limit := map[string]int64{}
+	for _, s := range services {
+		limit[s.ID] = s.Spec.MemLimit
+	}
+	out := map[string]int64{}
+	for _, in := range instances {
+		out[in.NodeID] += limit[in.ServiceID]
 	}
 	return out
 }

@@ -45,6 +45,47 @@ func placed(cmd *fsm.InstancesPlace) map[int]string {
 
 func TestPlanDeploys(t *testing.T) {
 	rnd := func() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
+	t.Run("memory is reserved by mem_limit, cpus and resources come from the nodes", func(t *testing.T) {
+		const gib = int64(1) << 30
+		ns := nodes("online", "online")
+		ns[0].Resources = fsm.NodeResources{CPUs: 2, MemoryTotal: 2 * gib}
+		ns[1].Resources = fsm.NodeResources{CPUs: 8, MemoryTotal: 1 * gib}
+		other := &fsm.Service{ID: "s/db", Stack: "s", Name: "db", Revision: 1, Instances: 1,
+			Spec: stack.Service{Name: "db", MemLimit: gib, Instances: 1}}
+		current := []*fsm.Instance{{ID: "s/db-1", ServiceID: "s/db", Number: 1, NodeID: "id1", Revision: 1}}
+		svc := service(3, "random")
+		svc.Spec.MemLimit = gib / 2
+		cmds, errs := planDeploys(now, ns, []*fsm.Service{other, svc}, current, 0, rnd())
+		// n1 has 2 GiB with 1 GiB reserved by db: two halves fit; n2 fits
+		// two more; so 3 instances place, at most 2 per node.
+		var mine *fsm.InstancesPlace
+		for _, c := range cmds {
+			if c.ServiceID == "s/web" {
+				mine = c
+			}
+		}
+		if len(errs) != 0 || mine == nil || len(mine.Place) != 3 {
+			t.Fatalf("cmds %v errs %v", cmds, errs)
+		}
+		per := map[string]int{}
+		for _, nd := range placed(mine) {
+			per[nd]++
+		}
+		if per["id1"] > 2 || per["id2"] > 2 {
+			t.Fatalf("placements %v exceed the nodes' free memory", per)
+		}
+		svc.Instances = 5 // 1 GiB + 1 GiB free = 4 halves
+		_, errs = planDeploys(now, ns, []*fsm.Service{other, svc}, current, 0, rnd())
+		if len(errs) != 1 || !strings.Contains(errs[0].Error(), "memory") {
+			t.Fatalf("5 half-GiB instances on 2 GiB free: errs %v", errs)
+		}
+		cpu := service(1, "ha")
+		cpu.Spec.CPUs = 4
+		cmds, errs = planDeploys(now, ns, []*fsm.Service{cpu}, nil, 0, rnd())
+		if len(errs) != 0 || len(cmds) != 1 || placed(cmds[0])[1] != "id2" {
+			t.Fatalf("cpus 4 must land on the 8-CPU node: %v %v", cmds, errs)
+		}
+	})
 	t.Run("new service is spread over zones", func(t *testing.T) {
 		cmds, errs := planDeploys(now, nodes("online", "online", "online"), []*fsm.Service{service(3, "ha")}, nil, 0, rnd())
 		if len(errs) != 0 || len(cmds) != 1 || len(cmds[0].Place) != 3 {

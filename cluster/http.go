@@ -98,6 +98,7 @@ func (n *Node) handler() http.Handler {
 		{method: "GET", pattern: "/v1/nodes/{name}/netmap", h: n.getNetMap},
 		{method: "GET", pattern: "/v1/nodes/{name}/overlay", h: n.getOverlayStatus},
 		{method: "PUT", pattern: "/v1/nodes/{name}/overlay", leader: true, h: n.setOverlay},
+		{method: "PUT", pattern: "/v1/nodes/{name}/resources", leader: true, h: n.setResources},
 		{method: "GET", pattern: "/v1/vpn", admin: true, h: n.listVPN},
 		{method: "POST", pattern: "/v1/vpn", leader: true, admin: true, h: n.createVPN},
 		{method: "DELETE", pattern: "/v1/vpn/{name}", leader: true, admin: true, h: n.deleteVPN},

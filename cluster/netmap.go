@@ -171,3 +171,23 @@ func (n *Node) getOverlayStatus(w http.ResponseWriter, r *http.Request, p *princ
 	}
 	return writeJSON(w, store.Index(), st.Overlay)
 }
+
+// setResources records what a node's engine has; only the node itself may.
+func (n *Node) setResources(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var res fsm.NodeResources
+	if err := decodeBody(r, &res); err != nil {
+		return err
+	}
+	_, node, err := n.pathNode(r)
+	if err != nil {
+		return err
+	}
+	if p.Node != node.ID {
+		return api.Errorf(api.CodeForbidden, "only node %s itself may report its resources", node.Name)
+	}
+	out, idx, err := n.apply(r.Context(), &fsm.NodeResourcesSet{ID: node.ID, Resources: res}, nil)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, idx, out)
+}

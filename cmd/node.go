@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -107,6 +108,12 @@ func printNodeRows(w io.Writer, n *fsm.Node) {
 	row(w, "ports:", fmt.Sprintf("api %d, raft %d, gossip %d", n.APIPort, n.RaftPort, n.GossipPort))
 	row(w, "version:", n.Version)
 	row(w, "labels:", orDash(strings.Join(n.Labels, ", ")))
+	if r := n.Resources; r.Engine != "" {
+		row(w, "resources:", fmt.Sprintf("%s CPUs, %.1f GiB memory, %s", fmtNum(r.CPUs), float64(r.MemoryTotal)/(1<<30), r.Engine))
+		row(w, "volume drivers:", orDash(strings.Join(r.VolumeDrivers, ", ")))
+	} else {
+		row(w, "resources:", "not reported (no container engine?)")
+	}
 	row(w, "joined:", n.JoinedAt.Format("2006-01-02 15:04:05 MST"))
 }
 
@@ -258,3 +265,5 @@ func nodeRole(role string) func(*cli.Context, *session) error {
 		return nil
 	}
 }
+
+func fmtNum(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

@@ -62,6 +62,8 @@ func (s *Store) Apply(index uint64, cmd Command, audit *AuditInfo) (any, error) 
 		res, err = a.vpnCreate(c)
 	case *VPNRemove:
 		res, err = a.vpnRemove(c)
+	case *NodeResourcesSet:
+		res, err = a.nodeResourcesSet(c)
 	case *ServiceStop:
 		res, err = a.serviceStop(c)
 	case *ServiceStart:

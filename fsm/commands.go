@@ -37,6 +37,7 @@ const (
 	MsgServiceRedeploy
 	MsgServiceRemove
 	MsgServiceDeployState
+	MsgNodeResources
 )
 
 func (t MsgType) String() string {
@@ -79,6 +80,8 @@ func (t MsgType) String() string {
 		return "vpn.create"
 	case MsgVPNRemove:
 		return "vpn.remove"
+	case MsgNodeResources:
+		return "node.resources"
 	case MsgServiceStop:
 		return "service.stop"
 	case MsgServiceStart:
@@ -187,6 +190,8 @@ func newCommand(t MsgType) Command {
 		return &VPNCreate{}
 	case MsgVPNRemove:
 		return &VPNRemove{}
+	case MsgNodeResources:
+		return &NodeResourcesSet{}
 	case MsgServiceStop:
 		return &ServiceStop{}
 	case MsgServiceStart:

@@ -207,7 +207,7 @@ func TestWaitBlocksUntilIndexPasses(t *testing.T) {
 }
 
 func TestEncodeDecodeEveryCommand(t *testing.T) {
-	for typ := MsgGridInit; typ <= MsgVPNRemove; typ++ {
+	for typ := MsgGridInit; typ <= MsgNodeResources; typ++ {
 		cmd := newCommand(typ)
 		if cmd == nil || cmd.MsgType() != typ {
 			t.Fatalf("newCommand(%d) = %T", typ, cmd)

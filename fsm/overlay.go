@@ -225,3 +225,37 @@ func nameOK(s string) bool {
 	}
 	return true
 }
+
+// NodeResources is what a node's container engine has.
+type NodeResources struct {
+	CPUs          float64   `json:"cpus,omitempty"`
+	MemoryTotal   int64     `json:"memory_total,omitempty"` // bytes
+	VolumeDrivers []string  `json:"volume_drivers,omitempty"`
+	Engine        string    `json:"engine,omitempty"` // container engine and version
+	At            time.Time `json:"at,omitempty"`
+}
+
+// NodeResourcesSet is sent by a node when its engine's resources differ
+// from the state (first start, more memory, a new volume plugin).
+type NodeResourcesSet struct {
+	ID        string        `json:"id"`
+	Resources NodeResources `json:"resources"`
+}
+
+func (*NodeResourcesSet) MsgType() MsgType { return MsgNodeResources }
+
+func (a *applier) nodeResourcesSet(c *NodeResourcesSet) (any, error) {
+	n, err := a.getNode(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	r := c.Resources
+	r.VolumeDrivers = slices.Clone(r.VolumeDrivers)
+	slices.Sort(r.VolumeDrivers)
+	r.At = a.now
+	n.Resources, n.ModifyIndex = r, a.index
+	if err := a.txn.Insert(tableNodes, n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}

@@ -73,9 +73,12 @@ type Node struct {
 	LastSeen     time.Time `json:"last_seen"`
 	// Overlay is the node's place in the WireGuard mesh: its public key
 	// (set by the node itself) and its subnet (allocated once, at join).
-	Overlay     NodeOverlay `json:"overlay"`
-	CreateIndex uint64      `json:"create_index"`
-	ModifyIndex uint64      `json:"modify_index"`
+	Overlay NodeOverlay `json:"overlay"`
+	// Resources are what the node's container engine reported; the
+	// scheduler's cpus, memory and volume driver filters read them.
+	Resources   NodeResources `json:"resources"`
+	CreateIndex uint64        `json:"create_index"`
+	ModifyIndex uint64        `json:"modify_index"`
 }
 
 // Label returns the value of label key and whether it is set.

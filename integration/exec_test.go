@@ -178,7 +178,7 @@ func TestExec(t *testing.T) {
 				}
 				stats = append(stats, time.Since(start))
 			}
-			t.Logf("MEASURED stats call (API client, 2 samples 500 ms apart on d3) via %s: %v", p.name, stats)
+			t.Logf("MEASURED stats call (API client; two one-shot samples on d3, paced by the engine) via %s: %v", p.name, stats)
 			t.Logf("MEASURED exec via %s to d3: whole `exec echo` session median %s (min %s, max %s, n=9); line echo in an open session median %s (max %s, n=21)",
 				p.name, setup[4].Round(100*time.Microsecond), setup[0].Round(100*time.Microsecond), setup[8].Round(100*time.Microsecond),
 				echo[10].Round(10*time.Microsecond), echo[20].Round(10*time.Microsecond))
