@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -60,30 +59,12 @@ func (n *Node) agentLoop(ctx context.Context) {
 			n.log.Error("container agent stopped", "err", err)
 		}
 	}()
-	var index uint64
 	var last [32]byte
-	path := "/v1/nodes/" + url.PathEscape(n.id.Name) + "/assignments"
-	for ctx.Err() == nil {
-		var as api.Assignments
-		q := ""
-		if index > 0 {
-			q = fmt.Sprintf("?index=%d&wait=30s", index)
-		}
-		idx, err := self.Do(ctx, http.MethodGet, path+q, nil, &as)
-		if err != nil {
-			n.log.Debug("watch assignments", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(2 * time.Second):
-			}
-			continue
-		}
-		index = idx
-		specs := containerSpecs(as)
+	watchSelf(ctx, n, self, "/v1/nodes/"+url.PathEscape(n.id.Name)+"/assignments", "assignments", func(as *api.Assignments) {
+		specs := containerSpecs(*as)
 		// The index moves on every grid change; only new work matters.
 		data, _ := json.Marshal(specs)
-		if sum := sha256.Sum256(data); sum != last || index == 0 {
+		if sum := sha256.Sum256(data); sum != last {
 			last = sum
 			select { // keep only the newest desired state
 			case <-desired:
@@ -91,7 +72,7 @@ func (n *Node) agentLoop(ctx context.Context) {
 			}
 			desired <- specs
 		}
-	}
+	})
 }
 
 // report sends the agent's view of the node's instances to the leader.

@@ -235,19 +235,11 @@ func (n *Node) containerLogs(w http.ResponseWriter, r *http.Request, p *principa
 		ctx, cancel = context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 	}
-	u := api.BaseURL(l.addr()) + "/v1/internal/containers/" + url.PathEscape(l.name) + "/logs?" + q.values().Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := n.peerOpen(ctx, l, "/logs?"+q.values().Encode(), "the logs of "+l.name)
 	if err != nil {
 		return err
 	}
-	resp, err := n.peerHTTP.Do(req)
-	if err != nil {
-		return api.Errorf(api.CodeUnavailable, "node %s (%s) did not answer for the logs of %s: %v", l.node.Name, l.addr(), l.name, err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return peerError(resp, l)
-	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	flushCopy(w, resp.Body)
@@ -306,23 +298,35 @@ func (n *Node) containerStats(w http.ResponseWriter, r *http.Request, p *princip
 func (n *Node) peerGet(ctx context.Context, l located, suffix string, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	u := api.BaseURL(l.addr()) + "/v1/internal/containers/" + url.PathEscape(l.name) + suffix
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := n.peerOpen(ctx, l, suffix, l.name)
 	if err != nil {
 		return err
 	}
-	resp, err := n.peerHTTP.Do(req)
-	if err != nil {
-		return api.Errorf(api.CodeUnavailable, "node %s (%s) did not answer for %s: %v", l.node.Name, l.addr(), l.name, err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return peerError(resp, l)
-	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(out); err != nil {
 		return fmt.Errorf("node %s: decode answer for %s: %w", l.node.Name, l.name, err)
 	}
 	return nil
+}
+
+// peerOpen asks the node running container l for suffix of its internal
+// container endpoint; a non-200 answer becomes an API error with its code.
+// The caller closes the body.
+func (n *Node) peerOpen(ctx context.Context, l located, suffix, what string) (*http.Response, error) {
+	u := api.BaseURL(l.addr()) + "/v1/internal/containers/" + url.PathEscape(l.name) + suffix
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := n.peerHTTP.Do(req)
+	if err != nil {
+		return nil, api.Errorf(api.CodeUnavailable, "node %s (%s) did not answer for %s: %v", l.node.Name, l.addr(), what, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, peerError(resp, l)
+	}
+	return resp, nil
 }
 
 // peerError turns a node's error answer into an API error with its code.

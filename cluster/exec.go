@@ -171,8 +171,10 @@ func (n *Node) execLocal(w http.ResponseWriter, r *http.Request) {
 	}
 	if size != nil {
 		// Engines before API 1.42 ignore ConsoleSize: set the size once
-		// the process runs, as the docker CLI does.
-		go initExecSize(ctx, cli, ex.ID, container.ResizeOptions{Height: size[0], Width: size[1]})
+		// the process runs, as the docker CLI does, and before any input
+		// reaches it (a program reading its terminal size at once, or
+		// typed-ahead input, must see the right one).
+		initExecSize(ctx, cli, ex.ID, container.ResizeOptions{Height: size[0], Width: size[1]})
 	}
 	start := time.Now()
 	runExecSession(brw.Reader, conn, execProcess{

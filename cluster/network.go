@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -95,36 +96,21 @@ func (dp *dataPlane) run(ctx context.Context) {
 		}
 	}
 	self := api.NewClientTLS([]string{net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.APIPort))}, n.clientTLS, "")
-	path := "/v1/nodes/" + url.PathEscape(n.id.Name) + "/netmap"
-	var index uint64
 	var last [32]byte
-	for ctx.Err() == nil {
-		q := ""
-		if index > 0 {
-			q = fmt.Sprintf("?index=%d&wait=30s", index)
-		}
-		var nm api.NetMap
-		idx, err := self.Do(ctx, http.MethodGet, path+q, nil, &nm)
-		if err != nil {
-			n.log.Debug("watch network map", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(2 * time.Second):
-			}
-			continue
-		}
-		index = idx
-		dp.announce(ctx, self, &nm)
-		data, _ := json.Marshal(&nm)
-		if sum := sha256.Sum256(data); sum != last {
+	watchSelf(ctx, n, self, "/v1/nodes/"+url.PathEscape(n.id.Name)+"/netmap", "network map", func(nm *api.NetMap) {
+		dp.announce(ctx, self, nm)
+		data, _ := json.Marshal(nm)
+		dp.mu.Lock()
+		retry := dp.enabled && dp.dev == nil // the device failed to start: try again
+		dp.mu.Unlock()
+		if sum := sha256.Sum256(data); sum != last || retry {
 			last = sum
-			dp.apply(ctx, &nm)
+			dp.apply(ctx, nm)
 			if err := writeFileAtomic(dp.cachePath(), data, 0o600); err != nil {
 				n.log.Warn("cache network map", "err", err)
 			}
 		}
-	}
+	})
 }
 
 // announce tells the grid this node's WireGuard key and port when the
@@ -158,7 +144,14 @@ func (dp *dataPlane) apply(ctx context.Context, nm *api.NetMap) {
 	dp.nm = nm
 	if dp.enabled && dp.dev == nil && nm.Self.Subnet != "" {
 		if err := dp.up(ctx, nm); err != nil {
-			log.Error("overlay network could not start; containers wait for it", "err", err)
+			if dp.n.cfg.Overlay != "on" && (errors.Is(err, overlay.ErrNoTUN) || errors.Is(err, overlay.ErrUnsupported)) {
+				// This machine cannot have the overlay at all: run the
+				// containers without it rather than not at all.
+				log.Error("overlay network is off: this machine cannot run it; start with --overlay on to insist", "err", err)
+				dp.enabled, dp.reason = false, err.Error()
+			} else {
+				log.Error("overlay network could not start; containers wait for it (retried every 30 s)", "err", err)
+			}
 		}
 	}
 	if !dp.enabled {

@@ -269,3 +269,19 @@ func confirm(c *cli.Context, prompt, want string) (bool, error) {
 	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
 	return strings.TrimSpace(line) == want, nil
 }
+
+// confirmRemoval asks the user to type name unless --force was given; a
+// wrong answer aborts with ExitError.
+func confirmRemoval(c *cli.Context, question, name string) error {
+	if c.Bool("force") {
+		return nil
+	}
+	ok, err := confirm(c, question+" Type its name to confirm: ", name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return cli.Exit("aborted", ExitError)
+	}
+	return nil
+}

@@ -232,14 +232,8 @@ func nodeRemove(c *cli.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	if !c.Bool("force") {
-		ok, err := confirm(c, fmt.Sprintf("Remove node %s from grid %s? Type the node name to confirm: ", name, s.grid), name)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return cli.Exit("aborted", ExitError)
-		}
+	if err := confirmRemoval(c, fmt.Sprintf("Remove node %s from grid %s?", name, s.grid), name); err != nil {
+		return err
 	}
 	if err := s.api.RemoveNode(c.Context, name); err != nil {
 		return err

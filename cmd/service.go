@@ -468,14 +468,8 @@ func serviceRemove(c *cli.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	if !c.Bool("force") {
-		ok, err := confirm(c, fmt.Sprintf("Remove service %s and its containers? Type its name to confirm: ", id), id)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return cli.Exit("aborted", ExitError)
-		}
+	if err := confirmRemoval(c, fmt.Sprintf("Remove service %s and its containers?", id), id); err != nil {
+		return err
 	}
 	if err := s.api.RemoveService(c.Context, id); err != nil {
 		return err

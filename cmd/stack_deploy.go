@@ -264,14 +264,8 @@ func stackRemove(c *cli.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	if !c.Bool("force") {
-		ok, err := confirm(c, fmt.Sprintf("Remove stack %s and all its services? Type its name to confirm: ", name), name)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return cli.Exit("aborted", ExitError)
-		}
+	if err := confirmRemoval(c, fmt.Sprintf("Remove stack %s and all its services?", name), name); err != nil {
+		return err
 	}
 	if err := s.api.RemoveStack(c.Context, name); err != nil {
 		return err

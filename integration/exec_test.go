@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/kontena-ng/kontena/api"
-	"github.com/kontena-ng/kontena/integration/harness"
 )
 
 // toolsStack runs one instance pinned to d3, a worker, so that every
@@ -44,27 +43,8 @@ services:
 func TestExec(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	img, err := buildDockerImage()
-	must(t, err)
-	tg := &testGrid{t: t, g: harness.NewGrid(t, img), nodes: map[string]*harness.Node{}, name: "ex",
-		cfg: filepath.Join(t.TempDir(), "cli.json")}
-	for _, name := range []string{"d1", "d2", "d3"} {
-		must(t, tg.addNode(ctx, name).LoadImage(ctx, demoImage))
-	}
-	first := tg.nodes["d1"]
-	must(t, first.StartDaemon(ctx, upArgs("d1", first.IP(), "--grid", "ex")...))
-	var raw []byte
-	eventually(t, 30*time.Second, "bootstrap writes the CLI config", func() error {
-		raw, err = first.ReadFile(ctx, "/root/.kontena/config.json")
-		return err
-	})
-	must(t, os.WriteFile(tg.cfg, raw, 0o600))
-	tg.token = strings.TrimSpace(tg.mustCLI(ctx, "grid", "token"))
-	for _, name := range []string{"d2", "d3"} {
-		n := tg.nodes[name]
-		must(t, n.StartDaemon(ctx, upArgs(name, n.IP(), "--join", first.IP(), "--token", tg.token)...))
-		tg.waitNode(ctx, name, "online", 60*time.Second)
-	}
+	tg := newDockerGrid(ctx, t, "ex", "d1", "d2", "d3")
+	tg.start(ctx, nil, nil)
 	file := filepath.Join(t.TempDir(), "kontena.yml")
 	must(t, os.WriteFile(file, []byte(toolsStack), 0o644))
 	tg.mustCLI(ctx, "stack", "install", file, "--timeout", "3m")

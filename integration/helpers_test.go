@@ -1,15 +1,19 @@
 package integration
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/cluster/pki"
+	"github.com/kontena-ng/kontena/integration/harness"
 )
 
 type cliConfigFile struct {
@@ -94,4 +98,40 @@ func clientTLS(cert *tls.Certificate) *tls.Config {
 
 func regexpLine(text, re string) bool {
 	return regexp.MustCompile(`(?m)^` + re).MatchString(text)
+}
+
+// newDockerGrid makes a grid of Docker-in-Docker nodes with the demo image
+// loaded into each node's engine; start it with tg.start.
+func newDockerGrid(ctx context.Context, t *testing.T, grid string, names ...string) *testGrid {
+	t.Helper()
+	img, err := buildDockerImage()
+	must(t, err)
+	tg := &testGrid{t: t, g: harness.NewGrid(t, img), nodes: map[string]*harness.Node{}, name: grid,
+		cfg: filepath.Join(t.TempDir(), "cli.json"), order: names}
+	for _, name := range names {
+		must(t, tg.addNode(ctx, name).LoadImage(ctx, demoImage))
+	}
+	return tg
+}
+
+// start bootstraps the grid on the first node (extra `kontena up` flags in
+// first), saves the admin CLI config and joins the other nodes (flags in
+// join), waiting for each to be online.
+func (tg *testGrid) start(ctx context.Context, first, join []string) {
+	t := tg.t
+	t.Helper()
+	boot := tg.nodes[tg.order[0]]
+	must(t, boot.StartDaemon(ctx, upArgs(boot.Name(), boot.IP(), append([]string{"--grid", tg.name}, first...)...)...))
+	var raw []byte
+	eventually(t, 30*time.Second, "bootstrap writes the CLI config", func() (err error) {
+		raw, err = boot.ReadFile(ctx, "/root/.kontena/config.json")
+		return err
+	})
+	must(t, os.WriteFile(tg.cfg, raw, 0o600))
+	tg.token = strings.TrimSpace(tg.mustCLI(ctx, "grid", "token"))
+	for _, name := range tg.order[1:] {
+		n := tg.nodes[name]
+		must(t, n.StartDaemon(ctx, upArgs(name, n.IP(), append([]string{"--join", boot.IP(), "--token", tg.token}, join...)...)...))
+		tg.waitNode(ctx, name, "online", 60*time.Second)
+	}
 }

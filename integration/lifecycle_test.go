@@ -115,29 +115,9 @@ func (tg *testGrid) serviceEventTypes(ctx context.Context, t *testing.T, id stri
 func TestLifecycle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	img, err := buildDockerImage()
-	must(t, err)
-	tg := &testGrid{t: t, g: harness.NewGrid(t, img), nodes: map[string]*harness.Node{}, name: "life",
-		cfg: filepath.Join(t.TempDir(), "cli.json")}
 	names := []string{"l1", "l2", "l3"}
-	for _, name := range names {
-		n := tg.addNode(ctx, name)
-		must(t, n.LoadImage(ctx, demoImage))
-	}
-	first := tg.nodes["l1"]
-	must(t, first.StartDaemon(ctx, upArgs("l1", first.IP(), "--grid", "life")...))
-	var raw []byte
-	eventually(t, 30*time.Second, "bootstrap writes the CLI config", func() error {
-		raw, err = first.ReadFile(ctx, "/root/.kontena/config.json")
-		return err
-	})
-	must(t, os.WriteFile(tg.cfg, raw, 0o600))
-	tg.token = strings.TrimSpace(tg.mustCLI(ctx, "grid", "token"))
-	for _, name := range names[1:] {
-		n := tg.nodes[name]
-		must(t, n.StartDaemon(ctx, upArgs(name, n.IP(), "--join", first.IP(), "--token", tg.token)...))
-		tg.waitNode(ctx, name, "online", 60*time.Second)
-	}
+	tg := newDockerGrid(ctx, t, "life", names...)
+	tg.start(ctx, nil, nil)
 	file := filepath.Join(t.TempDir(), "kontena.yml")
 	must(t, os.WriteFile(file, []byte(lifecycleStack), 0o644))
 

@@ -58,6 +58,7 @@ type testGrid struct {
 	cfg   string // the admin's CLI config on the host
 	token string // join token
 	name  string
+	order []string // node names, bootstrap node first (newDockerGrid)
 }
 
 const dataDir = "/var/lib/kontena"

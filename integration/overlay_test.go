@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,6 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/kontena-ng/kontena/api"
-	"github.com/kontena-ng/kontena/integration/harness"
 )
 
 // overlayStack: web runs only on o2 and o3; a client runs on every node.
@@ -66,30 +66,10 @@ func upstreamDNS(t *testing.T, addr string) string {
 func TestOverlay(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	img, err := buildDockerImage()
-	must(t, err)
-	tg := &testGrid{t: t, g: harness.NewGrid(t, img), nodes: map[string]*harness.Node{}, name: "ovl",
-		cfg: filepath.Join(t.TempDir(), "cli.json")}
-	upstream := upstreamDNS(t, tg.g.Gateway()+":0")
 	names := []string{"o1", "o2", "o3"}
-	for _, name := range names {
-		n := tg.addNode(ctx, name)
-		must(t, n.LoadImage(ctx, demoImage))
-	}
-	first := tg.nodes["o1"]
-	must(t, first.StartDaemon(ctx, upArgs("o1", first.IP(), "--grid", "ovl", "--dns-upstream", upstream)...))
-	var raw []byte
-	eventually(t, 30*time.Second, "bootstrap writes the CLI config", func() error {
-		raw, err = first.ReadFile(ctx, "/root/.kontena/config.json")
-		return err
-	})
-	must(t, os.WriteFile(tg.cfg, raw, 0o600))
-	tg.token = strings.TrimSpace(tg.mustCLI(ctx, "grid", "token"))
-	for _, name := range names[1:] {
-		n := tg.nodes[name]
-		must(t, n.StartDaemon(ctx, upArgs(name, n.IP(), "--join", first.IP(), "--token", tg.token, "--dns-upstream", upstream)...))
-		tg.waitNode(ctx, name, "online", 60*time.Second)
-	}
+	tg := newDockerGrid(ctx, t, "ovl", names...)
+	upstream := upstreamDNS(t, tg.g.Gateway()+":0")
+	tg.start(ctx, []string{"--dns-upstream", upstream}, []string{"--dns-upstream", upstream})
 	file := filepath.Join(t.TempDir(), "kontena.yml")
 	must(t, os.WriteFile(file, []byte(overlayStack), 0o644))
 	tg.mustCLI(ctx, "stack", "install", file, "--timeout", "3m")
@@ -191,6 +171,26 @@ func TestOverlay(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("traffic leaving the grid is masqueraded as the node", func(t *testing.T) {
+		// An "outside" server on the test host answers with the address it
+		// sees: the node's own, never a container's overlay address.
+		ln, err := net.Listen("tcp", tg.g.Gateway()+":0")
+		must(t, err)
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			host, _, _ := net.SplitHostPort(r.RemoteAddr)
+			fmt.Fprint(w, host)
+		})}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		out, err := execIn("o1", clientOn("o1"), "timeout", "5", "wget", "-qO-", "http://"+ln.Addr().String()+"/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(out); got != tg.nodes["o1"].IP() {
+			t.Fatalf("outside server saw %q, want o1's address %s (NAT for traffic leaving the grid)", got, tg.nodes["o1"].IP())
+		}
 	})
 
 	t.Run("dig on a node host and lookups in a container", func(t *testing.T) {

@@ -101,31 +101,11 @@ func containers(ctx context.Context, t *testing.T, n *harness.Node) map[string]s
 func TestStacks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	img, err := buildDockerImage()
-	must(t, err)
-	tg := &testGrid{t: t, g: harness.NewGrid(t, img), nodes: map[string]*harness.Node{}, name: "shop",
-		cfg: filepath.Join(t.TempDir(), "cli.json")}
 	names := []string{"d1", "d2", "d3"}
 	names3 := names
-	for _, name := range names {
-		n := tg.addNode(ctx, name)
-		must(t, n.LoadImage(ctx, demoImage))
-	}
-	first := tg.nodes["d1"]
+	tg := newDockerGrid(ctx, t, "shop", names...)
 	// Instances of an offline node move after 5 s instead of ha's 2 min.
-	must(t, first.StartDaemon(ctx, upArgs("d1", first.IP(), "--grid", "shop", "--offline-grace", "5s")...))
-	var raw []byte
-	eventually(t, 30*time.Second, "bootstrap writes the CLI config", func() error {
-		raw, err = first.ReadFile(ctx, "/root/.kontena/config.json")
-		return err
-	})
-	must(t, os.WriteFile(tg.cfg, raw, 0o600))
-	tg.token = strings.TrimSpace(tg.mustCLI(ctx, "grid", "token"))
-	for _, name := range names[1:] {
-		n := tg.nodes[name]
-		must(t, n.StartDaemon(ctx, upArgs(name, n.IP(), "--join", first.IP(), "--token", tg.token)...))
-		tg.waitNode(ctx, name, "online", 60*time.Second)
-	}
+	tg.start(ctx, []string{"--offline-grace", "5s"}, nil)
 	file := filepath.Join(t.TempDir(), "kontena.yml")
 	must(t, os.WriteFile(file, []byte(demoStack), 0o644))
 
