@@ -82,10 +82,11 @@ wait_gone() {
 }
 
 log "starting a one-node grid on this engine"
-# --overlay on: containers join the WireGuard overlay and get grid DNS, as
-# Swarm's stack deploy puts them on its overlay network.
+# OVERLAY=on (default): containers join the WireGuard overlay and get grid
+# DNS, as Swarm's stack deploy puts them on its overlay network; OVERLAY=off
+# measures the orchestration alone.
 "$WORK/kontena" up --data-dir "$WORK/node" --bind 127.0.0.1 --api-port 9740 --raft-port 9741 --gossip-port 9742 \
-	--overlay on --wireguard-port 9743 --log-level warn >"$WORK/kontena.log" 2>&1 &
+	--overlay "${OVERLAY:-on}" --wireguard-port 9743 --log-level warn >"$WORK/kontena.log" 2>&1 &
 KPID=$!
 for _ in $(seq 1 100); do [ -s "$KONTENA_CONFIG" ] && break; sleep 0.1; done
 [ "$SWARM_BEFORE" = "active" ] || docker swarm init --advertise-addr 127.0.0.1 >/dev/null
