@@ -130,6 +130,10 @@ func (n *Node) wrap(rt route) http.Handler {
 			return
 		}
 		if !n.caughtUp(rn) {
+			if rn.raft.State() == raft.Leader {
+				writeErr(w, api.Errorf(api.CodeUnavailable, "this node just became the leader and is still applying the log; retry"))
+				return
+			}
 			n.forwardToLeader(w, r, rn)
 			return
 		}
@@ -165,7 +169,7 @@ func (n *Node) wrap(rt route) http.Handler {
 // any leader the last known state is the best there is, so it answers.
 func (n *Node) caughtUp(rn *raftNode) bool {
 	if rn.raft.State() == raft.Leader {
-		return true
+		return n.leaderReady(rn)
 	}
 	if _, err := rn.store.Grid(); err != nil {
 		return false
@@ -175,6 +179,21 @@ func (n *Node) caughtUp(rn *raftNode) bool {
 	}
 	commit := rn.raft.CommitIndex()
 	return commit > 0 && rn.raft.AppliedIndex() >= commit
+}
+
+// leaderReady waits (briefly) until a new leader has applied everything
+// committed before its term: after a restart of every voter the new
+// leader's state is only partly replayed until its first Barrier, and an
+// answer from it would lose acknowledged writes for the reader.
+func (n *Node) leaderReady(rn *raftNode) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for rn.barrierTerm.Load() != rn.raft.CurrentTerm() {
+		if time.Now().After(deadline) || rn.raft.State() != raft.Leader {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
 
 // authenticate accepts a bearer token, or a grid node certificate. Bearer

@@ -41,12 +41,13 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		}
 		// A new leader first applies everything committed before it acts
 		// on the state, or it would act on a stale view.
-		if term := currentTerm(rn.raft); term != barrierTerm {
+		if term := rn.raft.CurrentTerm(); term != barrierTerm {
 			if err := rn.raft.Barrier(5 * time.Second).Error(); err != nil {
 				n.log.Warn("leader barrier", "err", err)
 				continue
 			}
 			barrierTerm = term
+			rn.barrierTerm.Store(term)
 			n.log.Info("this node is the leader", "term", term)
 		}
 		n.reconcileMembership(ctx, rn, lastAlive)
@@ -56,10 +57,6 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	}
 }
 
-func currentTerm(r *raft.Raft) uint64 {
-	t, _ := strconv.ParseUint(r.Stats()["term"], 10, 64)
-	return t
-}
 
 // reconcileMembership turns gossip liveness into node status.
 func (n *Node) reconcileMembership(ctx context.Context, rn *raftNode, lastAlive map[string]time.Time) {

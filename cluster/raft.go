@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -37,6 +38,10 @@ type raftNode struct {
 	store *fsm.Store
 	trans *raft.NetworkTransport
 	bolt  *raftboltdb.BoltStore
+	// barrierTerm is the term in which this node, as leader, last applied
+	// everything committed before it (a Barrier). A new leader's state may
+	// lag its log until then.
+	barrierTerm atomic.Uint64
 }
 
 func (r *raftNode) shutdown() error {
