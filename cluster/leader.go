@@ -57,7 +57,6 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	}
 }
 
-
 // reconcileMembership turns gossip liveness into node status.
 func (n *Node) reconcileMembership(ctx context.Context, rn *raftNode, lastAlive map[string]time.Time) {
 	nodes, err := rn.store.Nodes()
