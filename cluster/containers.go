@@ -137,6 +137,16 @@ func noContainer(name string) error {
 	return api.Errorf(api.CodeNotFound, "no container %s; see `kontena container ls`", name)
 }
 
+// locateLive is locate for a request that must reach the container's node:
+// it also fails when that node cannot be asked.
+func locateLive(store *fsm.Store, name string) (located, error) {
+	l, err := locate(store, name)
+	if err != nil {
+		return located{}, err
+	}
+	return l, l.reachable()
+}
+
 // locate finds one container by name ("<stack>.<service>-<n>").
 func locate(store *fsm.Store, name string) (located, error) {
 	all, err := findContainers(store, containerFilter{})
@@ -184,11 +194,8 @@ func (n *Node) inspectContainer(w http.ResponseWriter, r *http.Request, p *princ
 	if err != nil {
 		return err
 	}
-	l, err := locate(store, r.PathValue("name"))
+	l, err := locateLive(store, r.PathValue("name"))
 	if err != nil {
-		return err
-	}
-	if err := l.reachable(); err != nil {
 		return err
 	}
 	var d *api.ContainerDetails
@@ -218,11 +225,8 @@ func (n *Node) containerLogs(w http.ResponseWriter, r *http.Request, p *principa
 	if err != nil {
 		return err
 	}
-	l, err := locate(store, r.PathValue("name"))
+	l, err := locateLive(store, r.PathValue("name"))
 	if err != nil {
-		return err
-	}
-	if err := l.reachable(); err != nil {
 		return err
 	}
 	if l.node.ID == n.id.ID {

@@ -77,12 +77,8 @@ func (n *Node) serveExec(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	l, err := locate(rn.store, r.PathValue("name"))
+	l, err := locateLive(rn.store, r.PathValue("name"))
 	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	if err := l.reachable(); err != nil {
 		writeErr(w, err)
 		return
 	}

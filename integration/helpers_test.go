@@ -135,3 +135,34 @@ func (tg *testGrid) start(ctx context.Context, first, join []string) {
 		tg.waitNode(ctx, name, "online", 60*time.Second)
 	}
 }
+
+// sampleRunning counts, over and over until the returned stop is called,
+// the running containers matching a docker ps filter on the given nodes,
+// and returns the counts (for "never below min_health" checks).
+func (tg *testGrid) sampleRunning(ctx context.Context, nodes []string, filter string) (stop func() []int) {
+	done := make(chan struct{})
+	sampled := make(chan []int)
+	go func() {
+		var counts []int
+		for {
+			select {
+			case <-done:
+				sampled <- counts
+				return
+			default:
+			}
+			total := 0
+			for _, name := range nodes {
+				out, _, code, err := tg.nodes[name].Exec(ctx, "docker", "ps", "-q", "--filter", filter)
+				if err == nil && code == 0 {
+					total += len(strings.Fields(out))
+				}
+			}
+			counts = append(counts, total)
+		}
+	}()
+	return func() []int {
+		close(done)
+		return <-sampled
+	}
+}

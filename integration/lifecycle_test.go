@@ -209,32 +209,11 @@ func TestLifecycle(t *testing.T) {
 
 	t.Run("restart is rolling and never drops below min_health", func(t *testing.T) {
 		before, _ := gridContainers(ctx, t, tg, names, "life.web-")
-		stop := make(chan struct{})
-		sampled := make(chan []int)
-		go func() {
-			var counts []int
-			for {
-				select {
-				case <-stop:
-					sampled <- counts
-					return
-				default:
-				}
-				total := 0
-				for _, name := range names {
-					out, _, code, err := tg.nodes[name].Exec(ctx, "docker", "ps", "-q", "--filter", "name=life.web-")
-					if err == nil && code == 0 {
-						total += len(strings.Fields(out))
-					}
-				}
-				counts = append(counts, total)
-			}
-		}()
+		stopSampling := tg.sampleRunning(ctx, names, "name=life.web-")
 		start := time.Now()
 		out := tg.mustCLI(ctx, "service", "restart", "life/web", "--timeout", "3m")
 		took := time.Since(start)
-		close(stop)
-		counts := <-sampled
+		counts := stopSampling()
 		low := slices.Min(counts)
 		t.Logf("MEASURED rolling restart of 3 web instances: %s; running web containers sampled %d times, lowest %d", took.Round(10*time.Millisecond), len(counts), low)
 		if !strings.Contains(out, "Deployed.") {

@@ -183,27 +183,7 @@ func TestStacks(t *testing.T) {
 
 	t.Run("upgrade rolls and never drops below min_health", func(t *testing.T) {
 		// Sample the running instances on every node while the rollout runs.
-		stop := make(chan struct{})
-		sampled := make(chan []int)
-		go func() {
-			var counts []int
-			for {
-				select {
-				case <-stop:
-					sampled <- counts
-					return
-				default:
-				}
-				total := 0
-				for _, name := range names3 {
-					out, _, code, err := tg.nodes[name].Exec(ctx, "docker", "ps", "-q", "--filter", "label=io.kontena.managed=true")
-					if err == nil && code == 0 {
-						total += len(strings.Fields(out))
-					}
-				}
-				counts = append(counts, total)
-			}
-		}()
+		stopSampling := tg.sampleRunning(ctx, names3, "label=io.kontena.managed=true")
 		dry := tg.mustCLI(ctx, "stack", "upgrade", "shop", file, "-v", "greeting=bye", "--dry-run")
 		if !strings.Contains(dry, "service web: environment changed") {
 			t.Fatalf("dry run: %s", dry)
@@ -211,8 +191,7 @@ func TestStacks(t *testing.T) {
 		start := time.Now()
 		out := tg.mustCLI(ctx, "stack", "upgrade", "shop", file, "-v", "greeting=bye", "--timeout", "3m")
 		took := time.Since(start)
-		close(stop)
-		counts := <-sampled
+		counts := stopSampling()
 		low := slices.Min(counts)
 		t.Logf("MEASURED rolling upgrade of 3 instances: %s; running instances sampled %d times, lowest %d", took.Round(10*time.Millisecond), len(counts), low)
 		if !strings.Contains(out, "running: shop/web 3/3") {
