@@ -3,8 +3,10 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"strconv"
@@ -15,10 +17,12 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/jsonmessage"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
 )
@@ -99,6 +103,38 @@ func fromInspect(ins container.InspectResponse) Container {
 	return c
 }
 
+func (d *dockerRuntime) EnsureImage(ctx context.Context, ref string) error {
+	if _, err := d.cli.ImageInspect(ctx, ref); err == nil {
+		return nil
+	} else if !cerrdefs.IsNotFound(err) {
+		return err
+	}
+	d.log.Info("pulling image", "image", ref)
+	rc, err := d.cli.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return fmt.Errorf("not on this node, and pulling it failed: %w", err)
+	}
+	defer rc.Close()
+	// The engine reports progress and failure as a JSON stream; the pull is
+	// done when the stream ends.
+	dec := json.NewDecoder(rc)
+	for {
+		var m jsonmessage.JSONMessage
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("not on this node, and pulling it failed: %w", err)
+		}
+		if m.Error != nil {
+			return fmt.Errorf("not on this node, and pulling it failed: %s", m.Error.Message)
+		}
+	}
+	if _, err := d.cli.ImageInspect(ctx, ref); err != nil {
+		return fmt.Errorf("pulled, but the engine does not have it: %w", err)
+	}
+	return nil
+}
+
 func (d *dockerRuntime) EnsureVolume(ctx context.Context, v VolumeRequest) error {
 	// VolumeCreate returns the existing volume when the name is taken by the
 	// same driver, so this is idempotent.
@@ -127,7 +163,7 @@ func (d *dockerRuntime) Create(ctx context.Context, r CreateRequest) (string, er
 // networkConfig puts the container on its overlay network with the address
 // the node allocated (and the grid DNS), unless it runs in the host network.
 func networkConfig(r CreateRequest, hc *container.HostConfig) *network.NetworkingConfig {
-	if r.Net == nil || r.Spec.NetworkMode == "host" {
+	if r.Net == nil || r.Spec.ownNetwork() {
 		return nil
 	}
 	hc.NetworkMode = container.NetworkMode(r.Net.Network)
@@ -160,9 +196,13 @@ func dockerConfig(r CreateRequest) (*container.Config, *container.HostConfig, er
 	}
 	hc := &container.HostConfig{
 		Resources: container.Resources{
-			NanoCPUs: int64(s.CPUs * 1e9),
-			Memory:   s.MemoryBytes,
+			NanoCPUs:   int64(s.CPUs * 1e9),
+			CPUShares:  s.CPUShares,
+			Memory:     s.MemoryBytes,
+			MemorySwap: s.MemorySwapBytes,
 		},
+		ShmSize:     s.ShmBytes,
+		VolumesFrom: s.VolumesFrom,
 		Privileged:     s.Privileged,
 		CapAdd:         s.CapAdd,
 		CapDrop:        s.CapDrop,
@@ -174,7 +214,9 @@ func dockerConfig(r CreateRequest) (*container.Config, *container.HostConfig, er
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		LogConfig:     container.LogConfig{Type: s.Logging.Driver, Config: s.Logging.Options},
 	}
-	if !r.NoPorts && len(s.Ports) > 0 {
+	// A container in another's network namespace has no ports of its own
+	// to publish (the engine refuses them).
+	if !r.NoPorts && len(s.Ports) > 0 && !strings.HasPrefix(s.NetworkMode, "container:") {
 		cfg.ExposedPorts = nat.PortSet{}
 		hc.PortBindings = nat.PortMap{}
 		for _, p := range s.Ports {

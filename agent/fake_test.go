@@ -21,11 +21,15 @@ type fakeRuntime struct {
 	// failExec makes Exec of a command containing the key exit with 1.
 	failExec map[string]bool
 	env      map[string][]string // last env by container name
+	// missing images are pulled on first use; unpullable ones fail.
+	missing, unpullable map[string]bool
+	reqs                map[string]CreateRequest // last create request by container name
 }
 
 func newFake() *fakeRuntime {
 	return &fakeRuntime{ctrs: map[string]*Container{}, volumes: map[string]VolumeRequest{},
-		failExec: map[string]bool{}, env: map[string][]string{}, now: time.Unix(1000, 0)}
+		failExec: map[string]bool{}, env: map[string][]string{}, now: time.Unix(1000, 0),
+		missing: map[string]bool{}, unpullable: map[string]bool{}, reqs: map[string]CreateRequest{}}
 }
 
 func (f *fakeRuntime) record(format string, a ...any) {
@@ -68,6 +72,21 @@ func (f *fakeRuntime) List(context.Context) ([]Container, error) {
 	return out, nil
 }
 
+// EnsureImage pulls (records "pull REF") only the images listed in
+// missing, failing for those listed in unpullable.
+func (f *fakeRuntime) EnsureImage(_ context.Context, ref string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.unpullable[ref] {
+		return fmt.Errorf("not on this node, and pulling it failed: no such image")
+	}
+	if f.missing[ref] {
+		f.record("pull %s", ref)
+		delete(f.missing, ref)
+	}
+	return nil
+}
+
 func (f *fakeRuntime) EnsureVolume(_ context.Context, v VolumeRequest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -87,6 +106,7 @@ func (f *fakeRuntime) Create(_ context.Context, r CreateRequest) (string, error)
 	id := fmt.Sprintf("c%d", f.seq)
 	f.ctrs[id] = &Container{ID: id, Name: r.Name, Labels: r.Labels, State: "created", IP: "10.0.0.1"}
 	f.env[r.Name] = r.Env
+	f.reqs[r.Name] = r
 	f.record("create %s", r.Name)
 	return id, nil
 }

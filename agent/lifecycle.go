@@ -16,6 +16,9 @@ const preStopTimeout = time.Minute
 // If any step after the create fails the container is removed again, so the
 // next pass retries the whole thing instead of adopting a half-started one.
 func (a *Agent) create(ctx context.Context, s ContainerSpec, carried []string) (string, error) {
+	if err := a.rt.EnsureImage(ctx, s.Image); err != nil {
+		return "", fmt.Errorf("agent: image %q for %s: %w", s.Image, s.Name, err)
+	}
 	mounts, err := a.ensureVolumes(ctx, s)
 	if err != nil {
 		return "", err
@@ -129,7 +132,10 @@ func (a *Agent) ensureVolumes(ctx context.Context, s ContainerSpec) ([]Mount, er
 			m.Source = volumeName(s, v)
 			labels := map[string]string{LabelManaged: "true", LabelStack: s.Stack,
 				"io.kontena.volume.scope": string(scopeOf(v))}
-			if scopeOf(v) == ScopeInstance {
+			switch scopeOf(v) {
+			case ScopeGrid:
+				delete(labels, LabelStack) // shared beyond the stack
+			case ScopeInstance:
 				labels[LabelService] = s.Service
 				labels[LabelInstance] = fmt.Sprint(s.Instance)
 			}
@@ -156,8 +162,11 @@ func scopeOf(v Volume) VolumeScope {
 
 // volumeName is the engine name of a named volume.
 func volumeName(s ContainerSpec, v Volume) string {
-	if scopeOf(v) == ScopeStack {
+	switch scopeOf(v) {
+	case ScopeStack:
 		return s.Stack + "." + v.Name
+	case ScopeGrid:
+		return v.Name
 	}
 	return s.Name + "." + v.Name
 }

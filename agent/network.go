@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"net/netip"
+	"strings"
 )
 
 // Network attaches the node's containers to the grid overlay. It is
@@ -30,7 +31,7 @@ type Attachment struct {
 
 // attach resolves the attachment of s, or nil when s stays off the overlay.
 func (a *Agent) attach(s ContainerSpec) (*Attachment, error) {
-	if a.net == nil || s.NetworkMode == "host" {
+	if a.net == nil || s.ownNetwork() {
 		return nil, nil
 	}
 	at, err := a.net.Attach(s)
@@ -41,11 +42,17 @@ func (a *Agent) attach(s ContainerSpec) (*Attachment, error) {
 }
 
 func (a *Agent) hookAttach(s ContainerSpec) *Attachment {
-	if a.net == nil || s.NetworkMode == "host" {
+	if a.net == nil || s.ownNetwork() {
 		return nil
 	}
 	at := a.net.Hook(s)
 	return &at
+}
+
+// ownNetwork tells whether the container brings its own network (the
+// host's, or another container's) instead of joining the overlay.
+func (s ContainerSpec) ownNetwork() bool {
+	return s.NetworkMode == "host" || strings.HasPrefix(s.NetworkMode, "container:")
 }
 
 // syncNetwork releases addresses of instances that are neither desired nor

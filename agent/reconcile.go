@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -78,24 +80,29 @@ func (a *Agent) Reconcile(ctx context.Context, desired []ContainerSpec) error {
 	// Instances are independent: bring several up at once (creating and
 	// starting a container is mostly waiting on the engine), a few at a
 	// time so a large scale-up does not swamp it. Results keep spec order.
+	// A container that mounts another's volumes or joins its network needs
+	// that one first: such dependents wait for a later wave.
 	results := make([]InstanceStatus, len(unique))
 	failures := make([]error, len(unique))
 	sem := make(chan struct{}, parallelism)
-	var wg sync.WaitGroup
-	for i, s := range unique {
-		var cp *Container
-		if c, ok := byName[s.Name]; ok {
-			cp = &c
+	for _, wave := range waves(unique) {
+		var wg sync.WaitGroup
+		for _, i := range wave {
+			s := unique[i]
+			var cp *Container
+			if c, ok := byName[s.Name]; ok {
+				cp = &c
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				results[i], failures[i] = a.reconcileOne(ctx, s, cp)
+			}()
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			results[i], failures[i] = a.reconcileOne(ctx, s, cp)
-		}()
+		wg.Wait()
 	}
-	wg.Wait()
 	for i := range unique {
 		if failures[i] != nil {
 			errs = append(errs, failures[i])
@@ -203,6 +210,54 @@ func (a *Agent) reconcileOne(ctx context.Context, s ContainerSpec, c *Container)
 		a.startedFresh(s, c.ID, &st)
 		return st, nil
 	}
+}
+
+// waves groups spec indexes so that every spec comes after the specs of
+// this pass whose containers it uses (volumes_from, network_mode
+// container:); a cycle ends up in the last wave, where the engine reports
+// it.
+func waves(specs []ContainerSpec) [][]int {
+	wave := make(map[string]int, len(specs))
+	for range specs { // a chain is at most len(specs) long
+		changed := false
+		for _, s := range specs {
+			w := 0
+			for _, d := range s.uses() {
+				if dw, ok := wave[d]; ok && d != s.Name {
+					w = max(w, dw+1)
+				} else if inSpecs(specs, d) && d != s.Name {
+					w = max(w, 1)
+				}
+			}
+			if w >= len(specs) {
+				w = len(specs) - 1
+			}
+			if old, ok := wave[s.Name]; !ok || old != w {
+				wave[s.Name], changed = w, true
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	var out [][]int
+	for i, s := range specs {
+		w := wave[s.Name]
+		for len(out) <= w {
+			out = append(out, nil)
+		}
+		out[w] = append(out[w], i)
+	}
+	return slices.DeleteFunc(out, func(w []int) bool { return len(w) == 0 })
+}
+
+// uses lists the engine containers s needs on this node.
+func (s ContainerSpec) uses() []string {
+	out := append([]string(nil), s.VolumesFrom...)
+	if x, ok := strings.CutPrefix(s.NetworkMode, "container:"); ok {
+		out = append(out, x)
+	}
+	return out
 }
 
 func inSpecs(specs []ContainerSpec, name string) bool {

@@ -11,6 +11,10 @@ import (
 type Runtime interface {
 	// List returns every container labelled LabelManaged=true, running or not.
 	List(ctx context.Context) ([]Container, error)
+	// EnsureImage makes sure image ref is on the engine, pulling it when it
+	// is not (an image already there is used as it is: no registry needs
+	// to answer for a node to run what it has).
+	EnsureImage(ctx context.Context, ref string) error
 	// EnsureVolume creates a named volume unless it exists.
 	EnsureVolume(ctx context.Context, v VolumeRequest) error
 	// Create creates (does not start) a container and returns its ID.

@@ -24,15 +24,26 @@ type ContainerSpec struct {
 	Ports  []Port
 
 	CPUs        float64 // 0 = unlimited
+	CPUShares   int64   // relative CPU weight; 0 = engine default (1024)
 	MemoryBytes int64   // 0 = unlimited
+	// MemorySwapBytes is memory plus swap (memswap_limit); 0 = engine
+	// default, -1 = unlimited swap.
+	MemorySwapBytes int64
+	ShmBytes        int64 // size of /dev/shm; 0 = engine default (64 MiB)
 	User        string
 	Privileged  bool
 	CapAdd      []string
 	CapDrop     []string
 	ReadOnly    bool
 	Pid         string // "" or "host"
-	NetworkMode string // "" (bridge) or "host"
+	// NetworkMode is "" (the overlay, or the engine's bridge without one),
+	// "host", or "container:<engine container name>" (share that
+	// container's network namespace; it must run on this node).
+	NetworkMode string
 	Volumes     []Volume
+	// VolumesFrom are engine container names whose volumes the container
+	// mounts too (they must be on this node).
+	VolumesFrom []string
 	Logging     Logging
 
 	StopSignal string        // "" = image default (SIGTERM)
@@ -82,6 +93,7 @@ type VolumeScope string
 const (
 	ScopeInstance VolumeScope = "instance" // one per instance: "<stack>.<service>-<n>.<name>"
 	ScopeStack    VolumeScope = "stack"    // one per stack: "<stack>.<name>"
+	ScopeGrid     VolumeScope = "grid"     // one per node for the whole grid: "<name>" (also external volumes)
 )
 
 // Volume is one mount of the container.

@@ -61,6 +61,9 @@ type ServiceInfo struct {
 	// NextDeploy is when deploy.interval redeploys the service next.
 	NextDeploy  *time.Time `json:"next_deploy,omitempty"`
 	WaitForPort int        `json:"wait_for_port,omitempty"`
+	// WaitsFor is the service this one's deploy waits for (depends_on:
+	// it starts once that one is up).
+	WaitsFor string `json:"waits_for,omitempty"`
 	// Spec is the service definition (`service show` only).
 	Spec *stack.Service `json:"spec,omitempty"`
 }
@@ -84,6 +87,13 @@ type Assignment struct {
 	Instance fsm.Instance  `json:"instance"`
 	Stack    string        `json:"stack"`
 	Service  stack.Service `json:"service"`
+	// Volumes are the stack's declarations of the named volumes the
+	// service mounts (scope, driver, external name).
+	Volumes []*stack.Volume `json:"volumes,omitempty"`
+	// Drained: the node is drained and the service is stateful, so the
+	// instance stays (its data is here) but its container is stopped
+	// until the node is active again.
+	Drained bool `json:"drained,omitempty"`
 }
 
 // Assignments is what a node's agent watches.

@@ -126,6 +126,17 @@ type GridInfo struct {
 	Overlay  []OverlayNode `json:"overlay"`
 	SeenFrom string        `json:"overlay_seen_from,omitempty"`
 	VPNPeers int           `json:"vpn_peers"`
+	// DefaultAffinity applies to services without affinity of their own.
+	DefaultAffinity []string `json:"default_affinity,omitempty"`
+	// OfflineGrace, when set, replaces every strategy's grace before the
+	// instances of an offline node move.
+	OfflineGrace string `json:"offline_grace,omitempty"`
+}
+
+// GridUpdateRequest changes grid settings; nil fields stay as they are.
+type GridUpdateRequest struct {
+	DefaultAffinity *[]string `json:"default_affinity,omitempty"`
+	OfflineGrace    *string   `json:"offline_grace,omitempty"` // Go duration; "0s": the strategies' own
 }
 
 // OverlayNode is one node's place in the overlay (in `grid show`).

@@ -31,12 +31,19 @@ func containerSpec(a api.Assignment) agent.ContainerSpec {
 	spec := agent.ContainerSpec{
 		Name: containerName(a.Stack, s.Name, in.Number), ServiceID: in.ServiceID, Stack: a.Stack, Service: s.Name,
 		Instance: in.Number, Revision: in.Revision, Image: s.Image, Cmd: s.Command, Entrypoint: s.Entrypoint,
-		Env: map[string]string{}, CPUs: s.CPUs, MemoryBytes: s.MemLimit, User: s.User, Privileged: s.Privileged,
+		Env: map[string]string{}, CPUs: s.CPUs, CPUShares: int64(s.CPUShares), MemoryBytes: s.MemLimit,
+		MemorySwapBytes: s.MemswapLimit, ShmBytes: s.ShmSize, User: s.User, Privileged: s.Privileged,
 		CapAdd: s.CapAdd, CapDrop: s.CapDrop, ReadOnly: s.ReadOnly, Pid: s.Pid, StopSignal: s.StopSignal,
 		StopGrace: time.Duration(s.StopGracePeriod),
 	}
-	if s.NetworkMode == "host" {
+	switch x, isContainer := strings.CutPrefix(s.NetworkMode, "container:"); {
+	case s.NetworkMode == "host":
 		spec.NetworkMode = "host"
+	case isContainer:
+		spec.NetworkMode = "container:" + engineContainer(a.Stack, x, in.Number)
+	}
+	for _, vf := range s.VolumesFrom {
+		spec.VolumesFrom = append(spec.VolumesFrom, engineContainer(a.Stack, vf, in.Number))
 	}
 	for _, e := range s.Environment {
 		if _, ok := spec.Env[e.Name]; !ok { // first key wins, as env_file after environment
@@ -47,16 +54,7 @@ func containerSpec(a api.Assignment) agent.ContainerSpec {
 		spec.Ports = append(spec.Ports, agent.Port{HostIP: p.IP, HostPort: p.NodePort, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
 	}
 	for _, m := range s.Volumes {
-		v := agent.Volume{Path: m.Path, ReadOnly: strings.Contains(m.Flags, "ro")}
-		switch {
-		case m.HostPath != "":
-			v.Kind, v.HostPath = agent.VolumeBind, m.HostPath
-		case m.Volume != "":
-			v.Kind, v.Name = agent.VolumeNamed, m.Volume
-		default:
-			v.Kind = agent.VolumeAnonymous
-		}
-		spec.Volumes = append(spec.Volumes, v)
+		spec.Volumes = append(spec.Volumes, mountSpec(m, a.Volumes, s.Stateful))
 	}
 	if s.Logging != nil {
 		spec.Logging = agent.Logging{Driver: s.Logging.Driver, Options: s.Logging.Options}
@@ -71,6 +69,64 @@ func containerSpec(a api.Assignment) agent.ContainerSpec {
 	}
 	lifecycleSpec(&spec, a)
 	return spec
+}
+
+// engineContainer is the engine name of the container a volumes_from or
+// network_mode container: reference names: "db-%s" in stack shop is
+// shop.db-<n> for instance n, "other/db-1" is other.db-1.
+func engineContainer(stackName, ref string, n int) string {
+	ref = strings.ReplaceAll(ref, "%s", strconv.Itoa(n))
+	if st, name, ok := strings.Cut(ref, "/"); ok {
+		return st + "." + name
+	}
+	return stackName + "." + ref
+}
+
+// mountSpec is one volume of the service as the agent mounts it. Named
+// volumes take scope and driver from the stack's declaration (an external
+// one is the existing volume of that name on the node); a stateful
+// service's anonymous volumes become named per-instance volumes, so its
+// data outlives the container (a redeploy replaces the container, never
+// the data).
+func mountSpec(m stack.Mount, decls []*stack.Volume, stateful bool) agent.Volume {
+	v := agent.Volume{Path: m.Path, ReadOnly: strings.Contains(m.Flags, "ro")}
+	switch {
+	case m.HostPath != "":
+		v.Kind, v.HostPath = agent.VolumeBind, m.HostPath
+	case m.Volume != "":
+		v.Kind, v.Name = agent.VolumeNamed, m.Volume
+		for _, d := range decls {
+			if d.Name != m.Volume {
+				continue
+			}
+			v.Driver = d.Driver
+			switch {
+			case d.External != "":
+				v.Name, v.Scope = d.External, agent.ScopeGrid
+			case d.Scope == "stack":
+				v.Scope = agent.ScopeStack
+			case d.Scope == "grid":
+				v.Scope = agent.ScopeGrid
+			}
+		}
+	case stateful:
+		v.Kind, v.Name = agent.VolumeNamed, "data"+volumeSafe(m.Path)
+	default:
+		v.Kind = agent.VolumeAnonymous
+	}
+	return v
+}
+
+// volumeSafe turns a mount point into characters a volume name may hold:
+// /var/lib/mysql -> -var-lib-mysql.
+func volumeSafe(path string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '.':
+			return r
+		}
+		return '-'
+	}, path)
 }
 
 func hooks(in []stack.Hook) []agent.Hook {

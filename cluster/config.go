@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"regexp"
 	"time"
+
+	"github.com/kontena-ng/kontena/scheduler"
 )
 
 // Default ports; every one can be changed so several nodes share a host.
@@ -47,6 +49,8 @@ type Config struct {
 	// OfflineGrace overrides the per-strategy grace before instances of an
 	// offline node move (bootstrap only; 0 = Kontena's defaults).
 	OfflineGrace time.Duration
+	// DefaultAffinity is a new grid's default affinity (see `grid update`).
+	DefaultAffinity []string
 
 	// Overlay is "auto" (on unless the node advertises a loopback address:
 	// several nodes on one host share its network namespace), "on" or "off".
@@ -169,6 +173,11 @@ func (c *Config) validate() error {
 	}
 	if len(c.Join) > 0 && c.Token == "" {
 		errs = append(errs, errors.New("--join needs --token (print one on a master with `kontena grid token`)"))
+	}
+	for _, rule := range c.DefaultAffinity {
+		if err := scheduler.CheckAffinity(rule); err != nil {
+			errs = append(errs, fmt.Errorf("--default-affinity: %w", err))
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/kontena-ng/kontena/agent"
 	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/scheduler"
+	"github.com/kontena-ng/kontena/stack"
 )
 
 // offlineGrace is how long a node may be offline before its instances are
@@ -25,39 +28,188 @@ func offlineGrace(strategy string) time.Duration {
 	return 2 * time.Minute
 }
 
+// deployView is what the leader's deploy step reads from the state.
+type deployView struct {
+	now       time.Time
+	nodes     []*fsm.Node
+	services  []*fsm.Service
+	instances []*fsm.Instance
+	// volumes are the top-level volume declarations of each stack, by
+	// stack name (their drivers feed the volume driver filter).
+	volumes map[string][]*stack.Volume
+	// grace, when set, replaces every strategy's offline grace and the
+	// online grace (grid setting --offline-grace).
+	grace time.Duration
+	// defaultAffinity is the grid's, for services that have none.
+	defaultAffinity []string
+}
+
 // planDeploys is the leader's deploy step as a pure function of the state:
 // for every service it asks the scheduler where its instances belong and
 // returns a placement command for each service whose instances are not
 // already there (count, node or revision). Services that cannot be placed
 // come back as errors naming the filters that rejected nodes; the others
 // are still planned.
-func planDeploys(now time.Time, nodes []*fsm.Node, services []*fsm.Service, instances []*fsm.Instance, graceOverride time.Duration, rnd *rand.Rand) ([]*fsm.InstancesPlace, []error) {
+//
+// Services are planned one after the other on one scheduler state, each
+// plan applied to it before the next service is placed, so that two
+// services of one pass never take the same host port or the same memory;
+// dependencies (volumes_from, network_mode container:, depends_on) are
+// planned before the services that need them. A service whose depends_on
+// targets are still deploying waits for them (Kontena's start order).
+func planDeploys(v deployView, rnd *rand.Rand) ([]*fsm.InstancesPlace, []error) {
 	byService := map[string][]*fsm.Instance{}
-	for _, in := range instances {
+	for _, in := range v.instances {
 		byService[in.ServiceID] = append(byService[in.ServiceID], in)
 	}
-	reserved := reservedMemory(services, instances)
+	st := scheduler.NewState(schedulerNodes(v.nodes, reservedMemory(v.services, v.instances)),
+		schedulerInstances(v.services, v.instances), v.defaultAffinity)
+	serving := servingOn(v.nodes)
 	var cmds []*fsm.InstancesPlace
 	var errs []error
-	for _, svc := range services {
+	for _, svc := range deployOrder(v.services) {
 		if svc.Undeployed {
 			continue // installed with --no-deploy: nothing runs until a deploy
 		}
-		ssvc := toSchedulerService(svc)
-		grace, back := offlineGrace(ssvc.Strategy), onlineGrace
-		if graceOverride > 0 {
-			grace, back = graceOverride, graceOverride
+		if dependencyWait(svc, v.services) != "" {
+			continue
 		}
-		st := scheduler.NewState(schedulerNodes(now, nodes, grace, back, byService[svc.ID], reserved), schedulerInstances(services, instances), nil)
+		ssvc := toSchedulerService(svc, v.volumes[svc.Stack])
+		grace, back := offlineGrace(ssvc.Strategy), onlineGrace
+		if v.grace > 0 {
+			grace, back = v.grace, v.grace
+		}
+		st.SetHolds(holds(v.now, v.nodes, grace, back))
 		plan, err := scheduler.Place(st, ssvc, scheduler.Options{Rand: rnd})
 		if err != nil {
 			errs = append(errs, &serviceError{id: svc.ID, err: err})
 		}
-		if cmd := diffPlan(svc, byService[svc.ID], plan); cmd != nil {
+		if cmd := diffPlan(svc, byService[svc.ID], plan, serving); cmd != nil {
 			cmds = append(cmds, cmd)
+			st.Apply(ssvc, committed(cmd, byService[svc.ID]))
 		}
 	}
 	return cmds, errs
+}
+
+// committed is the plan a placement command commits, for State.Apply: what
+// diffPlan held back (a rollout's budget) stays where it is.
+func committed(cmd *fsm.InstancesPlace, current []*fsm.Instance) scheduler.Plan {
+	prev := map[int]string{}
+	for _, in := range current {
+		prev[in.Number] = in.NodeID
+	}
+	var p scheduler.Plan
+	for _, pl := range cmd.Place {
+		p.Placements = append(p.Placements, scheduler.Placement{Number: pl.Number, NodeID: pl.NodeID, Previous: prev[pl.Number]})
+	}
+	for _, n := range cmd.Remove {
+		p.Remove = append(p.Remove, scheduler.Instance{Number: n, NodeID: prev[n]})
+	}
+	return p
+}
+
+// holds says, per node, why it keeps the instances it runs but takes no
+// new ones: offline for less than the grace (a short blip must not
+// reshuffle the grid, nor should new work wait on a node that may be
+// gone), or back online for less than the online grace (a flapping node
+// must not pull work back and forth; a node that just joined is welcome
+// at once).
+func holds(now time.Time, nodes []*fsm.Node, offline, online time.Duration) map[string]string {
+	out := map[string]string{}
+	for _, n := range nodes {
+		since := now.Sub(n.StatusAt)
+		switch {
+		case n.Status == fsm.StatusOffline && since < offline:
+			out[n.ID] = fmt.Sprintf("offline for %s, within the %s grace", since.Round(time.Second), offline)
+		case n.Status == fsm.StatusOnline && since < online && n.JoinedAt.Before(n.StatusAt):
+			out[n.ID] = fmt.Sprintf("online again for %s, new work waits %s", since.Round(time.Second), online)
+		}
+	}
+	return out
+}
+
+// serviceDeps are the services of the grid that svc needs first: its
+// depends_on entries and the services of its volumes_from and
+// network_mode container: targets, as service IDs.
+func serviceDeps(svc *fsm.Service) []string {
+	var out []string
+	add := func(ref string) {
+		if !strings.Contains(ref, "/") {
+			ref = svc.Stack + "/" + ref
+		}
+		if !slices.Contains(out, ref) && ref != svc.ID {
+			out = append(out, ref)
+		}
+	}
+	for _, d := range svc.Spec.DependsOn {
+		add(d)
+	}
+	targets := append([]string(nil), svc.Spec.VolumesFrom...)
+	if x, ok := strings.CutPrefix(svc.Spec.NetworkMode, "container:"); ok {
+		targets = append(targets, x)
+	}
+	for _, t := range targets {
+		// A container reference, "db-%s" or "db-1": its service is the
+		// part before the last "-".
+		t = strings.ReplaceAll(t, "%s", "1")
+		if i := strings.LastIndexByte(t, '-'); i > 0 {
+			add(t[:i])
+		}
+	}
+	return out
+}
+
+// deployOrder sorts services so that each comes after the services it
+// needs (stable otherwise; a cycle keeps the services' own order).
+func deployOrder(services []*fsm.Service) []*fsm.Service {
+	byID := make(map[string]*fsm.Service, len(services))
+	for _, s := range services {
+		byID[s.ID] = s
+	}
+	out := make([]*fsm.Service, 0, len(services))
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(s *fsm.Service)
+	visit = func(s *fsm.Service) {
+		if state[s.ID] != 0 {
+			return // done, or a cycle: keep going without it
+		}
+		state[s.ID] = 1
+		for _, d := range serviceDeps(s) {
+			if dep := byID[d]; dep != nil {
+				visit(dep)
+			}
+		}
+		state[s.ID] = 2
+		out = append(out, s)
+	}
+	for _, s := range services {
+		visit(s)
+	}
+	return out
+}
+
+// dependencyWait names the depends_on service that svc's deploy waits for
+// ("" when none): while both deploy, the dependent starts only once the
+// service it depends on is up, as Kontena started a stack's services in
+// order. A dependency that depends back on svc is not waited for.
+func dependencyWait(svc *fsm.Service, services []*fsm.Service) string {
+	if svc.Deploy.State != fsm.DeployDeploying {
+		return ""
+	}
+	for _, d := range svc.Spec.DependsOn {
+		id := d
+		if !strings.Contains(id, "/") {
+			id = svc.Stack + "/" + id
+		}
+		for _, dep := range services {
+			if dep.ID == id && dep.ID != svc.ID && dep.Deploy.State == fsm.DeployDeploying && !dep.Undeployed &&
+				!slices.Contains(serviceDeps(dep), svc.ID) {
+				return dep.ID
+			}
+		}
+	}
+	return ""
 }
 
 // diffPlan turns a plan into a command, or nil when the instances already
@@ -70,7 +222,7 @@ func planDeploys(now time.Time, nodes []*fsm.Node, services []*fsm.Service, inst
 // rollout where it is, and so does a failed deploy until the next one. New
 // and moved instances start at the new revision. A stopped service runs
 // nothing, so all its instances move on at once.
-func diffPlan(svc *fsm.Service, current []*fsm.Instance, plan scheduler.Plan) *fsm.InstancesPlace {
+func diffPlan(svc *fsm.Service, current []*fsm.Instance, plan scheduler.Plan, serving func(*fsm.Instance) bool) *fsm.InstancesPlace {
 	have := map[int]*fsm.Instance{}
 	inFlight := 0
 	for _, in := range current {
@@ -92,8 +244,17 @@ func diffPlan(svc *fsm.Service, current []*fsm.Instance, plan scheduler.Plan) *f
 		rev, restart := svc.Revision, svc.RestartGen
 		in, ok := have[p.Number]
 		switch {
-		case !ok || in.NodeID != p.NodeID:
+		case !ok:
+			changed = true // a new instance: nothing runs that could drop
+		case in.NodeID != p.NodeID && (!serving(in) || budget > 0):
+			// A move stops the instance where it runs: one that serves
+			// there counts against the rollout's budget.
+			if serving(in) {
+				budget--
+			}
 			changed = true
+		case in.NodeID != p.NodeID:
+			p.NodeID, rev, restart = in.NodeID, in.Revision, in.Restart // later
 		case !instanceUpdated(svc, in) && budget > 0:
 			budget--
 			changed = true
@@ -113,12 +274,35 @@ func diffPlan(svc *fsm.Service, current []*fsm.Instance, plan scheduler.Plan) *f
 	return cmd
 }
 
-func toSchedulerService(svc *fsm.Service) scheduler.Service {
+// servingOn returns whether an instance runs on its node, that node
+// online, as far as the grid knows (whatever its revision): moving it away
+// takes it down.
+func servingOn(nodes []*fsm.Node) func(*fsm.Instance) bool {
+	online := map[string]bool{}
+	for _, n := range nodes {
+		online[n.ID] = n.Status == fsm.StatusOnline
+	}
+	return func(in *fsm.Instance) bool {
+		return online[in.NodeID] && in.Actual.State == string(agent.StateRunning) && in.Actual.Health != string(agent.HealthUnhealthy)
+	}
+}
+
+func toSchedulerService(svc *fsm.Service, volumes []*stack.Volume) scheduler.Service {
 	spec := svc.Spec
 	out := scheduler.Service{Stack: svc.Stack, Name: svc.Name, Instances: svc.Instances, Strategy: spec.Deploy.Strategy,
 		Affinity: spec.Affinity, CPUs: spec.CPUs, Stateful: spec.Stateful, VolumesFrom: spec.VolumesFrom,
 		NetworkMode: spec.NetworkMode, MinHealth: spec.Deploy.MinHealth, Ports: servicePorts(svc),
 		Memory: spec.MemLimit}
+	for _, m := range spec.Volumes {
+		if m.Volume == "" {
+			continue
+		}
+		for _, v := range volumes {
+			if v.Name == m.Volume {
+				out.Volumes = append(out.Volumes, scheduler.Volume{Name: v.Name, Driver: v.Driver})
+			}
+		}
+	}
 	return out
 }
 
@@ -135,32 +319,17 @@ func servicePorts(svc *fsm.Service) []scheduler.Port {
 // pull work back and forth.
 const onlineGrace = 20 * time.Second
 
-// schedulerNodes is the grid as the scheduler sees it for one service. A
-// node offline for less than the offline grace still counts as online, so
-// its instances stay put; a node online for less than the online grace
-// takes no new instances of the service (it keeps those it runs).
-//
-// Memory is reserved, not measured: a node's used memory is the mem_limit
-// of every instance placed on it (reserved), as Kontena did, so a placement
-// does not depend on what containers happen to use at that moment.
-func schedulerNodes(now time.Time, nodes []*fsm.Node, offline, online time.Duration, current []*fsm.Instance, reserved map[string]int64) []scheduler.Node {
-	runs := map[string]bool{}
-	for _, in := range current {
-		runs[in.NodeID] = true
-	}
+// schedulerNodes is the grid as the scheduler sees it. Memory is
+// reserved, not measured: a node's used memory is the mem_limit of every
+// instance placed on it (reserved), as Kontena did, so a placement does
+// not depend on what containers happen to use at that moment. The grace
+// periods are per service (see holds).
+func schedulerNodes(nodes []*fsm.Node, reserved map[string]int64) []scheduler.Node {
 	out := make([]scheduler.Node, 0, len(nodes))
 	for _, n := range nodes {
 		sn := scheduler.NodeFromFSM(n)
 		sn.CPUs, sn.MemoryTotal, sn.VolumeDrivers = n.Resources.CPUs, n.Resources.MemoryTotal, n.Resources.VolumeDrivers
 		sn.MemoryUsed = reserved[n.ID]
-		since := now.Sub(n.StatusAt)
-		switch {
-		case n.Status == fsm.StatusOffline && since < offline:
-			sn.Status = fsm.StatusOnline
-		case n.Status == fsm.StatusOnline && since < online && !runs[n.ID] && n.JoinedAt.Before(n.StatusAt):
-			// Back from offline (a node that just joined is welcome at once).
-			sn.Status = fsm.StatusOffline
-		}
 		out = append(out, sn)
 	}
 	return out
@@ -189,7 +358,7 @@ func schedulerInstances(services []*fsm.Service, instances []*fsm.Instance) []sc
 		si := scheduler.Instance{Service: in.ServiceID, Number: in.Number, NodeID: in.NodeID}
 		if svc := svcs[in.ServiceID]; svc != nil {
 			si.Ports = servicePorts(svc)
-			si.Volumes = svc.Spec.Stateful
+			si.Volumes = svc.Spec.Stateful || slices.ContainsFunc(svc.Spec.Volumes, func(m stack.Mount) bool { return m.Volume != "" })
 		}
 		out = append(out, si)
 	}
@@ -212,12 +381,17 @@ func (n *Node) deploy(ctx context.Context, rn *raftNode, tracker *deployTracker)
 	if err != nil {
 		return
 	}
-	var override time.Duration
-	if g, err := rn.store.Grid(); err == nil {
-		override = g.OfflineGrace
-	}
 	now := time.Now().UTC()
-	cmds, errs := planDeploys(now, nodes, services, instances, override, n.rnd)
+	v := deployView{now: now, nodes: nodes, services: services, instances: instances, volumes: map[string][]*stack.Volume{}}
+	if g, err := rn.store.Grid(); err == nil {
+		v.grace, v.defaultAffinity = g.OfflineGrace, g.DefaultAffinity
+	}
+	if stacks, err := rn.store.Stacks(); err == nil {
+		for _, st := range stacks {
+			v.volumes[st.Name] = st.Spec.Volumes
+		}
+	}
+	cmds, errs := planDeploys(v, n.rnd)
 	for _, cmd := range cmds {
 		if _, _, err := n.apply(ctx, cmd, nil); err != nil {
 			n.log.Warn("commit placement", "service", cmd.ServiceID, "err", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/scheduler"
 )
 
 func (n *Node) store() (*fsm.Store, error) {
@@ -173,6 +174,10 @@ func (n *Node) gridInfo(rn *raftNode) api.GridInfo {
 		}
 	}
 	info.VPNPeers = len(g.VPNPeers)
+	info.DefaultAffinity = g.DefaultAffinity
+	if g.OfflineGrace > 0 {
+		info.OfflineGrace = g.OfflineGrace.String()
+	}
 	info.SeenFrom = n.id.Name
 	handshakes := map[string]time.Time{}
 	if n.dp != nil {
@@ -220,6 +225,41 @@ func (n *Node) getGrid(w http.ResponseWriter, r *http.Request, p *principal) err
 		return api.Errorf(api.CodeUnavailable, "this node is not a voter")
 	}
 	return writeJSON(w, rn.store.Index(), n.gridInfo(rn))
+}
+
+// updateGrid changes the grid settings (`kontena grid update`).
+func (n *Node) updateGrid(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var req api.GridUpdateRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	cmd := &fsm.GridUpdate{DefaultAffinity: req.DefaultAffinity}
+	if req.DefaultAffinity != nil {
+		for _, rule := range *req.DefaultAffinity {
+			if err := scheduler.CheckAffinity(rule); err != nil {
+				return api.Errorf(api.CodeInvalid, "default affinity: %v", err)
+			}
+		}
+	}
+	if req.OfflineGrace != nil {
+		d, err := time.ParseDuration(*req.OfflineGrace)
+		if err != nil || d < 0 {
+			return api.Errorf(api.CodeInvalid, "offline grace %q: expected a duration like 30s or 5m, 0s for each strategy's own", *req.OfflineGrace)
+		}
+		cmd.OfflineGrace = &d
+	}
+	if cmd.DefaultAffinity == nil && cmd.OfflineGrace == nil {
+		return api.Errorf(api.CodeInvalid, "nothing to change: give default_affinity or offline_grace")
+	}
+	_, idx, err := n.apply(r.Context(), cmd, auditOf(r, p))
+	if err != nil {
+		return err
+	}
+	rn := n.voter()
+	if rn == nil {
+		return writeJSON(w, idx, api.GridInfo{})
+	}
+	return writeJSON(w, idx, n.gridInfo(rn))
 }
 
 // getHealth answers ok, warning (a voter is down but there is quorum) or

@@ -62,6 +62,7 @@ func (n *Node) handler() http.Handler {
 		{method: "POST", pattern: "/v1/nodes/{name}/demote", leader: true, admin: true, h: n.roleNode(fsm.RoleWorker)},
 		{method: "GET", pattern: "/v1/grid", h: n.getGrid},
 		{method: "GET", pattern: "/v1/grid/health", h: n.getHealth},
+		{method: "PATCH", pattern: "/v1/grid", leader: true, admin: true, h: n.updateGrid},
 		{method: "GET", pattern: "/v1/grid/token", leader: true, admin: true, h: n.getJoinToken},
 		{method: "POST", pattern: "/v1/grid/token/rotate", leader: true, admin: true, h: n.rotateJoinToken},
 		{method: "GET", pattern: "/v1/tokens", h: n.listTokens},

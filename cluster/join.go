@@ -89,7 +89,7 @@ func (n *Node) initGrid(ctx context.Context, boot *bootstrapSecrets) error {
 	cmd := &fsm.GridInit{
 		Grid: fsm.Grid{Name: n.id.Grid, Subnet: n.cfg.Subnet, Supernet: n.cfg.Supernet, InitialSize: n.cfg.InitialSize,
 			CACert: string(n.id.caPEM), CADigest: n.id.CADigest, JoinTokenSealed: sealed, CreatedAt: now,
-			OfflineGrace: n.cfg.OfflineGrace},
+			OfflineGrace: n.cfg.OfflineGrace, DefaultAffinity: n.cfg.DefaultAffinity},
 		Node:       n.selfNode(),
 		Admin:      fsm.User{Name: "admin", Roles: []string{RoleMasterAdmin}, CreatedAt: now},
 		AdminToken: fsm.Token{ID: randomSecret(4), Hash: hashToken(boot.adminToken), User: "admin", Description: "bootstrap admin", CreatedAt: now},

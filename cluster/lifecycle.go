@@ -69,7 +69,7 @@ func newDeployTracker() *deployTracker {
 // lifecycleSpec gives the agent what the lifecycle asks of an instance.
 func lifecycleSpec(spec *agent.ContainerSpec, a api.Assignment) {
 	in := a.Instance
-	spec.Stopped = in.Stopped
+	spec.Stopped = in.Stopped || a.Drained
 	spec.RestartGen = in.Restart
 	if in.Actual.ContainerID != "" {
 		spec.RestartDone, spec.RestartDoneID = in.Actual.Restart, in.Actual.ContainerID
@@ -84,10 +84,15 @@ func instanceUpdated(svc *fsm.Service, in *fsm.Instance) bool {
 }
 
 // instanceUp tells whether its node reports the instance running at the
-// service's revision and restart generation, with its wait_for_port open.
+// service's revision and restart generation, with its wait_for_port open
+// and, for a service with a health check, healthy: a rollout must not take
+// down the next instance while the new one cannot serve yet.
 func instanceUp(svc *fsm.Service, in *fsm.Instance) bool {
 	a := in.Actual
 	if a.State != string(agent.StateRunning) || a.Revision != svc.Revision || a.Restart < svc.RestartGen {
+		return false
+	}
+	if svc.Spec.HealthCheck != nil && a.Health != string(agent.HealthHealthy) {
 		return false
 	}
 	return svc.Spec.Deploy.WaitForPort == 0 || a.WaitPort == agent.WaitPortOpen
@@ -152,6 +157,12 @@ func planLifecycle(now time.Time, t *deployTracker, nodes []*fsm.Node, services 
 		}
 		live[svc.ID] = true
 		p, ok := t.progress[svc.ID]
+		if dependencyWait(svc, services) != "" {
+			// Waiting for a dependency to deploy is not a lack of progress:
+			// that deploy has its own timeout.
+			t.progress[svc.ID] = deployProgress{id: d.ID, up: up, at: now}
+			continue
+		}
 		if !ok || p.id != d.ID || p.up != up {
 			p = deployProgress{id: d.ID, up: up, at: now}
 			t.progress[svc.ID] = p
@@ -195,6 +206,12 @@ func whyNotUp(svc *fsm.Service, in *fsm.Instance, names map[string]string) strin
 	switch {
 	case a.State == "":
 		return name + " (not reported yet)"
+	case a.State == string(agent.StateRunning) && a.Revision == svc.Revision && a.Restart >= svc.RestartGen &&
+		svc.Spec.HealthCheck != nil && a.Health != string(agent.HealthHealthy):
+		if a.Health == string(agent.HealthUnhealthy) {
+			return name + " (health check failing)"
+		}
+		return name + " (not healthy yet)"
 	case a.State == string(agent.StateRunning) && a.Revision == svc.Revision && a.Restart >= svc.RestartGen:
 		return fmt.Sprintf("%s (port %d not open yet)", name, svc.Spec.Deploy.WaitForPort)
 	case a.State == string(agent.StateRunning):

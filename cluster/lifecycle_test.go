@@ -56,7 +56,7 @@ func applyPlace(insts []*fsm.Instance, cmd *fsm.InstancesPlace) {
 
 func onePlan(t *testing.T, svc *fsm.Service, insts []*fsm.Instance, ns []*fsm.Node) *fsm.InstancesPlace {
 	t.Helper()
-	cmds, errs := planDeploys(now, ns, []*fsm.Service{svc}, insts, 0, rand.New(rand.NewPCG(1, 2)))
+	cmds, errs := planDeploys(deployView{now: now, nodes: ns, services: []*fsm.Service{svc}, instances: insts}, rand.New(rand.NewPCG(1, 2)))
 	if len(errs) > 0 {
 		t.Fatalf("errs %v", errs)
 	}
@@ -177,7 +177,7 @@ func TestPlanDeploysLifecycle(t *testing.T) {
 		svc.Spec.Stateful = true
 		insts := runningInstances(2, 2, 1, 0)
 		ns := nodes("online", "offline@10m", "online") // long past ha's grace
-		cmds, errs := planDeploys(now, ns, []*fsm.Service{svc}, insts, 0, rand.New(rand.NewPCG(1, 2)))
+		cmds, errs := planDeploys(deployView{now: now, nodes: ns, services: []*fsm.Service{svc}, instances: insts}, rand.New(rand.NewPCG(1, 2)))
 		for _, c := range cmds {
 			for _, p := range c.Place {
 				if p.Number == 2 && p.NodeID != "id2" {
@@ -201,7 +201,7 @@ func TestPlanDeploysLifecycle(t *testing.T) {
 		// Stateful, with an extra node: scaling up places the new one, the
 		// old ones stay.
 		svc.Spec.Stateful, svc.Instances = true, 3
-		cmds, _ = planDeploys(now, nodes("online", "online", "online"), []*fsm.Service{svc}, insts, 0, rand.New(rand.NewPCG(1, 2)))
+		cmds, _ = planDeploys(deployView{now: now, nodes: nodes("online", "online", "online"), services: []*fsm.Service{svc}, instances: insts}, rand.New(rand.NewPCG(1, 2)))
 		if len(cmds) != 1 || placed(cmds[0])[1] != "id1" || placed(cmds[0])[2] != "id2" {
 			t.Fatalf("stateful scale-up moved instances: %+v", cmds)
 		}

@@ -201,8 +201,12 @@ func (n *Node) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, api.Errorf(api.CodeNotFound, "no kontena container %s on this node", name))
 		return
 	}
+	tail := "all" // --tail 0 means the whole log; Docker's "0" means none
+	if q.tail > 0 {
+		tail = strconv.Itoa(q.tail)
+	}
 	rc, err := cli.ContainerLogs(r.Context(), name, container.LogsOptions{ShowStdout: true, ShowStderr: true,
-		Timestamps: true, Follow: q.follow, Tail: strconv.Itoa(q.tail), Since: q.since})
+		Timestamps: true, Follow: q.follow, Tail: tail, Since: q.since})
 	if err != nil {
 		writeErr(w, api.Errorf(api.CodeUnavailable, "read logs of %s: %v", name, err))
 		return

@@ -3,6 +3,7 @@ package cluster
 import (
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 
 	"github.com/kontena-ng/kontena/api"
@@ -180,7 +181,16 @@ func (n *Node) getAssignments(w http.ResponseWriter, r *http.Request, p *princip
 		if err != nil {
 			continue
 		}
-		out.Items = append(out.Items, api.Assignment{Instance: *in, Stack: svc.Stack, Service: svc.Spec})
+		a := api.Assignment{Instance: *in, Stack: svc.Stack, Service: svc.Spec}
+		if st, err := store.Stack(svc.Stack); err == nil {
+			for _, m := range svc.Spec.Volumes {
+				if v := st.Spec.Volume(m.Volume); m.Volume != "" && v != nil && !slices.Contains(a.Volumes, v) {
+					a.Volumes = append(a.Volumes, v)
+				}
+			}
+		}
+		a.Drained = node.Availability == fsm.AvailabilityDrain && svc.Spec.Stateful
+		out.Items = append(out.Items, a)
 	}
 	sort.Slice(out.Items, func(i, j int) bool { return out.Items[i].Instance.ID < out.Items[j].Instance.ID })
 	return writeJSON(w, idx, out)
@@ -232,6 +242,9 @@ func serviceInfo(store *fsm.Store, svc *fsm.Service, nodeNames map[string]string
 	info := &api.ServiceInfo{ID: svc.ID, Stack: svc.Stack, Name: svc.Name, Image: svc.Spec.Image, Revision: svc.Revision,
 		Desired: svc.Instances, Strategy: svc.Spec.Deploy.Strategy, Error: svc.PlacementError, Instances: []api.InstanceInfo{}}
 	lifecycleInfo(info, svc)
+	if all, err := store.Services(svc.Stack); err == nil {
+		info.WaitsFor = dependencyWait(svc, all)
+	}
 	insts, _ := store.Instances(svc.ID)
 	sort.Slice(insts, func(i, j int) bool { return insts[i].Number < insts[j].Number })
 	for _, in := range insts {

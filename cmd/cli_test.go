@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/kontena-ng/kontena/api"
 	"net"
 	"os"
 	"path/filepath"
@@ -146,6 +147,10 @@ func TestCLIErrorPaths(t *testing.T) {
 		{"bad token", []string{"--config", badTokCfg, "node", "ls"}, ExitAuth, "invalid or revoked token"},
 		{"join needs token", []string{"--config", cfg, "up", "--data-dir", filepath.Join(dir, "x"), "--join", "127.0.0.1"}, ExitUsage, "--join needs --token"},
 		{"bad initial size", []string{"--config", cfg, "up", "--data-dir", filepath.Join(dir, "y"), "--initial-size", "2"}, ExitUsage, "use 1, 3, 5 or 7"},
+		{"grid update needs a change", []string{"--config", cfg, "grid", "update"}, ExitUsage, "nothing to change"},
+		{"grid update bad affinity", []string{"--config", cfg, "grid", "update", "--default-affinity", "colour==red"}, ExitUsage, `unknown key "colour"`},
+		{"grid update bad grace", []string{"--config", cfg, "grid", "update", "--offline-grace", "soon"}, ExitUsage, "expected a duration"},
+		{"up bad default affinity", []string{"--config", cfg, "up", "--data-dir", filepath.Join(dir, "v"), "--default-affinity", "node=n1"}, ExitUsage, "expected key==value"},
 		{"subnet outside supernet", []string{"--config", cfg, "up", "--data-dir", filepath.Join(dir, "z"), "--subnet", "192.168.0.0/16"}, ExitUsage, "must lie inside --supernet"},
 		{"join unreachable", []string{"--config", cfg, "up", "--data-dir", filepath.Join(dir, "w"), "--bind", "127.0.0.1", "--api-port", fmt.Sprint(freePort(t)),
 			"--join", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--token", "K1.g." + strings.Repeat("a", 64) + ".s"}, ExitUnreachable, "unreachable"},
@@ -157,6 +162,28 @@ func TestCLIErrorPaths(t *testing.T) {
 				t.Fatalf("exit %d stderr %q stdout %q; want exit %d with %q", code, errOut, out, tc.code, tc.msg)
 			}
 		})
+	}
+}
+
+func TestGridUpdate(t *testing.T) {
+	cfg := startNode(t)
+	if out, errOut, code := run(t, nil, "--config", cfg, "grid", "update", "--default-affinity", "label==disk=ssd", "--offline-grace", "45s"); code != ExitOK ||
+		!strings.Contains(out, "label==disk=ssd") || !strings.Contains(out, "45s") {
+		t.Fatalf("update: exit %d %q %q", code, out, errOut)
+	}
+	out, _, _ := run(t, nil, "--config", cfg, "grid", "show", "-o", "json")
+	var g api.GridInfo
+	if err := json.Unmarshal([]byte(out), &g); err != nil || strings.Join(g.DefaultAffinity, ",") != "label==disk=ssd" || g.OfflineGrace != "45s" {
+		t.Fatalf("grid show after update: %v %+v", err, g)
+	}
+	run(t, nil, "--config", cfg, "grid", "update", "--clear-default-affinity", "--offline-grace", "0s")
+	out, _, _ = run(t, nil, "--config", cfg, "grid", "show")
+	if !strings.Contains(out, "default affinity:  -") || !strings.Contains(out, "per strategy") {
+		t.Fatalf("grid show after clearing:\n%s", out)
+	}
+	out, _, _ = run(t, nil, "--config", cfg, "grid", "events")
+	if !strings.Contains(out, "grid settings changed") {
+		t.Fatalf("no grid event for the update:\n%s", out)
 	}
 }
 

@@ -27,6 +27,24 @@ func gridCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{Name: "show", Usage: "show the grid and its masters", Flags: []cli.Flag{outputFlag}, Action: withSession(gridShow)},
 			{
+				Name: "update", Usage: "change grid settings: default affinity, offline grace",
+				Description: `   Services without affinity of their own are placed by the grid's default
+   affinity (same forms as a stack file's affinity); the offline grace is how
+   long a node may be offline before its instances move (0s: each strategy's
+   own, random 30s, ha 2m, daemon 10m). Changes apply at the next placement.
+
+   kontena grid update --default-affinity label==region=eu --default-affinity label!=disk=hdd
+   kontena grid update --clear-default-affinity
+   kontena grid update --offline-grace 1m`,
+				Flags: []cli.Flag{
+					&cli.StringSliceFlag{Name: "default-affinity", Usage: "affinity rule for services without one (repeat for several)"},
+					&cli.BoolFlag{Name: "clear-default-affinity", Usage: "remove the default affinity"},
+					&cli.StringFlag{Name: "offline-grace", Usage: "grace before instances of an offline node move, for every strategy (0s: their own)"},
+					outputFlag,
+				},
+				Action: withSession(gridUpdate),
+			},
+			{
 				Name: "health", Usage: "ok, warning (a voter is down) or error (no quorum)",
 				Description: "Exit code 0 for ok, 7 for warning, 8 for error, so scripts can alert on it.",
 				Flags:       []cli.Flag{outputFlag}, Action: gridHealth,
@@ -55,6 +73,34 @@ func gridCommand() *cli.Command {
 	}
 }
 
+func gridUpdate(c *cli.Context, s *session) error {
+	var req api.GridUpdateRequest
+	switch {
+	case c.Bool("clear-default-affinity") && c.IsSet("default-affinity"):
+		return usageError("--default-affinity and --clear-default-affinity exclude each other")
+	case c.Bool("clear-default-affinity"):
+		req.DefaultAffinity = &[]string{}
+	case c.IsSet("default-affinity"):
+		rules := c.StringSlice("default-affinity")
+		req.DefaultAffinity = &rules
+	}
+	if c.IsSet("offline-grace") {
+		g := c.String("offline-grace")
+		req.OfflineGrace = &g
+	}
+	if req.DefaultAffinity == nil && req.OfflineGrace == nil {
+		return usageError("nothing to change: give --default-affinity, --clear-default-affinity or --offline-grace")
+	}
+	var g api.GridInfo
+	if _, err := s.api.Do(c.Context, http.MethodPatch, "/v1/grid", req, &g); err != nil {
+		return err
+	}
+	return render(c, g, func(w io.Writer) {
+		row(w, "default affinity:", orDash(strings.Join(g.DefaultAffinity, ", ")))
+		row(w, "offline grace:", orDash(g.OfflineGrace))
+	})
+}
+
 func gridShow(c *cli.Context, s *session) error {
 	g, err := s.api.Grid(c.Context)
 	if err != nil {
@@ -69,6 +115,12 @@ func gridShow(c *cli.Context, s *session) error {
 		row(w, "leader:", orDash(g.Leader))
 		row(w, "ca digest:", g.CADigest)
 		row(w, "created:", g.CreatedAt.Format(time.RFC3339))
+		row(w, "default affinity:", orDash(strings.Join(g.DefaultAffinity, ", ")))
+		grace := g.OfflineGrace
+		if grace == "" {
+			grace = "per strategy (random 30s, ha 2m, daemon 10m)"
+		}
+		row(w, "offline grace:", grace)
 		row(w, "masters:", "")
 		for _, v := range g.Voters {
 			lead := ""

@@ -354,6 +354,9 @@ func serviceProgress(svc api.ServiceInfo, w waitSpec) (string, bool, error) {
 		return part, svc.Running == svc.Desired && len(svc.Instances) == svc.Desired, nil
 	}
 	var notes []string
+	if svc.WaitsFor != "" {
+		notes = append(notes, "starts after "+svc.WaitsFor)
+	}
 	var ports []string
 	for _, in := range svc.Instances {
 		if in.Actual.WaitPort == "waiting" {

@@ -86,7 +86,28 @@ func loadStack(c *cli.Context, s *session, file, name string, base map[string]an
 	for _, w := range res.Warnings {
 		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
 	}
+	for _, w := range unsupportedWarnings(res.Stack) {
+		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
+	}
 	return res, nil
+}
+
+// unsupportedWarnings names what the file asks for that this grid does not
+// do yet, so that nobody believes a secret reached a container.
+func unsupportedWarnings(st *stack.Stack) []string {
+	var out []string
+	for _, svc := range st.Services {
+		if len(svc.Secrets) > 0 {
+			out = append(out, fmt.Sprintf("service %s: its %d secrets are not injected: this grid has no vault yet", svc.Name, len(svc.Secrets)))
+		}
+		if len(svc.Certificates) > 0 {
+			out = append(out, fmt.Sprintf("service %s: its %d certificates are not injected: this grid has no certificate store yet", svc.Name, len(svc.Certificates)))
+		}
+		if svc.Build != nil {
+			out = append(out, fmt.Sprintf("service %s: build is not run by the grid: image %q must be on the nodes or in a registry they reach", svc.Name, svc.Image))
+		}
+	}
+	return out
 }
 
 func installRequest(r *stack.Result) api.StackInstallRequest {

@@ -57,6 +57,7 @@ Several nodes can run on one host for development: give each its own --data-dir 
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.DurationFlag{Name: "probe-interval", Hidden: true, Usage: "gossip probe interval (tests)"},
 			&cli.DurationFlag{Name: "offline-grace", Usage: "new grid: move instances of a node offline this long, for every strategy (default: random 30s, ha 2m, daemon 10m)"},
+			&cli.StringSliceFlag{Name: "default-affinity", Usage: "new grid: affinity rule for services without one, like label==region=eu (repeatable; `grid update` changes it)"},
 		},
 		Action: runUp,
 	}
@@ -74,7 +75,7 @@ func runUp(c *cli.Context) error {
 		Token: c.String("token"), Labels: c.StringSlice("label"),
 		BindAddr: c.String("bind"), AdvertiseAddr: c.String("advertise"), PublicAddr: c.String("public-address"),
 		APIPort: c.Int("api-port"), RaftPort: c.Int("raft-port"), GossipPort: c.Int("gossip-port"),
-		OfflineGrace: c.Duration("offline-grace"),
+		OfflineGrace: c.Duration("offline-grace"), DefaultAffinity: c.StringSlice("default-affinity"),
 		Overlay:      c.String("overlay"), WireGuardPort: c.Int("wireguard-port"),
 		DNSListen: c.String("dns-listen"), DNSUpstreams: c.StringSlice("dns-upstream"),
 		Log: logger,

@@ -74,6 +74,8 @@ func (s *Store) Apply(index uint64, cmd Command, audit *AuditInfo) (any, error) 
 		res, err = a.serviceRedeploy(c)
 	case *ServiceRemove:
 		res, err = a.serviceRemove(c)
+	case *GridUpdate:
+		res, err = a.gridUpdate(c)
 	case *ServiceDeployState:
 		res, err = a.serviceDeployState(c)
 	default:
@@ -163,6 +165,8 @@ func resourceOf(cmd Command) string {
 		return "token/" + c.ID
 	case *JoinTokenSet:
 		return "grid/join-token"
+	case *GridUpdate:
+		return "grid/settings"
 	case *StackInstall:
 		return "stack/" + c.Stack.Name
 	case *StackRemove:
@@ -486,6 +490,34 @@ func (a *applier) joinTokenSet(c *JoinTokenSet) (any, error) {
 		return nil, err
 	}
 	return &g, a.event("grid.join_token", "grid/"+g.Name, "join token rotated")
+}
+
+func (a *applier) gridUpdate(c *GridUpdate) (any, error) {
+	raw, err := a.txn.First(tableGrid, "id")
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("grid: %w", ErrNotFound)
+	}
+	g := *raw.(*Grid)
+	var changes []string
+	if c.DefaultAffinity != nil {
+		g.DefaultAffinity = append([]string(nil), (*c.DefaultAffinity)...)
+		changes = append(changes, fmt.Sprintf("default affinity %v", g.DefaultAffinity))
+	}
+	if c.OfflineGrace != nil {
+		if *c.OfflineGrace < 0 {
+			return nil, fmt.Errorf("offline grace %s is negative: %w", *c.OfflineGrace, ErrInvalid)
+		}
+		g.OfflineGrace = *c.OfflineGrace
+		changes = append(changes, fmt.Sprintf("offline grace %s", g.OfflineGrace))
+	}
+	g.ModifyIndex = a.index
+	if err := a.txn.Insert(tableGrid, &g); err != nil {
+		return nil, err
+	}
+	return &g, a.event("grid.update", "grid/"+g.Name, "grid settings changed: "+strings.Join(changes, ", "))
 }
 
 func sortNodes(ns []*Node) {

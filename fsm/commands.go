@@ -38,6 +38,7 @@ const (
 	MsgServiceRemove
 	MsgServiceDeployState
 	MsgNodeResources
+	MsgGridUpdate
 )
 
 func (t MsgType) String() string {
@@ -82,6 +83,8 @@ func (t MsgType) String() string {
 		return "vpn.remove"
 	case MsgNodeResources:
 		return "node.resources"
+	case MsgGridUpdate:
+		return "grid.update"
 	case MsgServiceStop:
 		return "service.stop"
 	case MsgServiceStart:
@@ -192,6 +195,8 @@ func newCommand(t MsgType) Command {
 		return &VPNRemove{}
 	case MsgNodeResources:
 		return &NodeResourcesSet{}
+	case MsgGridUpdate:
+		return &GridUpdate{}
 	case MsgServiceStop:
 		return &ServiceStop{}
 	case MsgServiceStart:
@@ -348,6 +353,15 @@ func (*StackRemove) MsgType() MsgType           { return MsgStackRemove }
 func (*ServiceScale) MsgType() MsgType          { return MsgServiceScale }
 func (*InstancesPlace) MsgType() MsgType        { return MsgInstancesPlace }
 func (*InstancesReport) MsgType() MsgType       { return MsgInstancesReport }
+
+// GridUpdate changes the grid settings operators may change after
+// bootstrap; nil fields are left as they are.
+type GridUpdate struct {
+	DefaultAffinity *[]string      `json:"default_affinity,omitempty"`
+	OfflineGrace    *time.Duration `json:"offline_grace,omitempty"`
+}
+
+func (*GridUpdate) MsgType() MsgType { return MsgGridUpdate }
 
 func (*GridInit) MsgType() MsgType     { return MsgGridInit }
 func (*NodeRegister) MsgType() MsgType { return MsgNodeRegister }

@@ -37,7 +37,25 @@ func parseAffinity(raw string) (affinity, error) {
 	if a.value == "" {
 		return affinity{}, fmt.Errorf("affinity %q: the value after %s is empty", raw, raw[i:i+2])
 	}
+	switch a.key {
+	case "node", "service", "container", "label":
+	default:
+		// Neither form of an unknown key means anything: refuse it rather
+		// than let key!=value match every node.
+		return affinity{}, fmt.Errorf("affinity %q: unknown key %q (use node, service, container or label)", raw, a.key)
+	}
 	return a, nil
+}
+
+// CheckAffinity tells whether rule is an affinity rule placement can use
+// (for settings such as the grid's default affinity, checked when set).
+func CheckAffinity(rule string) error {
+	a, err := parseAffinity(rule)
+	if err != nil {
+		return err
+	}
+	_, err = a.resolve("", 1)
+	return err
 }
 
 // affMatch is a rule resolved for one instance number.

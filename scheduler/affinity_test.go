@@ -45,8 +45,8 @@ func TestAffinityForms(t *testing.T) {
 		{[]string{"service==cache"}, 1, "n4"},
 		{[]string{"service!=cache", "node==n4"}, 1, "cannot place app/web-1: affinity service!=cache rejected n4 (runs app/cache); affinity node==n4 rejected n1, n2, n3, worker-1, worker-x"},
 		{[]string{"service==nope"}, 1, "cannot place app/web-1: affinity service==nope rejected n1, n2, n3, n4, worker-1, worker-x (no app/nope instance)"},
-		{[]string{"colour==red"}, 1, `cannot place app/web-1: affinity colour==red rejected n1, n2, n3, n4, worker-1, worker-x (unknown affinity key "colour" (use node, service, container or label))`},
-		{[]string{"colour!=red"}, 1, "n1"},
+		{[]string{"colour==red"}, 1, `service app/web: affinity "colour==red": unknown key "colour" (use node, service, container or label)`},
+		{[]string{"colour!=red"}, 1, `service app/web: affinity "colour!=red": unknown key "colour" (use node, service, container or label)`},
 		// What each form says about the nodes it rejects.
 		{[]string{"label!=/^disk=/", "node==n2"}, 1, "cannot place app/web-1: affinity label!=/^disk=/ rejected n2 (disk=ssd), n4 (disk=hdd); affinity node==n2 rejected n1, n3, worker-1, worker-x"},
 		{[]string{"node==n1", "label==/^gpu/"}, 1, "cannot place app/web-1: affinity node==n1 rejected n2, n3, n4, worker-1, worker-x; affinity label==/^gpu/ rejected n1 (labels az=a)"},

@@ -8,23 +8,35 @@ import (
 )
 
 // availabilityStep keeps work off nodes an operator drained and off nodes
-// that are not online: they could not start a container now.
+// that are not online: they could not start a container now. A held node
+// (see Node.Hold) passes only for the instance number already on it, which
+// makes the step depend on the instance; without holds it is static.
 func availabilityStep(pc *placeCtx) step {
 	nodes := pc.st.nodes
-	p := pred{
-		ok: func(n int32) bool { return nodes[n].schedulable() },
-		why: func(n int32) string {
-			nd := &nodes[n]
-			if nd.Availability == fsm.AvailabilityDrain {
-				return "drain"
-			}
-			if nd.Status == "" {
-				return "status unknown"
-			}
-			return nd.Status
-		},
+	why := func(n int32) string {
+		nd := &nodes[n]
+		switch {
+		case nd.Availability == fsm.AvailabilityDrain:
+			return "drain"
+		case nd.Hold != "":
+			return nd.Hold + "; takes no new instances"
+		case nd.Status == "":
+			return "status unknown"
+		}
+		return nd.Status
 	}
-	return step{label: fixedLabel("availability"), static: true, bind: func(int) pred { return p }}
+	held := false
+	for i := range nodes {
+		held = held || nodes[i].Hold != ""
+	}
+	if !held {
+		p := pred{ok: func(n int32) bool { return nodes[n].schedulable() }, why: why}
+		return step{label: fixedLabel("availability"), static: true, bind: func(int) pred { return p }}
+	}
+	return step{label: fixedLabel("availability"), bind: func(num int) pred {
+		prev := pc.prevOf(num)
+		return pred{ok: func(n int32) bool { return nodes[n].schedulable() || (n == prev && nodes[n].keeps()) }, why: why}
+	}}
 }
 
 // ephemeralStep keeps stateful services off ephemeral nodes, whose disks

@@ -207,3 +207,45 @@ func TestDependencyFilter(t *testing.T) {
 			err: "cannot place app/web-1: dependency rejected n1, n2, n3 (needs app/db-1 on the same node; it is on node gone, which is not in the grid)"},
 	})
 }
+
+func TestHeldNodes(t *testing.T) {
+	held := func(n Node, why string) Node { n.Hold = why; return n }
+	daemon := web(1)
+	daemon.Strategy = StrategyDaemon
+	stateful := web(1)
+	stateful.Stateful = true
+	runFilterCases(t, []filterCase{
+		{name: "an offline node within its grace keeps its instance",
+			nodes:     []Node{held(offline(nd("n1")), "offline for 40s, within the 2m0s grace"), nd("n2")},
+			instances: []Instance{inst("app/web", 1, "n1"), inst("app/web", 2, "n2")},
+			svc:       web(2), want: []string{"n1", "n2"}},
+		{name: "a held node takes no new instance, even of a service it runs",
+			nodes:     []Node{held(nd("n1"), "online again for 5s (20s grace)"), nd("n2")},
+			instances: []Instance{inst("app/web", 1, "n1")},
+			svc:       web(3), want: []string{"n1", "n2", "n2"}},
+		{name: "a held node that is drained keeps nothing",
+			nodes:     []Node{held(drained(offline(nd("n1"))), "offline for 40s, within the 2m0s grace"), nd("n2")},
+			instances: []Instance{inst("app/web", 1, "n1")},
+			svc:       web(1), want: []string{"n2"}},
+		{name: "only held nodes: the error says why",
+			nodes: []Node{held(offline(nd("n1")), "offline for 40s, within the 2m0s grace")},
+			svc:   web(1),
+			err:   "cannot place app/web-1: availability rejected n1 (offline for 40s, within the 2m0s grace; takes no new instances)"},
+		{name: "daemon: a held node keeps its instance and gets no second one",
+			nodes:     []Node{held(nd("n1"), "online again for 5s (20s grace)"), nd("n2")},
+			instances: []Instance{inst("app/web", 1, "n1")},
+			svc:       func() Service { s := daemon; s.Instances = 2; return s }(), want: []string{"n1", "n2", "n2"}},
+		{name: "a stateful instance stays on its held node",
+			nodes:     []Node{held(offline(nd("n1")), "offline for 40s, within the 2m0s grace"), nd("n2")},
+			instances: []Instance{inst("app/web", 1, "n1")},
+			svc:       stateful, want: []string{"n1"}},
+	})
+}
+
+func TestSetHolds(t *testing.T) {
+	st := NewState([]Node{nd("n1"), nd("n2")}, nil, nil)
+	st.SetHolds(map[string]string{"n1": "online again for 1s (20s grace)"})
+	eqList(t, "held", where(place(t, st, web(2))), []string{"n2", "n2"})
+	st.SetHolds(nil)
+	eqList(t, "released", where(place(t, st, web(2))), []string{"n1", "n2"})
+}

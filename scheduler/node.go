@@ -20,6 +20,11 @@ type Node struct {
 	MemoryTotal   int64
 	MemoryUsed    int64
 	VolumeDrivers []string // "name" or "name:version"
+	// Hold, when set, says why the node keeps the instances it runs but
+	// takes no new ones: offline for less than the strategy's grace, or
+	// back online for less than the online grace. Set per service with
+	// State.SetHolds, since the grace depends on the strategy.
+	Hold string
 }
 
 // NodeFromFSM copies the grid record of a node. Resources and volume
@@ -74,6 +79,12 @@ func (n *Node) display() string {
 	return n.ID
 }
 
+// schedulable tells whether the node may take a new instance.
 func (n *Node) schedulable() bool {
-	return n.Status == fsm.StatusOnline && n.Availability != fsm.AvailabilityDrain
+	return n.Status == fsm.StatusOnline && n.Availability != fsm.AvailabilityDrain && n.Hold == ""
+}
+
+// keeps tells whether a held node may keep an instance that runs on it.
+func (n *Node) keeps() bool {
+	return n.Hold != "" && n.Availability != fsm.AvailabilityDrain
 }

@@ -86,6 +86,14 @@ func NewState(nodes []Node, instances []Instance, defaultAffinity []string) *Sta
 	return s
 }
 
+// SetHolds sets every node's Hold: holds maps node IDs to the reason, and
+// nodes not in it are not held. Call it between Place calls, never during.
+func (s *State) SetHolds(holds map[string]string) {
+	for i := range s.nodes {
+		s.nodes[i].Hold = holds[s.nodes[i].ID]
+	}
+}
+
 // Instances returns the current instances of service "stack/name".
 func (s *State) Instances(service string) []Instance {
 	return slices.Clone(s.instances[service])

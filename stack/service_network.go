@@ -154,7 +154,7 @@ func decodeAffinity(d *decoder, n *yaml.Node, path string, dr *draft) {
 		switch m[1] {
 		case "node", "service", "container", "label":
 		default:
-			d.warnf(n.Content[i], ipath, "affinity key %q is not one of node, service, container, label; it will never match", m[1])
+			d.warnf(n.Content[i], ipath, "affinity key %q is not one of node, service, container, label: the grid will refuse to place the service", m[1])
 		}
 		dr.svc.Affinity = append(dr.svc.Affinity, s)
 	}
