@@ -76,7 +76,7 @@ func TestWaves(t *testing.T) {
 		{[]ContainerSpec{s("a"), s("b")}, "[[0 1]]"},
 		{[]ContainerSpec{s("a", "b"), s("b")}, "[[1] [0]]"},
 		{[]ContainerSpec{s("a", "b"), s("b", "c"), s("c")}, "[[2] [1] [0]]"},
-		{[]ContainerSpec{s("a", "elsewhere")}, "[[0]]"},   // a target that is not in this pass
+		{[]ContainerSpec{s("a", "elsewhere")}, "[[0]]"},        // a target that is not in this pass
 		{[]ContainerSpec{s("a", "b"), s("b", "a")}, "[[0 1]]"}, // a cycle: one wave, the engine says why
 	}
 	for _, c := range cases {
@@ -105,4 +105,4 @@ func (fixedNet) Attach(ContainerSpec) (Attachment, error) {
 	return Attachment{Network: "ov", IP: netip.MustParseAddr("10.81.1.9")}, nil
 }
 func (fixedNet) Hook(ContainerSpec) Attachment { return Attachment{Network: "ov"} }
-func (fixedNet) Sync([]string) error            { return nil }
+func (fixedNet) Sync([]string) error           { return nil }

@@ -30,12 +30,12 @@ type ContainerSpec struct {
 	// default, -1 = unlimited swap.
 	MemorySwapBytes int64
 	ShmBytes        int64 // size of /dev/shm; 0 = engine default (64 MiB)
-	User        string
-	Privileged  bool
-	CapAdd      []string
-	CapDrop     []string
-	ReadOnly    bool
-	Pid         string // "" or "host"
+	User            string
+	Privileged      bool
+	CapAdd          []string
+	CapDrop         []string
+	ReadOnly        bool
+	Pid             string // "" or "host"
 	// NetworkMode is "" (the overlay, or the engine's bridge without one),
 	// "host", or "container:<engine container name>" (share that
 	// container's network namespace; it must run on this node).

@@ -76,7 +76,7 @@ func runUp(c *cli.Context) error {
 		BindAddr: c.String("bind"), AdvertiseAddr: c.String("advertise"), PublicAddr: c.String("public-address"),
 		APIPort: c.Int("api-port"), RaftPort: c.Int("raft-port"), GossipPort: c.Int("gossip-port"),
 		OfflineGrace: c.Duration("offline-grace"), DefaultAffinity: c.StringSlice("default-affinity"),
-		Overlay:      c.String("overlay"), WireGuardPort: c.Int("wireguard-port"),
+		Overlay: c.String("overlay"), WireGuardPort: c.Int("wireguard-port"),
 		DNSListen: c.String("dns-listen"), DNSUpstreams: c.StringSlice("dns-upstream"),
 		Log: logger,
 	}
