@@ -64,6 +64,9 @@ type ServiceInfo struct {
 	// WaitsFor is the service this one's deploy waits for (depends_on:
 	// it starts once that one is up).
 	WaitsFor string `json:"waits_for,omitempty"`
+	// Waiting says, while a deploy runs, what each instance of it that is
+	// not up yet waits for ("shop.web-2 on n2 (not healthy yet)").
+	Waiting []string `json:"waiting,omitempty"`
 	// Spec is the service definition (`service show` only).
 	Spec *stack.Service `json:"spec,omitempty"`
 }

@@ -4,6 +4,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -35,6 +36,12 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// IsCode tells whether err is an API error with the given code.
+func IsCode(err error, code string) bool {
+	var ae *Error
+	return errors.As(err, &ae) && ae.Code == code
+}
 
 // Errorf builds an Error with an HTTP status chosen from code.
 func Errorf(code, format string, args ...any) *Error {

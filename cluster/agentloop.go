@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/kontena-ng/kontena/agent"
@@ -59,9 +60,12 @@ func (n *Node) agentLoop(ctx context.Context) {
 			n.log.Error("container agent stopped", "err", err)
 		}
 	}()
-	var last [32]byte
-	watchSelf(ctx, n, self, "/v1/nodes/"+url.PathEscape(n.id.Name)+"/assignments", "assignments", func(as *api.Assignments) {
-		specs := containerSpecs(*as)
+	var (
+		mu       sync.Mutex
+		last     [32]byte
+		answered bool // the grid answered: the cache is no longer needed
+	)
+	send := func(specs []agent.ContainerSpec) {
 		// The index moves on every grid change; only new work matters.
 		data, _ := json.Marshal(specs)
 		if sum := sha256.Sum256(data); sum != last {
@@ -72,8 +76,48 @@ func (n *Node) agentLoop(ctx context.Context) {
 			}
 			desired <- specs
 		}
+	}
+	cache := newAssignmentCache(n.cfg.DataDir)
+	go func() {
+		// A restarted node waits a moment for the grid (which may have
+		// moved its work away meanwhile), then runs what it ran before.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(assignmentCacheWait):
+		}
+		as, err := cache.load()
+		if err != nil {
+			n.log.Warn("cannot read the cached assignments", "err", err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if as != nil && !answered {
+			n.log.Warn("no master answers: running the last assignments this node knew", "instances", len(as.Items))
+			send(containerSpecs(*as))
+		}
+	}()
+	var saved [32]byte
+	watchSelf(ctx, n, self, "/v1/nodes/"+url.PathEscape(n.id.Name)+"/assignments", "assignments", func(as *api.Assignments) {
+		mu.Lock()
+		defer mu.Unlock()
+		answered = true
+		send(containerSpecs(*as))
+		data, _ := json.Marshal(as.Items)
+		if sum := sha256.Sum256(data); sum != saved {
+			if err := cache.save(as); err != nil {
+				n.log.Warn("cache assignments", "err", err)
+			} else {
+				saved = sum
+			}
+		}
 	})
 }
+
+// assignmentCacheWait is how long a starting node waits for the grid's
+// assignments before it falls back to the cached ones.
+const assignmentCacheWait = 10 * time.Second
 
 // report sends the agent's view of the node's instances to the leader.
 func (n *Node) report(ctx context.Context, self *api.Client, statuses []agent.InstanceStatus) bool {

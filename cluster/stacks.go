@@ -247,6 +247,9 @@ func serviceInfo(store *fsm.Store, svc *fsm.Service, nodeNames map[string]string
 	}
 	insts, _ := store.Instances(svc.ID)
 	sort.Slice(insts, func(i, j int) bool { return insts[i].Number < insts[j].Number })
+	if svc.Deploy.State == fsm.DeployDeploying {
+		_, info.Waiting, _ = deployProgressOf(svc, insts, nodeNames)
+	}
 	for _, in := range insts {
 		if in.Actual.State == "running" && in.Actual.Revision == svc.Revision {
 			info.Running++

@@ -128,3 +128,44 @@ func TestServiceLifecycleCLI(t *testing.T) {
 		}
 	})
 }
+
+func TestStackUpgradeWithDepends(t *testing.T) {
+	cfg := startNode(t)
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("cache.yml", "stack: test/cache\nvariables:\n  size:\n    type: integer\n    default: 1\nservices:\n  redis:\n    image: kontena-test-never-pulled\n    instances: ${size}\n")
+	write("queue.yml", "stack: test/queue\nservices:\n  mq:\n    image: kontena-test-never-pulled\n")
+	v1 := write("v1.yml", "stack: test/app\ndepends:\n  cache:\n    stack: cache.yml\nservices:\n  web:\n    image: kontena-test-never-pulled\n")
+	v2 := write("v2.yml", "stack: test/app\ndepends:\n  cache:\n    stack: cache.yml\n    variables:\n      size: 2\n  queue:\n    stack: queue.yml\nservices:\n  web:\n    image: kontena-test-never-pulled\n    environment:\n      - MODE=v2\n")
+	k := func(args ...string) []string { return append([]string{"--config", cfg}, args...) }
+	if out, errOut, code := run(t, nil, k("stack", "install", "--no-deploy", v1)...); code != 0 || !strings.Contains(out, "Stack app-cache installed") {
+		t.Fatalf("install: %d %s %s", code, out, errOut)
+	}
+	out, errOut, code := run(t, nil, k("stack", "upgrade", "app", v2, "--dry-run")...)
+	for _, want := range []string{"stack app-cache: service redis: instances 1 -> 2", "stack app-queue: new dependency, installed", "stack app: service web: environment changed"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("dry run: exit %d, want %q in\n%s%s", code, want, out, errOut)
+		}
+	}
+	if out, _, _ := run(t, nil, k("stack", "ls")...); strings.Contains(out, "app-queue") {
+		t.Fatalf("a dry run installed the new dependency:\n%s", out)
+	}
+	if out, errOut, code := run(t, nil, k("stack", "upgrade", "app", v2, "--no-wait")...); code != 0 || !strings.Contains(out, "Stack app upgraded") {
+		t.Fatalf("upgrade: %d %s %s", code, out, errOut)
+	}
+	out, _, _ = run(t, nil, k("service", "show", "app-cache/redis", "-o", "json")...)
+	var svc api.ServiceInfo
+	if err := json.Unmarshal([]byte(out), &svc); err != nil || svc.Desired != 2 {
+		t.Fatalf("child not upgraded: %v %+v", err, svc)
+	}
+	if out, _, _ := run(t, nil, k("stack", "ls")...); !strings.Contains(out, "app-queue") {
+		t.Fatalf("the new dependency was not installed:\n%s", out)
+	}
+	run(t, nil, k("stack", "rm", "app-queue", "--force")...)
+}

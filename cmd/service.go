@@ -258,14 +258,30 @@ func waitServices(c *cli.Context, s *session, w waitSpec) error {
 	ctx, cancel := context.WithTimeout(c.Context, w.timeout)
 	defer cancel()
 	lastLine := ""
+	var last []api.ServiceInfo
+	timedOut := func() error {
+		msg := fmt.Sprintf("error: not done after %s (%s)", w.timeout, lastLine)
+		var waiting []string
+		for _, svc := range last {
+			if svc.WaitsFor != "" {
+				waiting = append(waiting, svc.ID+" starts after "+svc.WaitsFor)
+			}
+			waiting = append(waiting, svc.Waiting...)
+		}
+		if len(waiting) > 0 {
+			msg += "; waiting for " + strings.Join(waiting, ", ")
+		}
+		return cli.Exit(msg+"; the deploy goes on: see `kontena service show`", ExitError)
+	}
 	for {
 		svcs, err := fetchServices(ctx, s, w)
 		if err != nil {
 			if ctx.Err() != nil {
-				return cli.Exit(fmt.Sprintf("error: not done after %s (%s); see `kontena service show`", w.timeout, lastLine), ExitError)
+				return timedOut()
 			}
 			return err
 		}
+		last = svcs
 		done, parts := true, []string{}
 		for _, svc := range svcs {
 			part, ok, err := serviceProgress(svc, w)
@@ -293,7 +309,7 @@ func waitServices(c *cli.Context, s *session, w waitSpec) error {
 		}
 		select {
 		case <-ctx.Done():
-			return cli.Exit(fmt.Sprintf("error: not done after %s (%s); see `kontena service show`", w.timeout, lastLine), ExitError)
+			return timedOut()
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -404,6 +420,16 @@ func serviceShow(c *cli.Context, s *session) error {
 		}
 		if svc.Error != "" {
 			row(w, "cannot place:", svc.Error)
+		}
+		if svc.WaitsFor != "" {
+			row(w, "starts after:", svc.WaitsFor+" (depends_on: waits until its deploy is done)")
+		}
+		for i, wt := range svc.Waiting {
+			label := ""
+			if i == 0 {
+				label = "waiting for:"
+			}
+			row(w, label, wt)
 		}
 		if svc.Spec != nil {
 			if iv := time.Duration(svc.Spec.Deploy.Interval); iv > 0 {

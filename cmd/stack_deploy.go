@@ -197,37 +197,88 @@ func stackUpgrade(c *cli.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	if len(res.Children) > 0 {
-		return usageError("stack %s has dependencies: upgrading stacks with `depends` is not supported yet; upgrade each child stack by name", name)
+	// Children first, as at install: a child the file now depends on is
+	// installed, the others upgraded.
+	var order []*stack.Result
+	var walk func(r *stack.Result)
+	walk = func(r *stack.Result) {
+		for _, ch := range r.Children {
+			walk(ch)
+		}
+		order = append(order, r)
 	}
-	var plan *api.UpgradePlan
+	walk(res)
+	var plans []*api.UpgradePlan
+	var names []string
 	var since uint64
-	if c.Bool("dry-run") {
-		plan, err = s.api.UpgradeStack(c.Context, installRequest(res), true)
-	} else {
-		plan, since, err = s.api.UpgradeStackAt(c.Context, installRequest(res))
-	}
-	if err != nil {
-		return err
-	}
-	if c.Bool("dry-run") {
-		return render(c, plan, func(w io.Writer) {
-			if len(plan.Changes) == 0 {
-				fmt.Fprintln(w, "No changes.")
+	for _, r := range order {
+		if r != res {
+			if _, err := s.api.Stack(c.Context, r.Name); api.IsCode(err, api.CodeNotFound) {
+				plan := &api.UpgradePlan{Stack: r.Name, Changes: []string{fmt.Sprintf("stack %s: new dependency, installed", r.Name)}}
+				plans = append(plans, plan)
+				if c.Bool("dry-run") {
+					continue
+				}
+				_, idx, err := s.api.InstallStackAt(c.Context, installRequest(r), false)
+				if err != nil {
+					return fmt.Errorf("install stack %s: %w", r.Name, err)
+				}
+				names, since = append(names, r.Name), max(since, idx)
+				continue
+			} else if err != nil {
+				return err
 			}
-			for _, ch := range plan.Changes {
-				fmt.Fprintln(w, ch)
+		}
+		var plan *api.UpgradePlan
+		var idx uint64
+		if c.Bool("dry-run") {
+			plan, err = s.api.UpgradeStack(c.Context, installRequest(r), true)
+		} else {
+			plan, idx, err = s.api.UpgradeStackAt(c.Context, installRequest(r))
+		}
+		if err != nil {
+			return fmt.Errorf("upgrade stack %s: %w", r.Name, err)
+		}
+		if plan.Stack == "" {
+			plan.Stack = r.Name
+		}
+		plans = append(plans, plan)
+		names, since = append(names, r.Name), max(since, idx)
+	}
+	prefix := func(p *api.UpgradePlan, ch string) string {
+		if len(plans) > 1 && !strings.HasPrefix(ch, "stack ") {
+			return "stack " + p.Stack + ": " + ch
+		}
+		return ch
+	}
+	if c.Bool("dry-run") {
+		var out any = plans[len(plans)-1]
+		if len(plans) > 1 {
+			out = plans
+		}
+		return render(c, out, func(w io.Writer) {
+			n := 0
+			for _, p := range plans {
+				for _, ch := range p.Changes {
+					fmt.Fprintln(w, prefix(p, ch))
+					n++
+				}
+			}
+			if n == 0 {
+				fmt.Fprintln(w, "No changes.")
 			}
 		})
 	}
-	for _, ch := range plan.Changes {
-		fmt.Fprintln(c.App.Writer, ch)
+	for _, p := range plans {
+		for _, ch := range p.Changes {
+			fmt.Fprintln(c.App.Writer, prefix(p, ch))
+		}
 	}
 	fmt.Fprintf(c.App.Writer, "Stack %s upgraded.\n", name)
 	if c.Bool("no-wait") {
 		return nil
 	}
-	return waitStacks(c, s, []string{name}, since, c.Duration("timeout"))
+	return waitStacks(c, s, names, since, c.Duration("timeout"))
 }
 
 // waitStacks shows instances converging until every deploy the change at
