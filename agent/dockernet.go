@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 )
@@ -72,6 +73,21 @@ func sameNetwork(cur network.Inspect, spec NetworkSpec) bool {
 	return c.Subnet == spec.Subnet.String() && c.Gateway == spec.Gateway.String() && c.IPRange == spec.Dynamic.String() &&
 		cur.Options["com.docker.network.bridge.name"] == spec.Bridge &&
 		cur.Options["com.docker.network.bridge.gateway_mode_ipv4"] == "nat-unprotected"
+}
+
+// RemoveDockerNetwork removes the engine network name if it exists and no
+// container uses it any more.
+func RemoveDockerNetwork(ctx context.Context, name string) error {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer cli.Close()
+	err = cli.NetworkRemove(ctx, name)
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove engine network %q: %w", name, err)
+	}
+	return nil
 }
 
 // EngineAvailable tells whether a Docker engine answers (DOCKER_HOST or the

@@ -22,6 +22,9 @@ type gossipMeta struct {
 	RaftPort int    `json:"f"`
 	Version  string `json:"v"`
 	Name     string `json:"n"`
+	// PublicAddr is --public-address: peers in other regions reach the
+	// node's WireGuard there.
+	PublicAddr string `json:"p,omitempty"`
 }
 
 // member is a live node as gossip sees it.

@@ -88,6 +88,9 @@ func (n *Node) reconcileMembership(ctx context.Context, rn *raftNode, lastAlive 
 				u.Addr, u.APIPort, u.RaftPort, u.GossipPort, u.Version = m.Addr, m.Meta.APIPort, m.Meta.RaftPort, m.Port, m.Meta.Version
 				changed = true
 			}
+			if m.Meta.PublicAddr != node.PublicAddr {
+				u.PublicAddr, u.SetPublicAddr, changed = m.Meta.PublicAddr, true, true
+			}
 		}
 		if changed {
 			ups = append(ups, u)

@@ -463,17 +463,23 @@ func (n *Node) stackLogs(w http.ResponseWriter, r *http.Request, p *principal) e
 	if _, err := store.Stack(name); err != nil {
 		return err
 	}
-	svcs, err := store.Services(name)
-	if err != nil {
-		return err
-	}
-	var sources []logSource
-	for _, svc := range svcs {
-		src, err := logSources(store, svc)
+	return n.mergeLogs(w, r, q, func() ([]logSource, error) {
+		store, err := n.store()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		sources = append(sources, src...)
-	}
-	return n.mergeLogs(w, r, q, sources)
+		svcs, err := store.Services(name)
+		if err != nil {
+			return nil, err
+		}
+		var sources []logSource
+		for _, svc := range svcs {
+			src, err := logSources(store, svc)
+			if err != nil {
+				return nil, err
+			}
+			sources = append(sources, src...)
+		}
+		return sources, nil
+	})
 }

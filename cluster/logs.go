@@ -71,15 +71,21 @@ func (n *Node) serviceLogs(w http.ResponseWriter, r *http.Request, p *principal)
 	if err != nil {
 		return err
 	}
-	svc, err := store.Service(fsm.ServiceID(r.PathValue("stack"), r.PathValue("service")))
-	if err != nil {
+	id := fsm.ServiceID(r.PathValue("stack"), r.PathValue("service"))
+	if _, err := store.Service(id); err != nil {
 		return err
 	}
-	sources, err := logSources(store, svc)
-	if err != nil {
-		return err
-	}
-	return n.mergeLogs(w, r, q, sources)
+	return n.mergeLogs(w, r, q, func() ([]logSource, error) {
+		store, err := n.store()
+		if err != nil {
+			return nil, err
+		}
+		svc, err := store.Service(id)
+		if err != nil {
+			return nil, err
+		}
+		return logSources(store, svc)
+	})
 }
 
 // logSource is one container's log: its name and the API address of the
@@ -104,43 +110,118 @@ func logSources(store *fsm.Store, svc *fsm.Service) ([]logSource, error) {
 }
 
 // mergeLogs fans out to the node of every source and merges the lines: by
-// time without follow, as they come with follow.
-func (n *Node) mergeLogs(w http.ResponseWriter, r *http.Request, q logQuery, sources []logSource) error {
+// time without follow, as they come with follow (see followLogs).
+func (n *Node) mergeLogs(w http.ResponseWriter, r *http.Request, q logQuery, sources func() ([]logSource, error)) error {
+	srcs, err := sources()
+	if err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	flusher, _ := w.(http.Flusher)
-	lines := make(chan string, 256)
+	if q.follow {
+		return n.followLogs(w, r, q, srcs, sources)
+	}
+	lines := make(chan logLine, 256)
 	var wg sync.WaitGroup
-	for _, src := range sources {
+	for _, src := range srcs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := n.fetchLogs(r.Context(), src.addr, src.name, q, lines); err != nil && r.Context().Err() == nil {
-				lines <- fmt.Sprintf("%s %s kontena: cannot read logs: %v", time.Now().UTC().Format(time.RFC3339Nano), src.name, err)
+				lines <- logLine{src: src.name, text: fmt.Sprintf("%s %s kontena: cannot read logs: %v", time.Now().UTC().Format(time.RFC3339Nano), src.name, err)}
 			}
 		}()
 	}
 	go func() { wg.Wait(); close(lines) }()
-	if q.follow {
-		for l := range lines {
-			if _, err := io.WriteString(w, l+"\n"); err != nil {
+	var all []string
+	for l := range lines {
+		all = append(all, l.text)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i] < all[j] }) // RFC 3339 timestamps sort as text
+	if q.tail > 0 && len(all) > q.tail {
+		all = all[len(all)-q.tail:]
+	}
+	_, err = io.WriteString(w, strings.Join(all, "\n")+trailingNL(all))
+	return err
+}
+
+// logLine is one line of a merged log: its container and its text
+// ("timestamp container message").
+type logLine struct {
+	src, ts, text string
+}
+
+// followRescan is how often a follow looks for instances whose stream
+// ended (the container stopped, was replaced or moved) or that are new.
+const followRescan = time.Second
+
+// followLogs streams the sources' lines as they come, for as long as the
+// client listens. A container's log stream ends when the container stops,
+// so a restart, a replacement or a move would silence the follow: every
+// followRescan the sources are listed again and each one without a stream
+// gets a new one that resumes after the last line it printed (a new
+// instance starts from the query's own tail and since).
+func (n *Node) followLogs(w http.ResponseWriter, r *http.Request, q logQuery, first []logSource, sources func() ([]logSource, error)) error {
+	ctx := r.Context()
+	flusher, _ := w.(http.Flusher)
+	lines := make(chan logLine, 256)
+	ended := make(chan string, 64)
+	streaming := map[string]bool{}
+	last := map[string]time.Time{} // container -> time of its last line
+	open := func(src logSource) {
+		sq := q
+		if ts, ok := last[src.name]; ok {
+			sq.since, sq.tail = ts.Format(time.RFC3339Nano), 0 // the rest of it (0: no tail limit)
+		}
+		streaming[src.name] = true
+		go func() {
+			err := n.fetchLogs(ctx, src.addr, src.name, sq, lines)
+			if err != nil && ctx.Err() == nil {
+				n.log.Debug("follow logs", "container", src.name, "err", err)
+			}
+			select {
+			case ended <- src.name:
+			case <-ctx.Done():
+			}
+		}()
+	}
+	for _, src := range first {
+		open(src)
+	}
+	tick := time.NewTicker(followRescan)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case name := <-ended:
+			delete(streaming, name)
+		case <-tick.C:
+			srcs, err := sources()
+			if err != nil {
+				continue // the service may be gone for a moment (upgrade); keep what streams
+			}
+			for _, src := range srcs {
+				if !streaming[src.name] {
+					open(src)
+				}
+			}
+		case l := <-lines:
+			// A resumed stream repeats lines at its since time: Docker's
+			// since is inclusive.
+			if ts, err := time.Parse(time.RFC3339Nano, l.ts); err == nil {
+				if prev, ok := last[l.src]; ok && !ts.After(prev) {
+					continue
+				}
+				last[l.src] = ts
+			}
+			if _, err := io.WriteString(w, l.text+"\n"); err != nil {
 				return nil
 			}
 			if flusher != nil {
 				flusher.Flush()
 			}
 		}
-		return nil
 	}
-	var all []string
-	for l := range lines {
-		all = append(all, l)
-	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i] < all[j] }) // RFC 3339 timestamps sort as text
-	if q.tail > 0 && len(all) > q.tail {
-		all = all[len(all)-q.tail:]
-	}
-	_, err := io.WriteString(w, strings.Join(all, "\n")+trailingNL(all))
-	return err
 }
 
 func trailingNL(lines []string) string {
@@ -151,7 +232,7 @@ func trailingNL(lines []string) string {
 }
 
 // fetchLogs reads one container's log lines from the node that runs it.
-func (n *Node) fetchLogs(ctx context.Context, addr, name string, q logQuery, out chan<- string) error {
+func (n *Node) fetchLogs(ctx context.Context, addr, name string, q logQuery, out chan<- logLine) error {
 	u := api.BaseURL(addr) + "/v1/internal/containers/" + url.PathEscape(name) + "/logs?" + q.values().Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -171,7 +252,7 @@ func (n *Node) fetchLogs(ctx context.Context, addr, name string, q logQuery, out
 	for sc.Scan() {
 		ts, msg, _ := strings.Cut(sc.Text(), " ")
 		select {
-		case out <- ts + " " + name + " " + msg:
+		case out <- logLine{src: name, ts: ts, text: ts + " " + name + " " + msg}:
 		case <-ctx.Done():
 			return nil
 		}

@@ -36,19 +36,27 @@ const (
 // grid state but never needs it to keep serving: the last network map is
 // cached on disk and a restarted node resumes from it.
 type dataPlane struct {
-	n       *Node
-	key     wgtypes.Key
+	n   *Node
+	key wgtypes.Key // set before the data plane is shared, never changed
+
+	// applyMu serializes apply (which may take seconds to bring the device
+	// up); mu guards the fields below for readers such as `node show`.
+	// Fields are written with both held, so apply may read them with
+	// applyMu alone.
+	applyMu sync.Mutex
+	mu      sync.Mutex
 	enabled bool
 	reason  string // why the overlay is off
-
-	mu    sync.Mutex
-	dev   *overlay.Device
+	dev     *overlay.Device
 	alloc *overlay.Allocator
-	res   *dns.Server
-	self  api.NetNode
-	nm    *api.NetMap
-	ready chan struct{} // closed once the agent may create containers
-	once  sync.Once
+	res     *dns.Server
+	self    api.NetNode
+	nm      *api.NetMap
+	ready   chan struct{} // closed once the agent may create containers
+	once    sync.Once
+	// fwd is what the forwarding rules were installed for (repaired
+	// periodically, removed when the node leaves the grid).
+	fwdSubnet, fwdGrid netip.Prefix
 }
 
 func newDataPlane(n *Node) *dataPlane {
@@ -65,7 +73,23 @@ func newDataPlane(n *Node) *dataPlane {
 			dp.enabled = true
 		}
 	}
+	if dp.enabled {
+		key, err := overlay.LoadOrCreateKey(filepath.Join(n.cfg.DataDir, "wireguard.key"))
+		if err != nil {
+			n.log.Error("overlay off: WireGuard key", "err", err)
+			dp.enabled, dp.reason = false, err.Error()
+		} else {
+			dp.key = key
+		}
+	}
 	return dp
+}
+
+// isEnabled tells whether the node runs (or tries to run) the overlay.
+func (dp *dataPlane) isEnabled() bool {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	return dp.enabled
 }
 
 func (dp *dataPlane) markReady() { dp.once.Do(func() { close(dp.ready) }) }
@@ -76,25 +100,20 @@ func (dp *dataPlane) cachePath() string { return filepath.Join(dp.n.cfg.DataDir,
 func (dp *dataPlane) run(ctx context.Context) {
 	n := dp.n
 	defer dp.close()
-	if dp.enabled {
-		key, err := overlay.LoadOrCreateKey(filepath.Join(n.cfg.DataDir, "wireguard.key"))
-		if err != nil {
-			n.log.Error("overlay off: WireGuard key", "err", err)
-			dp.enabled, dp.reason = false, err.Error()
-		} else {
-			dp.key = key
-		}
-	}
 	if !dp.enabled {
 		n.log.Warn("overlay network is off: containers use the engine's default bridge and cannot reach other nodes' containers", "reason", dp.reason)
 	}
 	if data, err := os.ReadFile(dp.cachePath()); err == nil {
 		var nm api.NetMap
 		if json.Unmarshal(data, &nm) == nil {
+			if !dp.enabled {
+				dp.dropStaleForwarding(nm)
+			}
 			n.log.Info("network: resuming from the cached network map", "peers", len(nm.Peers), "records", len(nm.Records))
 			dp.apply(ctx, &nm)
 		}
 	}
+	go dp.repairLoop(ctx)
 	self := api.NewClientTLS([]string{net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.APIPort))}, n.clientTLS, "")
 	var last [32]byte
 	watchSelf(ctx, n, self, "/v1/nodes/"+url.PathEscape(n.id.Name)+"/netmap", "network map", func(nm *api.NetMap) {
@@ -117,7 +136,7 @@ func (dp *dataPlane) run(ctx context.Context) {
 // state has others.
 func (dp *dataPlane) announce(ctx context.Context, self *api.Client, nm *api.NetMap) {
 	want := api.OverlaySetRequest{}
-	if dp.enabled {
+	if dp.isEnabled() {
 		want = api.OverlaySetRequest{PublicKey: dp.key.PublicKey().String(), Port: dp.n.cfg.WireGuardPort}
 		dp.mu.Lock()
 		if dp.dev != nil {
@@ -138,19 +157,23 @@ func (dp *dataPlane) announce(ctx context.Context, self *api.Client, nm *api.Net
 // apply brings the data plane to nm: device up once the node knows its
 // subnet, peers reconciled, DNS records swapped.
 func (dp *dataPlane) apply(ctx context.Context, nm *api.NetMap) {
-	dp.mu.Lock()
-	defer dp.mu.Unlock()
+	dp.applyMu.Lock()
+	defer dp.applyMu.Unlock()
 	log := dp.n.log.With("component", "network")
+	dp.mu.Lock()
 	dp.nm = nm
+	dp.mu.Unlock()
 	if dp.enabled && dp.dev == nil && nm.Self.Subnet != "" {
 		if err := dp.up(ctx, nm); err != nil {
 			if dp.n.cfg.Overlay != "on" && (errors.Is(err, overlay.ErrNoTUN) || errors.Is(err, overlay.ErrUnsupported)) {
 				// This machine cannot have the overlay at all: run the
 				// containers without it rather than not at all.
 				log.Error("overlay network is off: this machine cannot run it; start with --overlay on to insist", "err", err)
+				dp.mu.Lock()
 				dp.enabled, dp.reason = false, err.Error()
+				dp.mu.Unlock()
 			} else {
-				log.Error("overlay network could not start; containers wait for it (retried every 30 s)", "err", err)
+				log.Error("overlay network could not start; containers wait for it (tried again on the next network map change)", "err", err)
 			}
 		}
 	}
@@ -214,7 +237,7 @@ func toPeer(p api.NetPeer) (overlay.Peer, error) {
 }
 
 // up starts the WireGuard device, the engine network and the forwarding
-// rules, and opens the address allocator. Called with dp.mu held.
+// rules, and opens the address allocator. Called with dp.applyMu held.
 func (dp *dataPlane) up(ctx context.Context, nm *api.NetMap) error {
 	subnet, err := netip.ParsePrefix(nm.Self.Subnet)
 	if err != nil {
@@ -236,7 +259,9 @@ func (dp *dataPlane) up(ctx context.Context, nm *api.NetMap) error {
 	if dp.n.cfg.NoContainers || !agent.EngineAvailable(ctx) {
 		// No containers here: the node still routes its VPN clients and
 		// reaches the overlay itself, but has no container network.
+		dp.mu.Lock()
 		dp.dev, dp.self = dev, nm.Self
+		dp.mu.Unlock()
 		dp.n.log.Info("overlay network up (no container engine: no container network)", "interface", dev.Name(), "mode", dev.Mode(), "address", addr)
 		dp.markReady()
 		return nil
@@ -255,8 +280,11 @@ func (dp *dataPlane) up(ctx context.Context, nm *api.NetMap) error {
 		dev.Close()
 		return err
 	}
+	dp.mu.Lock()
 	dp.dev, dp.alloc = dev, alloc
 	dp.self = nm.Self
+	dp.fwdSubnet, dp.fwdGrid = subnet, grid
+	dp.mu.Unlock()
 	dp.n.log.Info("overlay network up", "interface", dev.Name(), "mode", dev.Mode(), "address", addr, "subnet", subnet, "grid", grid)
 	dp.markReady()
 	return nil
@@ -285,10 +313,87 @@ func (dp *dataPlane) startDNS(ctx context.Context, nm *api.NetMap) {
 		res.Close()
 		return
 	}
+	dp.mu.Lock()
 	dp.res = res
+	dp.mu.Unlock()
+}
+
+// containerDNS is the resolver containers are given: the node's own, when
+// it answers on the overlay address at port 53 (what a container's
+// resolv.conf can name); otherwise none, and containers use the engine's
+// default (the host's resolvers) rather than an address nobody answers on.
+func (dp *dataPlane) containerDNS() []string {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.res == nil {
+		return nil
+	}
+	want := net.JoinHostPort(dp.self.Address, "53")
+	for _, a := range dp.res.Addrs() {
+		if a.String() == want {
+			return []string{dp.self.Address}
+		}
+	}
+	return nil
+}
+
+// forwardingRepair is how often the node checks its forwarding rules (an
+// operator's iptables flush, a firewall reload).
+const forwardingRepair = 30 * time.Second
+
+// repairLoop puts back forwarding rules someone removed.
+func (dp *dataPlane) repairLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(forwardingRepair):
+		}
+		dp.mu.Lock()
+		subnet, grid := dp.fwdSubnet, dp.fwdGrid
+		dp.mu.Unlock()
+		if subnet.IsValid() {
+			if err := overlay.EnsureForwarding(overlayIface, subnet, grid); err != nil {
+				dp.n.log.Warn("repair overlay forwarding rules", "err", err)
+			}
+		}
+	}
+}
+
+// dropStaleForwarding removes the rules an earlier run with the overlay on
+// left behind for the cached subnet, now that it is off.
+func (dp *dataPlane) dropStaleForwarding(nm api.NetMap) {
+	subnet, err1 := netip.ParsePrefix(nm.Self.Subnet)
+	grid, err2 := netip.ParsePrefix(nm.GridSubnet)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	if err := overlay.RemoveForwarding(overlayIface, subnet, grid); err != nil {
+		dp.n.log.Debug("remove forwarding rules of an earlier run", "err", err)
+	}
+}
+
+// leave undoes what the data plane put on the host, for a node removed
+// from the grid: the forwarding rules and the engine network (its
+// containers are gone by then). Addresses and keys stay in the data dir,
+// which the operator deletes to join again.
+func (dp *dataPlane) leave(ctx context.Context) {
+	dp.mu.Lock()
+	subnet, grid := dp.fwdSubnet, dp.fwdGrid
+	dp.mu.Unlock()
+	if subnet.IsValid() {
+		if err := overlay.RemoveForwarding(overlayIface, subnet, grid); err != nil {
+			dp.n.log.Warn("remove overlay forwarding rules", "err", err)
+		}
+	}
+	if err := agent.RemoveDockerNetwork(ctx, overlayNetwork); err != nil {
+		dp.n.log.Warn("remove the overlay's engine network", "err", err)
+	}
 }
 
 func (dp *dataPlane) close() {
+	dp.applyMu.Lock()
+	defer dp.applyMu.Unlock()
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
 	if dp.res != nil {
@@ -349,14 +454,14 @@ func (dp *dataPlane) network(ctx context.Context) (agent.Network, error) {
 	if dp.dev == nil || dp.alloc == nil {
 		return nil, nil
 	}
-	return &overlayNet{alloc: dp.alloc, grid: dp.nm.Grid, dns: []string{dp.self.Address}}, nil
+	return &overlayNet{alloc: dp.alloc, grid: dp.nm.Grid, dns: dp.containerDNS}, nil
 }
 
 // overlayNet attaches containers to the node's overlay network.
 type overlayNet struct {
 	alloc *overlay.Allocator
 	grid  string
-	dns   []string
+	dns   func() []string
 }
 
 func (o *overlayNet) Attach(s agent.ContainerSpec) (agent.Attachment, error) {
@@ -370,7 +475,7 @@ func (o *overlayNet) Attach(s agent.ContainerSpec) (agent.Attachment, error) {
 }
 
 func (o *overlayNet) Hook(s agent.ContainerSpec) agent.Attachment {
-	return agent.Attachment{Network: overlayNetwork, DNS: o.dns,
+	return agent.Attachment{Network: overlayNetwork, DNS: o.dns(),
 		DNSSearch: []string{s.Stack + "." + o.grid + "." + dns.DefaultDomain, o.grid + "." + dns.DefaultDomain}}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/kontena-ng/kontena/agent"
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/cluster/pki"
 	"github.com/kontena-ng/kontena/fsm"
@@ -104,7 +105,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	n := &Node{cfg: cfg, log: cfg.Log.With("node", id.Name), id: id, removed: make(chan struct{}),
 		rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))}
-	if err := n.start(ctx, boot, peers); err != nil {
+	// The node's loops end with nctx, before a removed node cleans up after
+	// itself (its agent must not start what leave removes).
+	nctx, stopLoops := context.WithCancel(ctx)
+	defer stopLoops()
+	if err := n.start(nctx, boot, peers); err != nil {
 		n.stop()
 		return err
 	}
@@ -114,7 +119,9 @@ func Run(ctx context.Context, cfg Config) error {
 		n.stop()
 		return nil
 	case <-n.removed:
+		stopLoops()
 		n.stop()
+		n.leave()
 		return fmt.Errorf("%w: node %s was removed from grid %s; to bring this machine back, delete %s and join again with a token",
 			ErrRemoved, id.Name, id.Grid, cfg.DataDir)
 	}
@@ -151,6 +158,8 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 	if err != nil {
 		return fmt.Errorf("listen for the API: %w (is another node using port %d?)", err, n.cfg.APIPort)
 	}
+	// Handlers read the data plane (node show, grid show): make it first.
+	n.dp = newDataPlane(n)
 	n.http = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
 	go func() {
 		if err := n.http.Serve(tls.NewListener(ln, n.apiTLS)); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -158,7 +167,7 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 		}
 	}()
 
-	meta := gossipMeta{Role: id.Role, APIPort: n.cfg.APIPort, RaftPort: n.cfg.RaftPort, Version: Version, Name: id.Name}
+	meta := gossipMeta{Role: id.Role, APIPort: n.cfg.APIPort, RaftPort: n.cfg.RaftPort, Version: Version, Name: id.Name, PublicAddr: n.cfg.PublicAddr}
 	g, err := startGossip(id.ID, n.cfg.BindAddr, n.cfg.AdvertiseAddr, n.cfg.GossipPort, id.gossipKey, meta, n.cfg.Timing, n.log)
 	if err != nil {
 		return err
@@ -182,7 +191,6 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 	}
 	go n.reconnectLoop(ctx, peers)
 	go n.leaderLoop(ctx)
-	n.dp = newDataPlane(n)
 	go n.dp.run(ctx)
 	if !n.cfg.NoContainers {
 		go n.agentLoop(ctx)
@@ -203,6 +211,31 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 		n.cfg.OnReady(info)
 	}
 	return nil
+}
+
+// leave is what a node removed from the grid does before it exits: the grid
+// runs its instances elsewhere now, so its containers go; so do the
+// overlay's rules and engine network, and the cached assignments a restart
+// would otherwise run again.
+func (n *Node) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_ = os.Remove(filepath.Join(n.cfg.DataDir, fileAssignments))
+	if !n.cfg.NoContainers {
+		if rt, closeRT, err := agent.NewDockerRuntime(ctx, n.log); err == nil {
+			a, err := agent.New(agent.Config{Runtime: rt, Logger: n.log.With("component", "agent"),
+				Node: agent.NodeInfo{NodeID: n.id.ID, NodeName: n.id.Name, GridName: n.id.Grid}})
+			if err == nil {
+				if err := a.Reconcile(ctx, nil); err != nil {
+					n.log.Warn("remove this node's containers", "err", err)
+				}
+			}
+			closeRT()
+		}
+	}
+	if n.dp != nil {
+		n.dp.leave(ctx)
+	}
 }
 
 func (n *Node) stop() {

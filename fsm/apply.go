@@ -389,6 +389,9 @@ func (a *applier) nodeStatus(c *NodeStatus) (any, error) {
 		if u.Version != "" {
 			n.Version = u.Version
 		}
+		if u.SetPublicAddr {
+			n.PublicAddr = u.PublicAddr
+		}
 		n.ModifyIndex = a.index
 		if err := a.txn.Insert(tableNodes, n); err != nil {
 			return nil, err
@@ -433,18 +436,32 @@ func (a *applier) nodeRemove(c *NodeRemove) (any, error) {
 		return nil, err
 	}
 	// Remember the ID so a removed node that comes back can be told to stop.
+	// VPN clients whose tunnel ended on it have nowhere to go: they are
+	// revoked with it (their addresses freed).
+	var revoked []string
 	if raw, _ := a.txn.First(tableGrid, "id"); raw != nil {
 		g := *raw.(*Grid)
 		g.RemovedNodes = append(slices.Clone(g.RemovedNodes), n.ID)
 		if len(g.RemovedNodes) > maxRemovedNodes {
 			g.RemovedNodes = g.RemovedNodes[len(g.RemovedNodes)-maxRemovedNodes:]
 		}
+		g.VPNPeers = slices.DeleteFunc(slices.Clone(g.VPNPeers), func(p VPNPeer) bool {
+			if p.NodeID == n.ID {
+				revoked = append(revoked, p.Name)
+				return true
+			}
+			return false
+		})
 		g.ModifyIndex = a.index
 		if err := a.txn.Insert(tableGrid, &g); err != nil {
 			return nil, err
 		}
 	}
-	return n, a.event("node.removed", "node/"+n.Name, fmt.Sprintf("node %s removed", n.Name))
+	msg := fmt.Sprintf("node %s removed", n.Name)
+	if len(revoked) > 0 {
+		msg += fmt.Sprintf("; VPN clients %s revoked with it (create them again through another node)", strings.Join(revoked, ", "))
+	}
+	return n, a.event("node.removed", "node/"+n.Name, msg)
 }
 
 func (a *applier) tokenCreate(c *TokenCreate) (any, error) {

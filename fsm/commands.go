@@ -247,6 +247,10 @@ type NodeStatusUpdate struct {
 	RaftPort   int       `json:"raft_port,omitempty"`
 	GossipPort int       `json:"gossip_port,omitempty"`
 	Version    string    `json:"version,omitempty"`
+	// PublicAddr, when SetPublicAddr, is the node's --public-address now
+	// ("" = none): it may change across restarts.
+	PublicAddr    string `json:"public_addr,omitempty"`
+	SetPublicAddr bool   `json:"set_public_addr,omitempty"`
 }
 
 // NodeStatus carries a batch of status changes found in one membership pass.

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -82,5 +83,31 @@ func TestOverlaySubnetsAndVPN(t *testing.T) {
 	g, _ := s.Grid()
 	if len(g.VPNPeers) != 2 {
 		t.Fatalf("vpn peers %+v, want desk and phone", g.VPNPeers)
+	}
+
+	// A client through n4; removing n4 revokes it, not those through n1.
+	if _, err := apply(&NodeOverlaySet{ID: "id-n4", PublicKey: "pub4", Port: 9703}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := apply(&VPNCreate{Name: "via4", PublicKey: "vk8", NodeID: "id-n4"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := apply(&NodeStatus{Updates: []NodeStatusUpdate{{ID: "id-n4", Status: StatusOffline}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := apply(&NodeRemove{ID: "id-n4"}); err != nil {
+		t.Fatal(err)
+	}
+	g, _ = s.Grid()
+	var names []string
+	for _, p := range g.VPNPeers {
+		names = append(names, p.Name)
+	}
+	if strings.Join(names, ",") != "desk,phone" {
+		t.Fatalf("vpn peers after removing n4: %v, want desk,phone", names)
+	}
+	evs, _ := s.Events(0)
+	if last := evs[len(evs)-1]; !strings.Contains(last.Message, "VPN clients via4 revoked") {
+		t.Fatalf("removal event %q does not name the revoked client", last.Message)
 	}
 }

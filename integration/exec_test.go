@@ -26,7 +26,7 @@ const toolsStack = `stack: it/tools
 version: 1.0.0
 services:
   box:
-    image: kontena-it-busybox
+    image: kontena-demo-busybox
     command: sh -c 'echo started on $$KONTENA_NODE_NAME; while true; do sleep 1; done'
     instances: 1
     stop_signal: SIGKILL

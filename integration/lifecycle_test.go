@@ -25,7 +25,7 @@ const lifecycleStack = `stack: it/life
 version: 1.0.0
 services:
   web:
-    image: kontena-it-busybox
+    image: kontena-demo-busybox
     command: sh -c 'busybox mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www'
     instances: 3
     stop_signal: SIGKILL
@@ -37,18 +37,21 @@ services:
       timeout: 2
       initial_delay: 2
   worker:
-    image: kontena-it-busybox
+    image: kontena-demo-busybox
     command: sh -c 'while true; do echo "tick $$KONTENA_SERVICE_INSTANCE_NUMBER on $$KONTENA_NODE_NAME"; sleep 2; done'
     instances: 1
     stop_signal: SIGKILL
     deploy:
       strategy: daemon
   db:
-    image: kontena-it-busybox
+    image: kontena-demo-busybox
     command: sh -c 'sleep 5; exec httpd -f -p 5432'
     instances: 1
     stop_signal: SIGKILL
+    affinity:
+      - node!=l1
     deploy:
+      strategy: random
       wait_for_port: 5432
 `
 
@@ -164,6 +167,23 @@ func TestLifecycle(t *testing.T) {
 		db := tg.serviceInfo(ctx, t, "life/db")
 		if db.Status != "running" || len(db.Instances) != 1 || db.Instances[0].Actual.WaitPort != "open" {
 			t.Fatalf("db after the deploy: %+v", db)
+		}
+		// random, with affinity node!=l1: l2 or l3.
+		if n := db.Instances[0].Node; n != "l2" && n != "l3" {
+			t.Fatalf("db (random, node!=l1) placed on %s", n)
+		}
+	})
+
+	t.Run("random keeps its node across a forced redeploy", func(t *testing.T) {
+		before, where := gridContainers(ctx, t, tg, names, "life.db-")
+		out := tg.mustCLI(ctx, "service", "deploy", "life/db", "--force", "--timeout", "3m")
+		if !strings.Contains(out, "Deployed.") {
+			t.Fatalf("deploy --force output:\n%s", out)
+		}
+		after, whereNow := gridContainers(ctx, t, tg, names, "life.db-")
+		if whereNow["life.db-1"] != where["life.db-1"] || after["life.db-1"].ID == before["life.db-1"].ID {
+			t.Fatalf("db-1 was on %s (%s), now on %s (%s): want a new container on the same node",
+				where["life.db-1"], before["life.db-1"].ID, whereNow["life.db-1"], after["life.db-1"].ID)
 		}
 	})
 

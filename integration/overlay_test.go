@@ -23,14 +23,14 @@ import (
 const overlayStack = `stack: it/net
 services:
   web:
-    image: kontena-it-busybox
+    image: kontena-demo-busybox
     command: sh -c 'mkdir -p /www && echo payload-$$KONTENA_NODE_NAME-c0ffee > /www/index.html && exec httpd -f -vv -p 8080 -h /www'
     instances: 2
     affinity:
       - node!=o1
     stop_signal: SIGKILL
   client:
-    image: kontena-it-busybox
+    image: kontena-demo-busybox
     command: sleep 1000000
     deploy:
       strategy: daemon
@@ -68,8 +68,17 @@ func TestOverlay(t *testing.T) {
 	defer cancel()
 	names := []string{"o1", "o2", "o3"}
 	tg := newDockerGrid(ctx, t, "ovl", names...)
+	// o1 forwards to an upstream given with --dns-upstream; o2 and o3 to
+	// the one their host's /etc/resolv.conf names (port 53 on the test
+	// host), as a node on a real machine does.
 	upstream := upstreamDNS(t, tg.g.Gateway()+":0")
-	tg.start(ctx, []string{"--dns-upstream", upstream}, []string{"--dns-upstream", upstream})
+	upstreamDNS(t, tg.g.Gateway()+":53")
+	for _, name := range names[1:] {
+		if _, errOut, code, err := tg.nodes[name].Exec(ctx, "sh", "-c", "echo nameserver "+tg.g.Gateway()+" > /etc/resolv.conf"); err != nil || code != 0 {
+			t.Fatalf("resolv.conf on %s: %v %s", name, err, errOut)
+		}
+	}
+	tg.start(ctx, []string{"--dns-upstream", upstream}, nil)
 	file := filepath.Join(t.TempDir(), "kontena.yml")
 	must(t, os.WriteFile(file, []byte(overlayStack), 0o644))
 	tg.mustCLI(ctx, "stack", "install", file, "--timeout", "3m")
@@ -212,38 +221,122 @@ func TestOverlay(t *testing.T) {
 		if out := dig("o3", "nope.net.ovl.kontena.local"); !strings.Contains(out, "status: NXDOMAIN") {
 			t.Fatalf("unknown name:\n%s", out)
 		}
-		if got := digSet("o3", "outside.example"); !slices.Equal(got, []string{"192.0.2.7"}) {
-			t.Fatalf("forwarded name = %v, want the upstream's 192.0.2.7", got)
-		}
-		out, err := execIn("o3", clientOn("o3"), "nslookup", "web.net.ovl.kontena.local")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ip := range want {
-			if !strings.Contains(out, ip) {
-				t.Fatalf("nslookup in a container lacks %s:\n%s", ip, out)
+		for _, node := range []string{"o1", "o3"} { // --dns-upstream, and the host's resolv.conf
+			if got := digSet(node, "outside.example"); !slices.Equal(got, []string{"192.0.2.7"}) {
+				t.Fatalf("forwarded name on %s = %v, want the upstream's 192.0.2.7", node, got)
 			}
+		}
+		client := clientOn("o3")
+		for _, name := range []string{"web.net.ovl.kontena.local", "web"} { // full, and short through the search path
+			out, err := execIn("o3", client, "nslookup", name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ip := range want {
+				if !strings.Contains(out, ip) {
+					t.Fatalf("nslookup %s in a container lacks %s:\n%s", name, ip, out)
+				}
+			}
+		}
+		if out, err := execIn("o3", client, "nslookup", "outside.example"); err != nil || !strings.Contains(out, "192.0.2.7") {
+			t.Fatalf("forwarded name from a container: %v\n%s", err, out)
+		}
+		out, errOut, code, err := tg.nodes["o3"].Exec(ctx, "docker", "exec", client, "nslookup", "nope.net.ovl.kontena.local")
+		if err != nil || code == 0 || !strings.Contains(out+errOut, "NXDOMAIN") {
+			t.Fatalf("unknown name from a container: exit %d %v\n%s%s", code, err, out, errOut)
+		}
+		conf, err := execIn("o3", client, "cat", "/etc/resolv.conf")
+		if err != nil || !regexpLine(conf, `search net\.ovl\.kontena\.local ovl\.kontena\.local`) {
+			t.Fatalf("container resolv.conf lacks the grid's search path: %v\n%s", err, conf)
 		}
 	})
 
-	t.Run("DNS follows a scale", func(t *testing.T) {
+	t.Run("DNS follows a scale and a death", func(t *testing.T) {
+		// Poll o1's resolver (a node that runs no web instance) while the
+		// scale runs, and time the change from when the instance's node
+		// reported it running (its state's "at", stamped by that node).
+		// wait returns when the resolver first answered n addresses, or
+		// zero if it did not within limit.
+		watch := func(n int) (wait func(limit time.Duration) time.Time) {
+			done := make(chan time.Time, 1)
+			quit := make(chan struct{})
+			go func() {
+				for {
+					select {
+					case <-quit:
+						done <- time.Time{}
+						return
+					default:
+					}
+					out, _, code, _ := tg.nodes["o1"].Exec(ctx, "dig", "+short", "+time=1", "+tries=1", "@"+overlayAddr["o1"], "web.net.ovl.kontena.local")
+					if code == 0 && len(strings.Fields(out)) == n {
+						done <- time.Now()
+						return
+					}
+				}
+			}()
+			return func(limit time.Duration) time.Time {
+				select {
+				case at := <-done:
+					return at
+				case <-time.After(limit):
+					close(quit)
+					return <-done
+				}
+			}
+		}
+		wait := watch(3)
 		start := time.Now()
 		tg.mustCLI(ctx, "service", "scale", "net/web", "3", "--timeout", "3m")
-		deployed := time.Now()
 		var seenAt time.Time
 		eventually(t, 10*time.Second, "three web addresses in DNS on o1", func() error {
 			if got := digSet("o1", "web.net.ovl.kontena.local"); len(got) != 3 {
 				return fmt.Errorf("dig web = %v", got)
 			}
-			seenAt = time.Now()
 			return nil
 		})
-		t.Logf("MEASURED DNS after scale 2->3: in DNS %s after the CLI saw the instance running (%s after the scale command)",
-			seenAt.Sub(deployed).Round(time.Millisecond), seenAt.Sub(start).Round(time.Millisecond))
-		tg.mustCLI(ctx, "service", "scale", "net/web", "2", "--timeout", "3m")
+		seenAt = wait(5 * time.Second)
+		var reported time.Time
+		for _, in := range tg.serviceInfo(ctx, t, "net/web").Instances {
+			if in.Number == 3 {
+				reported = in.Actual.At
+			}
+		}
+		t.Logf("MEASURED DNS after scale 2->3: the new instance in DNS on another node %s after its node reported it running (%s after the scale command)",
+			seenAt.Sub(reported).Round(time.Millisecond), seenAt.Sub(start).Round(time.Millisecond))
+
+		wait = watch(2)
+		start = time.Now()
+		tg.mustCLI(ctx, "service", "scale", "net/web", "2", "--no-wait")
 		eventually(t, 10*time.Second, "two web addresses in DNS after scaling down", func() error {
 			if got := digSet("o1", "web.net.ovl.kontena.local"); len(got) != 2 {
 				return fmt.Errorf("dig web = %v", got)
+			}
+			return nil
+		})
+		t.Logf("MEASURED DNS after scale 3->2: the removed instance out of DNS %s after the scale command", wait(5*time.Second).Sub(start).Round(time.Millisecond))
+
+		// A killed instance leaves DNS until its agent has it running again.
+		var victim, node string
+		for k := range webIPs() {
+			node, victim, _ = strings.Cut(k, "/")
+			break
+		}
+		ipsBefore := digSet("o1", "web.net.ovl.kontena.local")
+		wait = watch(1)
+		killed := time.Now()
+		_, errOut, code, err := tg.nodes[node].Exec(ctx, "docker", "kill", victim)
+		if err != nil || code != 0 {
+			t.Fatalf("docker kill %s: %v %s", victim, err, errOut)
+		}
+		if gone := wait(5 * time.Second); !gone.IsZero() {
+			t.Logf("MEASURED DNS after docker kill of %s: out of DNS %s after the kill", victim, gone.Sub(killed).Round(time.Millisecond))
+		} else {
+			t.Logf("MEASURED DNS after docker kill of %s: its agent restarted it before DNS dropped it", victim)
+		}
+		eventually(t, 30*time.Second, "both web addresses back in DNS", func() error {
+			if got := digSet("o1", "web.net.ovl.kontena.local"); !slices.Equal(got, ipsBefore) {
+				return fmt.Errorf("dig web = %v, want %v", got, ipsBefore)
 			}
 			return nil
 		})
@@ -342,9 +435,17 @@ printf 'nameserver %s\nsearch %s\n' > /etc/resolv.conf`, address, strings.TrimSp
 		})
 	})
 
-	t.Run("with the master frozen, traffic, DNS and a restarted node keep working", func(t *testing.T) {
+	t.Run("with every master frozen, then stopped, traffic, DNS and a restarted node keep working", func(t *testing.T) {
+		// o1 is the grid's only voter: freezing it (a hung machine: its
+		// kernel still answers) and then stopping its kontena process (a
+		// crashed master) leaves no master at all.
 		must(t, tg.nodes["o1"].Pause(ctx))
-		defer func() { must(t, tg.nodes["o1"].Unpause(ctx)) }()
+		paused := true
+		defer func() {
+			if paused {
+				must(t, tg.nodes["o1"].Unpause(ctx))
+			}
+		}()
 		client := clientOn("o2")
 		check := func() error {
 			got := digSet("o2", "web.net.ovl.kontena.local")
@@ -363,18 +464,40 @@ printf 'nameserver %s\nsearch %s\n' > /etc/resolv.conf`, address, strings.TrimSp
 		}
 		time.Sleep(3 * time.Second) // long enough for gossip to see the master gone
 		must(t, check())
+		must(t, tg.nodes["o1"].Unpause(ctx))
+		paused = false
+		must(t, tg.nodes["o1"].KillDaemon(ctx))
+		if _, errOut, code := tg.cli(ctx, "node", "ls"); code != 4 {
+			t.Fatalf("with no master the CLI must say so (exit 4), got exit %d: %s", code, errOut)
+		}
+		time.Sleep(3 * time.Second)
+		must(t, check())
 		// A node restarted while no master answers resumes from its cached
-		// network map: tunnel, addresses and resolver come back.
-		must(t, tg.nodes["o3"].KillDaemon(ctx))
-		must(t, tg.nodes["o3"].StartDaemon(ctx, upArgs("o3", tg.nodes["o3"].IP(), "--dns-upstream", upstream)...))
+		// network map (tunnel, addresses, resolver) and its cached
+		// assignments (a container that dies is started again).
+		o3 := tg.nodes["o3"]
+		must(t, o3.KillDaemon(ctx))
+		must(t, o3.StartDaemon(ctx, upArgs("o3", o3.IP())...))
 		eventually(t, 30*time.Second, "o3 serves DNS again from its cache", func() error {
-			out, _, code, err := tg.nodes["o3"].Exec(ctx, "dig", "+short", "+time=1", "+tries=1", "@"+overlayAddr["o3"], "web.net.ovl.kontena.local")
+			out, _, code, err := o3.Exec(ctx, "dig", "+short", "+time=1", "+tries=1", "@"+overlayAddr["o3"], "web.net.ovl.kontena.local")
 			if err != nil || code != 0 || len(strings.Fields(out)) != 2 {
 				return fmt.Errorf("dig on o3: %q %v", out, err)
 			}
 			return nil
 		})
 		eventually(t, 30*time.Second, "cross-node traffic after o3's restart", check)
+		victim := clientOn("o3")
+		if _, errOut, code, err := o3.Exec(ctx, "docker", "kill", victim); err != nil || code != 0 {
+			t.Fatalf("docker kill %s: %v %s", victim, err, errOut)
+		}
+		eventually(t, 60*time.Second, victim+" running again with no master", func() error {
+			if _, ok := containers(ctx, t, o3)[victim]; !ok {
+				return fmt.Errorf("%s not running", victim)
+			}
+			return nil
+		})
+		must(t, tg.nodes["o1"].StartDaemon(ctx, upArgs("o1", tg.nodes["o1"].IP(), "--dns-upstream", upstream)...))
+		tg.waitNode(ctx, "o3", "online", 60*time.Second)
 	})
 }
 

@@ -18,50 +18,19 @@ import (
 	"github.com/kontena-ng/kontena/integration/harness"
 )
 
-// demoImage is a ~2 MB busybox image built on the host with no registry;
-// every node's own engine gets it with docker save | docker load.
-const demoImage = "kontena-it-busybox"
+// demoImage is the ~2 MB busybox image of examples/demo, built on the host
+// by the same script `make up` runs (no registry); every node's own engine
+// gets it with docker save | docker load.
+const demoImage = "kontena-demo-busybox"
 
 var buildDockerImage = sync.OnceValues(func() (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := buildBusybox(ctx); err != nil {
-		return "", err
+	if out, err := exec.CommandContext(ctx, "bash", "../examples/demo/build-image.sh", demoImage).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("examples/demo/build-image.sh: %v: %s", err, out)
 	}
 	return harness.BuildNodeImage(ctx, harness.ImageOptions{KontenaBinary: kontenaBin, WithDocker: true})
 })
-
-func buildBusybox(ctx context.Context) error {
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		return fmt.Errorf("busybox-static is needed to build the demo image: %w", err)
-	}
-	dir, err := os.MkdirTemp("", "bb-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
-		return err
-	}
-	data, err := os.ReadFile(bb)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755); err != nil {
-		return err
-	}
-	for _, a := range []string{"sh", "httpd", "echo", "sleep", "cat", "env", "hostname", "wget", "nc", "nslookup", "timeout", "mkdir"} {
-		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
-			return err
-		}
-	}
-	cmd := exec.CommandContext(ctx, "sh", "-c", fmt.Sprintf("tar -C %s -c . | docker import -c 'ENV PATH=/bin' - %s", dir, demoImage))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("docker import: %v: %s", err, out)
-	}
-	return nil
-}
 
 const demoStack = `stack: it/shop
 version: 1.0.0
@@ -69,9 +38,12 @@ variables:
   greeting:
     type: string
     default: hello
+  tag:
+    type: string
+    default: latest
 services:
   web:
-    image: kontena-it-busybox
+    image: kontena-demo-busybox:${tag}
     command: sh -c 'echo started on $$KONTENA_NODE_NAME; exec httpd -f -p 8080'
     instances: 3
     stop_signal: SIGKILL
@@ -156,6 +128,33 @@ func TestStacks(t *testing.T) {
 		}
 	})
 
+	t.Run("service logs --follow streams new lines from every node", func(t *testing.T) {
+		fctx, stop := context.WithCancel(ctx)
+		defer stop()
+		since := time.Now().UTC().Format(time.RFC3339Nano)
+		cmd := exec.CommandContext(fctx, kontenaBin, "service", "logs", "shop/web", "--follow", "--since", since)
+		cmd.Env = append(os.Environ(), "KONTENA_CONFIG="+tg.cfg)
+		var out lockedBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		must(t, cmd.Start())
+		defer func() { stop(); _ = cmd.Wait() }()
+		time.Sleep(time.Second) // the stream is open on every node
+		if s := out.String(); strings.Contains(s, "started on") {
+			t.Fatalf("--since now printed old lines:\n%s", s)
+		}
+		// A restart makes every instance log again, each on its own node.
+		tg.mustCLI(ctx, "service", "restart", "shop/web", "--timeout", "3m")
+		eventually(t, 30*time.Second, "followed lines of the instances on d1, d2 and d3", func() error {
+			s := out.String()
+			for _, node := range names3 {
+				if !strings.Contains(s, "started on "+node) {
+					return fmt.Errorf("no line from %s yet:\n%s", node, s)
+				}
+			}
+			return nil
+		})
+	})
+
 	t.Run("scale up and down", func(t *testing.T) {
 		tg.mustCLI(ctx, "service", "scale", "shop/web", "5", "--timeout", "3m")
 		total := 0
@@ -181,15 +180,22 @@ func TestStacks(t *testing.T) {
 		})
 	})
 
-	t.Run("upgrade rolls and never drops below min_health", func(t *testing.T) {
+	t.Run("upgrade of image and env rolls and never drops below min_health", func(t *testing.T) {
+		// A new image tag, made on every node's own engine (no registry).
+		for _, name := range names3 {
+			_, errOut, code, err := tg.nodes[name].Exec(ctx, "docker", "tag", demoImage+":latest", demoImage+":v2")
+			if err != nil || code != 0 {
+				t.Fatalf("docker tag on %s: %v %s", name, err, errOut)
+			}
+		}
 		// Sample the running instances on every node while the rollout runs.
 		stopSampling := tg.sampleRunning(ctx, names3, "label=io.kontena.managed=true")
-		dry := tg.mustCLI(ctx, "stack", "upgrade", "shop", file, "-v", "greeting=bye", "--dry-run")
-		if !strings.Contains(dry, "service web: environment changed") {
+		dry := tg.mustCLI(ctx, "stack", "upgrade", "shop", file, "-v", "greeting=bye", "-v", "tag=v2", "--dry-run")
+		if !strings.Contains(dry, "service web: environment, image changed") {
 			t.Fatalf("dry run: %s", dry)
 		}
 		start := time.Now()
-		out := tg.mustCLI(ctx, "stack", "upgrade", "shop", file, "-v", "greeting=bye", "--timeout", "3m")
+		out := tg.mustCLI(ctx, "stack", "upgrade", "shop", file, "-v", "greeting=bye", "-v", "tag=v2", "--timeout", "3m")
 		took := time.Since(start)
 		counts := stopSampling()
 		low := slices.Min(counts)
@@ -201,12 +207,43 @@ func TestStacks(t *testing.T) {
 		if low < 2 {
 			t.Fatalf("only %d instances ran at one point of the rollout (samples %v)", low, counts)
 		}
-		for name := range containers(ctx, t, tg.nodes["d1"]) {
-			out, _, _, _ := tg.nodes["d1"].Exec(ctx, "docker", "exec", name, "sh", "-c", "echo $GREETING")
-			if strings.TrimSpace(out) != "bye" {
-				t.Fatalf("%s after the upgrade: GREETING=%q", name, out)
+		for _, node := range names3 {
+			for name := range containers(ctx, t, tg.nodes[node]) {
+				out, _, _, _ := tg.nodes[node].Exec(ctx, "docker", "exec", name, "sh", "-c", "echo $GREETING")
+				img, _, _, _ := tg.nodes[node].Exec(ctx, "docker", "inspect", "-f", "{{.Config.Image}}", name)
+				if strings.TrimSpace(out) != "bye" || strings.TrimSpace(img) != demoImage+":v2" {
+					t.Fatalf("%s on %s after the upgrade: GREETING=%q image %q", name, node, out, img)
+				}
 			}
 		}
+	})
+
+	t.Run("drain moves the instances away, one at a time", func(t *testing.T) {
+		stopSampling := tg.sampleRunning(ctx, names3, "label=io.kontena.managed=true")
+		tg.mustCLI(ctx, "node", "update", "d1", "--availability", "drain")
+		eventually(t, 90*time.Second, "nothing on d1, 3 instances on d2 and d3", func() error {
+			if cs := containers(ctx, t, tg.nodes["d1"]); len(cs) > 0 {
+				return fmt.Errorf("d1 still runs %v", cs)
+			}
+			if n := len(containers(ctx, t, tg.nodes["d2"])) + len(containers(ctx, t, tg.nodes["d3"])); n != 3 {
+				return fmt.Errorf("%d instances on d2 and d3", n)
+			}
+			return nil
+		})
+		counts := stopSampling()
+		if low := slices.Min(counts); low < 2 {
+			t.Fatalf("only %d instances ran at one point of the drain (samples %v)", low, counts)
+		}
+		tg.mustCLI(ctx, "node", "update", "d1", "--availability", "active")
+		// ha spreads again once d1 takes work (no online grace: it never went offline).
+		eventually(t, 90*time.Second, "one instance per node again", func() error {
+			for _, node := range names3 {
+				if n := len(containers(ctx, t, tg.nodes[node])); n != 1 {
+					return fmt.Errorf("%s runs %d", node, n)
+				}
+			}
+			return nil
+		})
 	})
 
 	t.Run("a killed container is replaced", func(t *testing.T) {
@@ -246,6 +283,95 @@ func TestStacks(t *testing.T) {
 		if now := started(); now != was {
 			t.Fatalf("a container was restarted: %q -> %q", was, now)
 		}
+	})
+
+	t.Run("a deploy whose container cannot run fails with the reason", func(t *testing.T) {
+		bad := filepath.Join(t.TempDir(), "bad.yml")
+		must(t, os.WriteFile(bad, []byte("stack: it/bad\nservices:\n  app:\n    image: kontena-no-such-image:1\n"), 0o644))
+		out, errOut, code := tg.cli(ctx, "stack", "install", bad, "--timeout", "2m")
+		if code != 1 || !strings.Contains(errOut, "deploy of bad/app failed") || !strings.Contains(errOut, "pulling it failed") {
+			t.Fatalf("install of an image no node has and no registry serves: exit %d\n%s%s", code, out, errOut)
+		}
+		svc := tg.serviceInfo(ctx, t, "bad/app")
+		if svc.Status != "failed" || !strings.Contains(svc.Deploy.Error, "kontena-no-such-image:1") {
+			t.Fatalf("service after the failed deploy: status %s, error %q", svc.Status, svc.Deploy.Error)
+		}
+		tg.mustCLI(ctx, "stack", "rm", "bad", "--force")
+	})
+
+	t.Run("stateful data survives a redeploy, volumes_from shares it on the same node", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "data.yml")
+		must(t, os.WriteFile(f, []byte(`stack: it/data
+services:
+  db:
+    image: `+demoImage+`
+    command: sleep 1000000
+    stop_signal: SIGKILL
+    stateful: true
+    instances: 2
+    volumes:
+      - /data
+  backup:
+    image: `+demoImage+`
+    command: sleep 1000000
+    stop_signal: SIGKILL
+    instances: 2
+    volumes_from:
+      - db-%s
+`), 0o644))
+		tg.mustCLI(ctx, "stack", "install", f, "--timeout", "3m")
+		_, where := gridContainers(ctx, t, tg, names3, "data.")
+		for _, n := range []string{"1", "2"} {
+			if where["data.db-"+n] == "" || where["data.backup-"+n] != where["data.db-"+n] {
+				t.Fatalf("backup-%s must run next to db-%s: %v", n, n, where)
+			}
+		}
+		node := tg.nodes[where["data.db-1"]]
+		_, errOut, code, err := node.Exec(ctx, "docker", "exec", "data.db-1", "sh", "-c", "echo precious > /data/file")
+		if err != nil || code != 0 {
+			t.Fatalf("write: %v %s", err, errOut)
+		}
+		before := engineContainers(ctx, t, node)["data.db-1"].ID
+		tg.mustCLI(ctx, "service", "deploy", "data/db", "--force", "--timeout", "3m")
+		if engineContainers(ctx, t, node)["data.db-1"].ID == before {
+			t.Fatal("deploy --force did not replace data.db-1")
+		}
+		for _, ctr := range []string{"data.db-1", "data.backup-1"} {
+			out, errOut, _, _ := node.Exec(ctx, "docker", "exec", ctr, "cat", "/data/file")
+			if strings.TrimSpace(out) != "precious" {
+				t.Fatalf("%s after the redeploy reads %q %s: the stateful volume was lost", ctr, out, errOut)
+			}
+		}
+		tg.mustCLI(ctx, "stack", "rm", "data", "--force")
+		eventually(t, 60*time.Second, "data stack gone", func() error {
+			if all, _ := gridContainers(ctx, t, tg, names3, "data."); len(all) > 0 {
+				return fmt.Errorf("left: %v", all)
+			}
+			return nil
+		})
+	})
+
+	t.Run("the README's demo stack runs: the worker reaches web by name", func(t *testing.T) {
+		tg.mustCLI(ctx, "stack", "install", "../examples/demo/kontena.yml", "-n", "demo", "--timeout", "3m")
+		eventually(t, 60*time.Second, "the worker got a page from web", func() error {
+			out := tg.mustCLI(ctx, "service", "logs", "demo/worker", "--tail", "20")
+			if !regexpLine(out, `.* got hello from kontena from web-[123] on d[123]`) {
+				return fmt.Errorf("worker logs:\n%s", out)
+			}
+			return nil
+		})
+		// depends_on: the worker started after web was up, so it never
+		// logged a failed lookup.
+		if out := tg.mustCLI(ctx, "service", "logs", "demo/worker", "--tail", "0"); strings.Contains(out, "bad address") {
+			t.Fatalf("the worker ran before web was up:\n%s", out)
+		}
+		tg.mustCLI(ctx, "stack", "rm", "demo", "--force")
+		eventually(t, 60*time.Second, "demo stack gone", func() error {
+			if all, _ := gridContainers(ctx, t, tg, names3, "demo."); len(all) > 0 {
+				return fmt.Errorf("left: %v", all)
+			}
+			return nil
+		})
 	})
 
 	t.Run("a stopped node's instances run elsewhere after the grace", func(t *testing.T) {

@@ -28,24 +28,34 @@ func (r iptRule) String() string {
 	return "-t " + r.table + " " + r.chain + " " + strings.Join(r.spec, " ")
 }
 
+func markedRule(table, chain string, spec ...string) iptRule {
+	n := len(spec)
+	s := append(append(append([]string{}, spec[:n-2]...), "-m", "comment", "--comment", ruleComment), spec[n-2:]...)
+	return iptRule{table: table, chain: chain, spec: s}
+}
+
 // forwardingRules are the rules EnsureForwarding keeps in place. dockerd
-// sets the FORWARD policy to DROP, so traffic into and out of the tunnel
-// and between grid addresses (a container and a bridge of this node, or
-// two containers on it with bridge-nf-call-iptables) must be accepted
-// explicitly. Only traffic leaving the grid is masqueraded: across nodes,
-// containers see each other's real addresses.
-func forwardingRules(filterChain, iface string, subnet, grid netip.Prefix) []iptRule {
-	mark := []string{"-m", "comment", "--comment", ruleComment}
-	rule := func(table, chain string, spec ...string) iptRule {
-		n := len(spec)
-		s := append(append(append([]string{}, spec[:n-2]...), mark...), spec[n-2:]...)
-		return iptRule{table: table, chain: chain, spec: s}
-	}
+// sets the FORWARD policy to DROP, so traffic between grid addresses (a
+// container and another node's container through the tunnel, a VPN client,
+// two containers of this node with bridge-nf-call-iptables) must be
+// accepted explicitly; nothing else is: WireGuard already drops a packet
+// from a peer whose source is not that peer's, and a host next to the node
+// must not route into the overlay through it. Only traffic leaving the
+// grid is masqueraded: across nodes, containers see each other's real
+// addresses.
+func forwardingRules(filterChain string, subnet, grid netip.Prefix) []iptRule {
 	return []iptRule{
-		rule("filter", filterChain, "-i", iface, "-j", "ACCEPT"),
-		rule("filter", filterChain, "-o", iface, "-j", "ACCEPT"),
-		rule("filter", filterChain, "-s", grid.String(), "-d", grid.String(), "-j", "ACCEPT"),
-		rule("nat", "POSTROUTING", "-s", subnet.String(), "!", "-d", grid.String(), "-j", "MASQUERADE"),
+		markedRule("filter", filterChain, "-s", grid.String(), "-d", grid.String(), "-j", "ACCEPT"),
+		markedRule("nat", "POSTROUTING", "-s", subnet.String(), "!", "-d", grid.String(), "-j", "MASQUERADE"),
+	}
+}
+
+// legacyRules are rules earlier versions added that were broader than
+// needed (any traffic in or out of the tunnel); EnsureForwarding deletes them.
+func legacyRules(filterChain, iface string) []iptRule {
+	return []iptRule{
+		markedRule("filter", filterChain, "-i", iface, "-j", "ACCEPT"),
+		markedRule("filter", filterChain, "-o", iface, "-j", "ACCEPT"),
 	}
 }
 
@@ -63,7 +73,12 @@ func EnsureForwarding(iface string, subnet, grid netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	for _, r := range forwardingRules(chain, iface, subnet.Masked(), grid.Masked()) {
+	for _, r := range legacyRules(chain, iface) {
+		if err := deleteRule(r); err != nil {
+			return fmt.Errorf("overlay: remove an old rule: %w", err)
+		}
+	}
+	for _, r := range forwardingRules(chain, subnet.Masked(), grid.Masked()) {
 		exists, err := ruleExists(r)
 		if err != nil {
 			return err
@@ -98,7 +113,7 @@ func RemoveForwarding(iface string, subnet, grid netip.Prefix) error {
 	}
 	var errs []error
 	for _, chain := range chains {
-		for _, r := range forwardingRules(chain, iface, subnet.Masked(), grid.Masked()) {
+		for _, r := range append(forwardingRules(chain, subnet.Masked(), grid.Masked()), legacyRules(chain, iface)...) {
 			if r.table == "nat" && chain != "FORWARD" {
 				continue // one nat rule, whatever the filter chain
 			}
