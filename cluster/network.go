@@ -48,7 +48,7 @@ type dataPlane struct {
 	enabled bool
 	reason  string // why the overlay is off
 	dev     *overlay.Device
-	alloc *overlay.Allocator
+	alloc   *overlay.Allocator
 	res     *dns.Server
 	self    api.NetNode
 	nm      *api.NetMap
