@@ -169,6 +169,22 @@ func (tg *testGrid) sampleRunning(ctx context.Context, nodes []string, filter st
 	}
 }
 
+// overlayAddress is node name's overlay address (its resolver), from
+// `node show`.
+func (tg *testGrid) overlayAddress(ctx context.Context, t *testing.T, name string) string {
+	t.Helper()
+	var n struct {
+		Overlay struct {
+			Address string `json:"address"`
+		} `json:"overlay"`
+	}
+	must(t, json.Unmarshal([]byte(tg.mustCLI(ctx, "node", "show", name, "-o", "json")), &n))
+	if n.Overlay.Address == "" {
+		t.Fatalf("node %s has no overlay address", name)
+	}
+	return n.Overlay.Address
+}
+
 // lockedBuffer collects a child process's output while the test reads it.
 type lockedBuffer struct {
 	mu  sync.Mutex

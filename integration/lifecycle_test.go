@@ -254,6 +254,32 @@ func TestLifecycle(t *testing.T) {
 		before, where := gridContainers(ctx, t, tg, names, "life.web-1")
 		c := before["life.web-1"]
 		node := tg.nodes[where["life.web-1"]]
+		// DNS answers for healthy instances only: watch web's name on a
+		// node while web-1 fails and comes back.
+		webIP := ""
+		for _, in := range tg.serviceInfo(ctx, t, "life/web").Instances {
+			if in.Number == 1 {
+				webIP = in.Actual.IP
+			}
+		}
+		resolver := tg.overlayAddress(ctx, t, "l1")
+		inDNS := func() bool {
+			out, _, _, _ := tg.nodes["l1"].Exec(ctx, "dig", "+short", "+time=1", "+tries=1", "@"+resolver, "web.life.life.kontena.local")
+			return slices.Contains(strings.Fields(out), webIP)
+		}
+		if !inDNS() {
+			t.Fatalf("web-1 (%s) not in DNS before its health check fails", webIP)
+		}
+		dropped := make(chan time.Time, 1)
+		go func() {
+			for i := 0; i < 600; i++ {
+				if !inDNS() {
+					dropped <- time.Now()
+					return
+				}
+			}
+			dropped <- time.Time{}
+		}()
 		_, errOut, code, err := node.Exec(ctx, "docker", "exec", "life.web-1", "busybox", "rm", "/www/index.html")
 		if err != nil || code != 0 {
 			t.Fatalf("rm index.html: %v %s", err, errOut)
@@ -288,6 +314,19 @@ func TestLifecycle(t *testing.T) {
 			}
 			return nil
 		})
+		healthy := time.Now()
+		gone := <-dropped
+		if gone.IsZero() {
+			t.Fatal("web-1 never left DNS while its health check failed")
+		}
+		eventually(t, 10*time.Second, "web-1 back in DNS", func() error {
+			if !inDNS() {
+				return fmt.Errorf("%s not in DNS", webIP)
+			}
+			return nil
+		})
+		t.Logf("MEASURED health check failure in DNS: web-1 out of DNS %s after its page was removed (checks every 2 s), back %s after the grid saw it healthy",
+			gone.Sub(broke).Round(time.Millisecond), time.Since(healthy).Round(time.Millisecond))
 	})
 
 	t.Run("service rm removes the service and its containers", func(t *testing.T) {

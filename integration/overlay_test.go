@@ -45,10 +45,13 @@ func upstreamDNS(t *testing.T, addr string) string {
 	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
 		m := new(mdns.Msg)
 		m.SetReply(r)
-		if len(r.Question) == 1 && r.Question[0].Name == "outside.example." && r.Question[0].Qtype == mdns.TypeA {
+		switch {
+		case len(r.Question) == 1 && r.Question[0].Name == "outside.example." && r.Question[0].Qtype == mdns.TypeA:
 			rr, _ := mdns.NewRR("outside.example. 60 IN A 192.0.2.7")
 			m.Answer = append(m.Answer, rr)
-		} else {
+		case len(r.Question) == 1 && r.Question[0].Name == "outside.example.":
+			// The name exists, without records of this type (NODATA).
+		default:
 			m.Rcode = mdns.RcodeNameError
 		}
 		_ = w.WriteMsg(m)
@@ -227,15 +230,16 @@ func TestOverlay(t *testing.T) {
 			}
 		}
 		client := clientOn("o3")
-		for _, name := range []string{"web.net.ovl.kontena.local", "web"} { // full, and short through the search path
-			out, err := execIn("o3", client, "nslookup", name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, ip := range want {
-				if !strings.Contains(out, ip) {
-					t.Fatalf("nslookup %s in a container lacks %s:\n%s", name, ip, out)
-				}
+		// (Short names through the search path: the first subtest's wget of
+		// http://web:8080/. busybox nslookup fails when any search domain
+		// does not have the name.)
+		out, err := execIn("o3", client, "nslookup", "web.net.ovl.kontena.local")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ip := range want {
+			if !strings.Contains(out, ip) {
+				t.Fatalf("nslookup in a container lacks %s:\n%s", ip, out)
 			}
 		}
 		if out, err := execIn("o3", client, "nslookup", "outside.example"); err != nil || !strings.Contains(out, "192.0.2.7") {
