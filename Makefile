@@ -5,7 +5,7 @@
 BIN ?= bin/kontena
 DATA ?= $(CURDIR)/.kontena-data
 
-.PHONY: build up down demo-image test bench-deploy bench-grid bench-stack bench-scheduler bench-dns bench-overlay clean
+.PHONY: build up down demo-image test bench-deploy bench-grid bench-stack bench-scheduler bench-dns bench-overlay bench-propagation clean
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN) .
@@ -39,6 +39,9 @@ bench-dns:
 
 bench-overlay:
 	bash bench/overlay.sh
+
+bench-propagation:
+	bash bench/propagation.sh
 
 clean:
 	rm -rf bin $(DATA)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,10 +159,15 @@ func TestPlanDeploys(t *testing.T) {
 		{"ha", "offline@90s", false},
 		{"ha", "offline@3m", true},
 		{"ha", "offline@0s", false},
+		{"daemon", "offline@9m", false},
+		{"daemon", "offline@11m", true},
 	} {
 		t.Run(fmt.Sprintf("%s node %s", tc.strategy, tc.offline), func(t *testing.T) {
 			cmds, _ := planDeploys(deployView{now: now, nodes: nodes("online", tc.offline, "online"), services: []*fsm.Service{service(2, tc.strategy)}, instances: current}, rnd())
 			moved := len(cmds) == 1 && placed(cmds[0])[2] != "id2"
+			if tc.strategy == "daemon" { // one per node: past the grace, n2's instance goes
+				moved = len(cmds) == 1 && !slices.Contains(mapValues(placed(cmds[0])), "id2")
+			}
 			if moved != tc.moves {
 				t.Fatalf("moved = %v, want %v (cmds %+v)", moved, tc.moves, cmds)
 			}
@@ -358,4 +364,12 @@ func TestPlanDeploysOnePass(t *testing.T) {
 			t.Fatalf("volume driver filter not applied: %v %v", cmds, errs)
 		}
 	})
+}
+
+func mapValues(m map[int]string) []string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
 }

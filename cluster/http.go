@@ -45,7 +45,10 @@ type route struct {
 	method, pattern string
 	leader          bool // must run on the leader (writes)
 	admin           bool // needs an admin role (else any authenticated caller)
-	h               func(w http.ResponseWriter, r *http.Request, p *principal) error
+	// anyState: the handler reports on the node's Raft state itself (grid
+	// health), so it answers even from a voter that is not caught up.
+	anyState bool
+	h        func(w http.ResponseWriter, r *http.Request, p *principal) error
 }
 
 // handler builds the API. Requests pass three steps: a worker forwards to a
@@ -61,7 +64,7 @@ func (n *Node) handler() http.Handler {
 		{method: "POST", pattern: "/v1/nodes/{name}/promote", leader: true, admin: true, h: n.roleNode(fsm.RoleVoter)},
 		{method: "POST", pattern: "/v1/nodes/{name}/demote", leader: true, admin: true, h: n.roleNode(fsm.RoleWorker)},
 		{method: "GET", pattern: "/v1/grid", h: n.getGrid},
-		{method: "GET", pattern: "/v1/grid/health", h: n.getHealth},
+		{method: "GET", pattern: "/v1/grid/health", anyState: true, h: n.getHealth},
 		{method: "PATCH", pattern: "/v1/grid", leader: true, admin: true, h: n.updateGrid},
 		{method: "GET", pattern: "/v1/grid/token", leader: true, admin: true, h: n.getJoinToken},
 		{method: "POST", pattern: "/v1/grid/token/rotate", leader: true, admin: true, h: n.rotateJoinToken},
@@ -130,12 +133,15 @@ func (n *Node) wrap(rt route) http.Handler {
 			n.forwardToVoter(w, r)
 			return
 		}
-		if !n.caughtUp(rn) {
-			if rn.raft.State() == raft.Leader {
+		if !rt.anyState && !n.caughtUp(rn) {
+			switch leader, _ := rn.raft.LeaderWithID(); {
+			case rn.raft.State() == raft.Leader:
 				writeErr(w, api.Errorf(api.CodeUnavailable, "this node just became the leader and is still applying the log; retry"))
-				return
+			case leader == "":
+				writeErr(w, api.Errorf(api.CodeUnavailable, "this voter restarted and has no leader yet to tell it how much of its log is committed, so its state may be behind; retry once a majority of the voters runs (see `kontena grid health`)"))
+			default:
+				n.forwardToLeader(w, r, rn)
 			}
-			n.forwardToLeader(w, r, rn)
 			return
 		}
 		p, err := n.authenticate(r, rn.store)
@@ -165,21 +171,41 @@ func (n *Node) wrap(rt route) http.Handler {
 }
 
 // caughtUp tells whether this voter's state may answer requests. A
-// restarted follower replays its log only once the leader tells it the commit
-// index; until then its state is partial (a token may look revoked). Without
-// any leader the last known state is the best there is, so it answers.
+// restarted follower replays its log only once a leader tells it the commit
+// index; until then its state is the last snapshot (a token may look
+// revoked, a label removed long ago back). Without any leader, a voter that
+// was caught up since it started answers from its last state (a voter cut
+// off from the others keeps serving reads); one that restarted and never
+// heard from a leader does not: it cannot know how far behind it is.
 func (n *Node) caughtUp(rn *raftNode) bool {
 	if rn.raft.State() == raft.Leader {
-		return n.leaderReady(rn)
+		ok := n.leaderReady(rn)
+		if ok {
+			rn.caughtUpOnce.Store(true)
+		}
+		return ok
 	}
 	if _, err := rn.store.Grid(); err != nil {
 		return false
 	}
 	if addr, _ := rn.raft.LeaderWithID(); addr == "" {
-		return true
+		return rn.caughtUpOnce.Load()
 	}
 	commit := rn.raft.CommitIndex()
-	return commit > 0 && rn.raft.AppliedIndex() >= commit
+	if commit == 0 || rn.raft.AppliedIndex() < commit {
+		return false
+	}
+	if !rn.caughtUpOnce.Load() {
+		// A leader that restarted too tells its old commit index until the
+		// no-op entry of its own term commits: only an entry of the current
+		// term at the commit index proves everything before it is applied.
+		var l raft.Log
+		if err := rn.bolt.GetLog(commit, &l); err != nil || l.Term != rn.raft.CurrentTerm() {
+			return false
+		}
+		rn.caughtUpOnce.Store(true)
+	}
+	return true
 }
 
 // leaderReady waits (briefly) until a new leader has applied everything

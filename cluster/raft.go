@@ -42,6 +42,9 @@ type raftNode struct {
 	// everything committed before it (a Barrier). A new leader's state may
 	// lag its log until then.
 	barrierTerm atomic.Uint64
+	// caughtUpOnce: since this process started Raft, its state was level
+	// with a leader's commit index at least once (see Node.caughtUp).
+	caughtUpOnce atomic.Bool
 }
 
 func (r *raftNode) shutdown() error {
