@@ -110,6 +110,21 @@ func unsupportedWarnings(st *stack.Stack) []string {
 	return out
 }
 
+// childrenFirst orders a stack and its dependencies so that every child
+// comes before its parent: a parent's services may link to them.
+func childrenFirst(res *stack.Result) []*stack.Result {
+	var order []*stack.Result
+	var walk func(r *stack.Result)
+	walk = func(r *stack.Result) {
+		for _, ch := range r.Children {
+			walk(ch)
+		}
+		order = append(order, r)
+	}
+	walk(res)
+	return order
+}
+
 func installRequest(r *stack.Result) api.StackInstallRequest {
 	return api.StackInstallRequest{Name: r.Name, FileName: filepath.Base(r.File), Source: r.Source, Values: r.Variables, Spec: *r.Stack}
 }
@@ -126,16 +141,7 @@ func stackInstall(c *cli.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	// Children first: a parent's services may link to them.
-	var order []*stack.Result
-	var walk func(r *stack.Result)
-	walk = func(r *stack.Result) {
-		for _, ch := range r.Children {
-			walk(ch)
-		}
-		order = append(order, r)
-	}
-	walk(res)
+	order := childrenFirst(res)
 	var installed []string
 	var since uint64
 	for _, r := range order {
@@ -197,17 +203,8 @@ func stackUpgrade(c *cli.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	// Children first, as at install: a child the file now depends on is
-	// installed, the others upgraded.
-	var order []*stack.Result
-	var walk func(r *stack.Result)
-	walk = func(r *stack.Result) {
-		for _, ch := range r.Children {
-			walk(ch)
-		}
-		order = append(order, r)
-	}
-	walk(res)
+	// A child the file now depends on is installed, the others upgraded.
+	order := childrenFirst(res)
 	var plans []*api.UpgradePlan
 	var names []string
 	var since uint64

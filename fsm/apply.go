@@ -493,31 +493,23 @@ func (a *applier) tokenRemove(c *TokenRemove) (any, error) {
 }
 
 func (a *applier) joinTokenSet(c *JoinTokenSet) (any, error) {
-	raw, err := a.txn.First(tableGrid, "id")
+	g, err := a.grid()
 	if err != nil {
 		return nil, err
 	}
-	if raw == nil {
-		return nil, fmt.Errorf("grid: %w", ErrNotFound)
-	}
-	g := *raw.(*Grid)
 	g.JoinTokenSealed = c.Sealed
 	g.ModifyIndex = a.index
-	if err := a.txn.Insert(tableGrid, &g); err != nil {
+	if err := a.txn.Insert(tableGrid, g); err != nil {
 		return nil, err
 	}
-	return &g, a.event("grid.join_token", "grid/"+g.Name, "join token rotated")
+	return g, a.event("grid.join_token", "grid/"+g.Name, "join token rotated")
 }
 
 func (a *applier) gridUpdate(c *GridUpdate) (any, error) {
-	raw, err := a.txn.First(tableGrid, "id")
+	g, err := a.grid()
 	if err != nil {
 		return nil, err
 	}
-	if raw == nil {
-		return nil, fmt.Errorf("grid: %w", ErrNotFound)
-	}
-	g := *raw.(*Grid)
 	var changes []string
 	if c.DefaultAffinity != nil {
 		g.DefaultAffinity = append([]string(nil), (*c.DefaultAffinity)...)
@@ -531,10 +523,10 @@ func (a *applier) gridUpdate(c *GridUpdate) (any, error) {
 		changes = append(changes, fmt.Sprintf("offline grace %s", g.OfflineGrace))
 	}
 	g.ModifyIndex = a.index
-	if err := a.txn.Insert(tableGrid, &g); err != nil {
+	if err := a.txn.Insert(tableGrid, g); err != nil {
 		return nil, err
 	}
-	return &g, a.event("grid.update", "grid/"+g.Name, "grid settings changed: "+strings.Join(changes, ", "))
+	return g, a.event("grid.update", "grid/"+g.Name, "grid settings changed: "+strings.Join(changes, ", "))
 }
 
 func sortNodes(ns []*Node) {

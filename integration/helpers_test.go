@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -183,6 +184,18 @@ func (tg *testGrid) overlayAddress(ctx context.Context, t *testing.T, name strin
 		t.Fatalf("node %s has no overlay address", name)
 	}
 	return n.Overlay.Address
+}
+
+// removeStack removes a stack and waits until no node runs its containers.
+func (tg *testGrid) removeStack(ctx context.Context, t *testing.T, nodes []string, name string) {
+	t.Helper()
+	tg.mustCLI(ctx, "stack", "rm", name, "--force")
+	eventually(t, 60*time.Second, "stack "+name+" gone", func() error {
+		if all, _ := gridContainers(ctx, t, tg, nodes, name+"."); len(all) > 0 {
+			return fmt.Errorf("left: %v", all)
+		}
+		return nil
+	})
 }
 
 // lockedBuffer collects a child process's output while the test reads it.

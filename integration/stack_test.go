@@ -342,13 +342,7 @@ services:
 				t.Fatalf("%s after the redeploy reads %q %s: the stateful volume was lost", ctr, out, errOut)
 			}
 		}
-		tg.mustCLI(ctx, "stack", "rm", "data", "--force")
-		eventually(t, 60*time.Second, "data stack gone", func() error {
-			if all, _ := gridContainers(ctx, t, tg, names3, "data."); len(all) > 0 {
-				return fmt.Errorf("left: %v", all)
-			}
-			return nil
-		})
+		tg.removeStack(ctx, t, names3, "data")
 	})
 
 	t.Run("the README's demo stack runs: the worker reaches web by name", func(t *testing.T) {
@@ -365,13 +359,7 @@ services:
 		if out := tg.mustCLI(ctx, "service", "logs", "demo/worker", "--tail", "0"); strings.Contains(out, "bad address") {
 			t.Fatalf("the worker ran before web was up:\n%s", out)
 		}
-		tg.mustCLI(ctx, "stack", "rm", "demo", "--force")
-		eventually(t, 60*time.Second, "demo stack gone", func() error {
-			if all, _ := gridContainers(ctx, t, tg, names3, "demo."); len(all) > 0 {
-				return fmt.Errorf("left: %v", all)
-			}
-			return nil
-		})
+		tg.removeStack(ctx, t, names3, "demo")
 	})
 
 	t.Run("a stopped node's instances run elsewhere after the grace", func(t *testing.T) {
