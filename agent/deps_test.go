@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMissingImageIsPulledOnce(t *testing.T) {
@@ -106,3 +107,31 @@ func (fixedNet) Attach(ContainerSpec) (Attachment, error) {
 }
 func (fixedNet) Hook(ContainerSpec) Attachment { return Attachment{Network: "ov"} }
 func (fixedNet) Sync([]string) error           { return nil }
+
+// TestDockerConfig: the translation to the engine's types, for what the
+// real-engine tests cannot run here (privileged containers are refused by
+// this sandbox's engine).
+func TestDockerConfig(t *testing.T) {
+	s := ContainerSpec{Name: "s.web-1", Image: "img", Privileged: true, CapAdd: []string{"NET_ADMIN"},
+		NetworkMode: "container:s.db-1", Ports: []Port{{HostPort: 80, ContainerPort: 80}},
+		StopGrace: 2500 * time.Millisecond, CPUs: 1.5}
+	cfg, hc, err := dockerConfig(CreateRequest{Spec: s, Name: s.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hc.Privileged || hc.CapAdd[0] != "NET_ADMIN" || string(hc.NetworkMode) != "container:s.db-1" || hc.NanoCPUs != 1.5e9 {
+		t.Fatalf("host config %+v", hc)
+	}
+	if len(hc.PortBindings) != 0 || len(cfg.ExposedPorts) != 0 {
+		t.Fatalf("ports published into another container's network namespace: %v", hc.PortBindings)
+	}
+	if *cfg.StopTimeout != 3 { // rounded up: never less grace than asked
+		t.Fatalf("stop timeout %d", *cfg.StopTimeout)
+	}
+	if hc.RestartPolicy.Name != "no" {
+		t.Fatalf("restart policy %q: the agent owns restarts", hc.RestartPolicy.Name)
+	}
+	if nc := networkConfig(CreateRequest{Spec: s, Net: &Attachment{Network: "kontena"}}, hc); nc != nil {
+		t.Fatalf("container: mode joined the overlay: %+v", nc)
+	}
+}
