@@ -97,8 +97,16 @@ func gridUpdate(c *cli.Context, s *session) error {
 	}
 	return render(c, g, func(w io.Writer) {
 		row(w, "default affinity:", orDash(strings.Join(g.DefaultAffinity, ", ")))
-		row(w, "offline grace:", orDash(g.OfflineGrace))
+		row(w, "offline grace:", offlineGrace(g))
 	})
+}
+
+// offlineGrace says how long instances of an offline node wait to move.
+func offlineGrace(g api.GridInfo) string {
+	if g.OfflineGrace == "" {
+		return "per strategy (random 30s, ha 2m, daemon 10m)"
+	}
+	return g.OfflineGrace
 }
 
 func gridShow(c *cli.Context, s *session) error {
@@ -116,11 +124,7 @@ func gridShow(c *cli.Context, s *session) error {
 		row(w, "ca digest:", g.CADigest)
 		row(w, "created:", g.CreatedAt.Format(time.RFC3339))
 		row(w, "default affinity:", orDash(strings.Join(g.DefaultAffinity, ", ")))
-		grace := g.OfflineGrace
-		if grace == "" {
-			grace = "per strategy (random 30s, ha 2m, daemon 10m)"
-		}
-		row(w, "offline grace:", grace)
+		row(w, "offline grace:", offlineGrace(*g))
 		row(w, "masters:", "")
 		for _, v := range g.Voters {
 			lead := ""
