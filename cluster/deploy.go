@@ -65,6 +65,7 @@ func planDeploys(v deployView, rnd *rand.Rand) ([]*fsm.InstancesPlace, []error) 
 	st := scheduler.NewState(schedulerNodes(v.nodes, reservedMemory(v.services, v.instances)),
 		schedulerInstances(v.services, v.instances), v.defaultAffinity)
 	serving := servingOn(v.nodes)
+	holdsFor := map[[2]time.Duration]map[string]string{} // by (offline, online) grace: a few per pass
 	var cmds []*fsm.InstancesPlace
 	var errs []error
 	for _, svc := range deployOrder(v.services) {
@@ -79,7 +80,12 @@ func planDeploys(v deployView, rnd *rand.Rand) ([]*fsm.InstancesPlace, []error) 
 		if v.grace > 0 {
 			grace, back = v.grace, v.grace
 		}
-		st.SetHolds(holds(v.now, v.nodes, grace, back))
+		h, ok := holdsFor[[2]time.Duration{grace, back}]
+		if !ok {
+			h = holds(v.now, v.nodes, grace, back)
+			holdsFor[[2]time.Duration{grace, back}] = h
+		}
+		st.SetHolds(h)
 		plan, err := scheduler.Place(st, ssvc, scheduler.Options{Rand: rnd})
 		if err != nil {
 			errs = append(errs, &serviceError{id: svc.ID, err: err})
