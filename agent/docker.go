@@ -3,10 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"strconv"
@@ -15,61 +12,49 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/api/types/volume"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/jsonmessage"
-	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
+
+	// Imported under another name: the agent's tests have a helper
+	// called engine.
+	dockerengine "github.com/kontena-ng/kontena/agent/engine"
 )
 
-// dockerRuntime is the Runtime of a Docker engine.
+// dockerRuntime is the Runtime of a Docker engine: it translates the
+// agent's requests to the engine's types and calls agent/engine.
 type dockerRuntime struct {
-	cli *client.Client
+	eng *dockerengine.Engine
 	log *slog.Logger
 }
 
-// NewDockerRuntime connects to the engine named by the DOCKER_* environment
-// (default: the local socket), negotiating the API version so that old
-// engines (20.10, API 1.41) work. Call closeFn when done.
-func NewDockerRuntime(ctx context.Context, log *slog.Logger) (rt Runtime, closeFn func() error, err error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		return nil, nil, fmt.Errorf("agent: docker client: %w", err)
-	}
-	if _, err := cli.Ping(ctx); err != nil {
-		cli.Close()
-		return nil, nil, fmt.Errorf("agent: docker engine at %s does not answer: %w (is dockerd running? is DOCKER_HOST right?)", cli.DaemonHost(), err)
-	}
+// NewRuntime is the Runtime of the node's engine (which the caller opened
+// and closes).
+func NewRuntime(eng *dockerengine.Engine, log *slog.Logger) Runtime {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &dockerRuntime{cli: cli, log: log}, cli.Close, nil
+	return &dockerRuntime{eng: eng, log: log}
 }
 
-func managedFilter() filters.Args {
-	return filters.NewArgs(filters.Arg("label", LabelManaged+"=true"))
+// NewDockerRuntime opens the engine named by the DOCKER_* environment
+// (default: the local socket) for a Runtime of its own; a node opens its
+// engine once and uses NewRuntime. Call closeFn when done.
+func NewDockerRuntime(ctx context.Context, log *slog.Logger) (rt Runtime, closeFn func() error, err error) {
+	eng, err := dockerengine.Open(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent: %w", err)
+	}
+	return NewRuntime(eng, log), eng.Close, nil
 }
 
 func (d *dockerRuntime) List(ctx context.Context) ([]Container, error) {
-	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: managedFilter()})
+	list, err := d.eng.ListManaged(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Container, 0, len(list))
-	for _, s := range list {
-		// List lacks StartedAt and the exit code: inspect each (~1 ms).
-		ins, err := d.cli.ContainerInspect(ctx, s.ID)
-		if cerrdefs.IsNotFound(err) {
-			continue // removed meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("inspect %s: %w", s.ID, err)
-		}
+	for _, ins := range list {
 		out = append(out, fromInspect(ins))
 	}
 	return out, nil
@@ -104,42 +89,23 @@ func fromInspect(ins container.InspectResponse) Container {
 }
 
 func (d *dockerRuntime) EnsureImage(ctx context.Context, ref string) error {
-	if _, err := d.cli.ImageInspect(ctx, ref); err == nil {
+	if err := d.eng.InspectImage(ctx, ref); err == nil {
 		return nil
 	} else if !cerrdefs.IsNotFound(err) {
 		return err
 	}
 	d.log.Info("pulling image", "image", ref)
-	rc, err := d.cli.ImagePull(ctx, ref, image.PullOptions{})
-	if err != nil {
+	if err := d.eng.PullImage(ctx, ref); err != nil {
 		return fmt.Errorf("not on this node, and pulling it failed: %w", err)
 	}
-	defer rc.Close()
-	// The engine reports progress and failure as a JSON stream; the pull is
-	// done when the stream ends.
-	dec := json.NewDecoder(rc)
-	for {
-		var m jsonmessage.JSONMessage
-		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return fmt.Errorf("not on this node, and pulling it failed: %w", err)
-		}
-		if m.Error != nil {
-			return fmt.Errorf("not on this node, and pulling it failed: %s", m.Error.Message)
-		}
-	}
-	if _, err := d.cli.ImageInspect(ctx, ref); err != nil {
+	if err := d.eng.InspectImage(ctx, ref); err != nil {
 		return fmt.Errorf("pulled, but the engine does not have it: %w", err)
 	}
 	return nil
 }
 
 func (d *dockerRuntime) EnsureVolume(ctx context.Context, v VolumeRequest) error {
-	// VolumeCreate returns the existing volume when the name is taken by the
-	// same driver, so this is idempotent.
-	_, err := d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: v.Name, Driver: v.Driver, Labels: v.Labels})
-	return err
+	return d.eng.CreateVolume(ctx, v.Name, v.Driver, v.Labels)
 }
 
 func (d *dockerRuntime) Create(ctx context.Context, r CreateRequest) (string, error) {
@@ -147,17 +113,17 @@ func (d *dockerRuntime) Create(ctx context.Context, r CreateRequest) (string, er
 	if err != nil {
 		return "", err
 	}
-	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, networkConfig(r, hc), nil, r.Name)
+	id, warnings, err := d.eng.CreateContainer(ctx, r.Name, cfg, hc, networkConfig(r, hc))
 	if cerrdefs.IsConflict(err) {
 		return "", fmt.Errorf("%w (a container not managed by the agent has this name: remove it)", err)
 	}
 	if err != nil {
 		return "", err
 	}
-	for _, w := range resp.Warnings {
+	for _, w := range warnings {
 		d.log.Warn("docker create warning", "container", r.Name, "warning", w)
 	}
-	return resp.ID, nil
+	return id, nil
 }
 
 // networkConfig puts the container on its overlay network with the address
@@ -252,58 +218,21 @@ func dockerConfig(r CreateRequest) (*container.Config, *container.HostConfig, er
 }
 
 func (d *dockerRuntime) Start(ctx context.Context, id string) error {
-	return d.cli.ContainerStart(ctx, id, container.StartOptions{})
+	return d.eng.StartContainer(ctx, id)
 }
 
 func (d *dockerRuntime) Stop(ctx context.Context, id string) error {
-	// No options: the engine uses the container's StopSignal and StopTimeout
-	// (API 1.41 cannot pass a signal to stop anyway).
-	err := d.cli.ContainerStop(ctx, id, container.StopOptions{})
-	if cerrdefs.IsNotFound(err) {
-		return nil
-	}
-	return err
+	return d.eng.StopContainer(ctx, id)
 }
 
 func (d *dockerRuntime) Remove(ctx context.Context, id string) error {
-	err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if cerrdefs.IsNotFound(err) {
-		return nil
-	}
-	return err
+	return d.eng.RemoveContainer(ctx, id)
 }
 
 func (d *dockerRuntime) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
-	ex, err := d.cli.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
-	if err != nil {
-		return -1, "", fmt.Errorf("exec create: %w", err)
-	}
-	att, err := d.cli.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
-	if err != nil {
-		return -1, "", fmt.Errorf("exec start: %w", err)
-	}
-	defer att.Close()
-	// The hijacked connection ignores ctx: close it when ctx ends.
-	stop := context.AfterFunc(ctx, att.Close)
-	defer stop()
 	out := &capBuffer{max: 4096}
-	if _, err := stdcopy.StdCopy(out, out, att.Reader); err != nil && ctx.Err() == nil {
-		return -1, out.String(), fmt.Errorf("exec output: %w", err)
-	}
-	for {
-		ins, err := d.cli.ContainerExecInspect(ctx, ex.ID)
-		if err != nil {
-			return -1, out.String(), fmt.Errorf("exec inspect: %w", err)
-		}
-		if !ins.Running {
-			return ins.ExitCode, out.String(), nil
-		}
-		select { // output ended a moment before the process is reaped
-		case <-ctx.Done():
-			return -1, out.String(), ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	code, err := d.eng.Exec(ctx, id, cmd, out)
+	return code, out.String(), err
 }
 
 func (d *dockerRuntime) RunOnce(ctx context.Context, r CreateRequest) (int, string, error) {
@@ -320,51 +249,18 @@ func (d *dockerRuntime) RunOnce(ctx context.Context, r CreateRequest) (int, stri
 			d.log.Warn("could not remove hook container", "container", r.Name, "id", id, "err", err)
 		}
 	}()
-	waitCh, errCh := d.cli.ContainerWait(ctx, id, container.WaitConditionNextExit)
-	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-		return -1, "", err
-	}
-	var code int
-	select {
-	case w := <-waitCh:
-		code = int(w.StatusCode)
-	case err := <-errCh:
-		return -1, "", fmt.Errorf("wait: %w", err)
-	}
 	out := &capBuffer{max: 4096}
-	if logs, err := d.cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true}); err == nil {
-		_, _ = stdcopy.StdCopy(out, out, logs) // best effort: some log drivers cannot be read back
-		logs.Close()
+	code, err := d.eng.RunToExit(ctx, id, out)
+	if err != nil {
+		return -1, "", err
 	}
 	return code, out.String(), nil
 }
 
 func (d *dockerRuntime) Watch(ctx context.Context) <-chan struct{} {
-	f := managedFilter()
-	f.Add("type", "container")
-	f.Add("event", "die")
-	msgs, errs := d.cli.Events(ctx, events.ListOptions{Filters: f})
-	out := make(chan struct{}, 1)
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case <-msgs:
-				select { // coalesce: one pending signal is enough
-				case out <- struct{}{}:
-				default:
-				}
-			case err := <-errs:
-				if err != nil && !errors.Is(err, context.Canceled) {
-					d.log.Warn("docker event stream ended; relying on periodic reconcile", "err", err)
-				}
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out
+	return d.eng.WatchDeaths(ctx, func(err error) {
+		d.log.Warn("docker event stream ended; relying on periodic reconcile", "err", err)
+	})
 }
 
 // capBuffer keeps the first max bytes written and drops the rest, so a

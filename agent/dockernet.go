@@ -2,127 +2,68 @@ package agent
 
 import (
 	"context"
-	"fmt"
-	"net/netip"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
+	dockerengine "github.com/kontena-ng/kontena/agent/engine"
 )
 
+// The engine's network and resources live in agent/engine now. These
+// wrappers are for callers that have no engine at hand: each opens one of
+// its own. A node has one (cluster's Node.eng) and calls it directly.
+
 // NetworkSpec is the engine network a node's overlay containers join.
-type NetworkSpec struct {
-	Name    string       // engine network name
-	Bridge  string       // Linux bridge name (<= 15 characters)
-	Subnet  netip.Prefix // the node's container subnet
-	Gateway netip.Addr   // the node's overlay address, on the bridge
-	// Dynamic is the part of Subnet the engine may pick from itself (hook
-	// containers); the node allocates every other address.
-	Dynamic netip.Prefix
-}
+type NetworkSpec = dockerengine.NetworkSpec
 
-// EnsureDockerNetwork creates the node's overlay bridge network, or checks
-// the existing one. Docker must not masquerade it (traffic between
-// containers across nodes keeps its source address; the overlay adds NAT
-// only for traffic leaving the grid) and must not drop packets routed to
-// container addresses from the WireGuard interface ("nat-unprotected").
-// A network left with another subnet (the node's data dir was reset) is
-// recreated if no container uses it.
+// EngineResources is what the node's engine offers to containers.
+type EngineResources = dockerengine.Resources
+
+// EnsureDockerNetwork is engine.EnsureNetwork on an engine of its own.
+//
+// Deprecated: use (*engine.Engine).EnsureNetwork on the node's engine.
 func EnsureDockerNetwork(ctx context.Context, spec NetworkSpec) error {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	eng, err := dockerengine.Open(ctx)
 	if err != nil {
-		return fmt.Errorf("docker client: %w", err)
+		return err
 	}
-	defer cli.Close()
-	if cur, err := cli.NetworkInspect(ctx, spec.Name, network.InspectOptions{}); err == nil {
-		if sameNetwork(cur, spec) {
-			return nil
-		}
-		if len(cur.Containers) > 0 {
-			return fmt.Errorf("engine network %q has another subnet than this node's %s and %d containers still use it; remove them (docker rm -f) and restart the node",
-				spec.Name, spec.Subnet, len(cur.Containers))
-		}
-		if err := cli.NetworkRemove(ctx, spec.Name); err != nil {
-			return fmt.Errorf("remove stale engine network %q: %w", spec.Name, err)
-		}
-	}
-	_, err = cli.NetworkCreate(ctx, spec.Name, network.CreateOptions{
-		Driver: "bridge",
-		IPAM: &network.IPAM{Config: []network.IPAMConfig{{
-			Subnet: spec.Subnet.String(), Gateway: spec.Gateway.String(), IPRange: spec.Dynamic.String(),
-		}}},
-		Options: map[string]string{
-			"com.docker.network.bridge.name":                 spec.Bridge,
-			"com.docker.network.bridge.enable_ip_masquerade": "false",
-			"com.docker.network.bridge.gateway_mode_ipv4":    "nat-unprotected",
-		},
-		Labels: map[string]string{LabelManaged: "true"},
-	})
-	if err != nil {
-		return fmt.Errorf("create engine network %q (%s): %w", spec.Name, spec.Subnet, err)
-	}
-	return nil
+	defer eng.Close()
+	return eng.EnsureNetwork(ctx, spec)
 }
 
-func sameNetwork(cur network.Inspect, spec NetworkSpec) bool {
-	if len(cur.IPAM.Config) != 1 {
-		return false
-	}
-	c := cur.IPAM.Config[0]
-	return c.Subnet == spec.Subnet.String() && c.Gateway == spec.Gateway.String() && c.IPRange == spec.Dynamic.String() &&
-		cur.Options["com.docker.network.bridge.name"] == spec.Bridge &&
-		cur.Options["com.docker.network.bridge.gateway_mode_ipv4"] == "nat-unprotected"
-}
-
-// RemoveDockerNetwork removes the engine network name if it exists and no
-// container uses it any more.
+// RemoveDockerNetwork is engine.RemoveNetwork on an engine of its own.
+//
+// Deprecated: use (*engine.Engine).RemoveNetwork on the node's engine.
 func RemoveDockerNetwork(ctx context.Context, name string) error {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	eng, err := dockerengine.Open(ctx)
 	if err != nil {
-		return fmt.Errorf("docker client: %w", err)
+		return err
 	}
-	defer cli.Close()
-	err = cli.NetworkRemove(ctx, name)
-	if err != nil && !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("remove engine network %q: %w", name, err)
-	}
-	return nil
+	defer eng.Close()
+	return eng.RemoveNetwork(ctx, name)
 }
 
 // EngineAvailable tells whether a Docker engine answers (DOCKER_HOST or the
 // default socket).
+//
+// Deprecated: a node has an engine (cluster's Node.eng) or none.
 func EngineAvailable(ctx context.Context) bool {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	eng, err := dockerengine.Open(ctx)
 	if err != nil {
 		return false
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err = cli.Ping(ctx)
-	return err == nil
-}
-
-// EngineResources is what the node's engine offers to containers.
-type EngineResources struct {
-	CPUs          float64
-	MemoryTotal   int64
-	VolumeDrivers []string
-	Engine        string
+	eng.Close()
+	return true
 }
 
 // Resources asks the Docker engine for its CPUs, memory and volume drivers.
+//
+// Deprecated: use (*engine.Engine).Resources on the node's engine.
 func Resources(ctx context.Context) (EngineResources, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	eng, err := dockerengine.Open(ctx)
 	if err != nil {
-		return EngineResources{}, fmt.Errorf("docker client: %w", err)
+		return EngineResources{}, err
 	}
-	defer cli.Close()
-	info, err := cli.Info(ctx)
-	if err != nil {
-		return EngineResources{}, fmt.Errorf("docker info: %w", err)
-	}
-	return EngineResources{CPUs: float64(info.NCPU), MemoryTotal: info.MemTotal,
-		VolumeDrivers: append([]string(nil), info.Plugins.Volume...), Engine: "docker " + info.ServerVersion}, nil
+	defer eng.Close()
+	return eng.Resources(ctx)
 }

@@ -15,8 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kontena-ng/kontena/cluster/pki"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/pki"
 )
 
 // Client talks to a grid through any of its nodes. When a node does not

@@ -14,6 +14,15 @@ type NetMap struct {
 	Records    []DNSRecord `json:"records"`
 	// Exposes maps "<grid>/<stack>" to the service the stack exposes.
 	Exposes map[string]string `json:"exposes,omitempty"`
+	// Voters are the grid's voters by the state: a worker, which has no
+	// state, accepts node-to-node calls only from these.
+	Voters []NetVoter `json:"voters,omitempty"`
+}
+
+// NetVoter is one voter of the grid.
+type NetVoter struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
 }
 
 // NetNode is a node's own overlay settings as the grid state has them.

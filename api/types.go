@@ -78,7 +78,6 @@ const (
 	HeaderForwardedBy = "X-Kontena-Forwarded-By"
 	HeaderHops        = "X-Kontena-Hops"
 	HeaderSourceIP    = "X-Kontena-Source-IP"
-	HeaderCallerNode  = "X-Kontena-Caller-Node"
 )
 
 // JoinRequest is what a new node sends with its join token.
@@ -115,6 +114,10 @@ type JoinResponse struct {
 type VoterKeys struct {
 	CAKey     string `json:"ca_key"`
 	MasterKey []byte `json:"master_key"`
+	// Voters are the IDs of the voters when the keys were handed over:
+	// the only nodes the new voter accepts Raft connections from until
+	// the leader's first entries give it a configuration.
+	Voters []string `json:"voters,omitempty"`
 }
 
 // GridInfo describes a grid for `grid show`.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kontena-ng/kontena/agent"
+	"github.com/kontena-ng/kontena/agent/engine"
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
 )
@@ -22,12 +23,13 @@ import (
 // voter) and hands them to the agent. When the masters cannot be reached
 // the agent keeps enforcing the last assignments it got.
 func (n *Node) agentLoop(ctx context.Context) {
-	rt, closeRT, err := agent.NewDockerRuntime(ctx, n.log)
-	if err != nil {
-		n.log.Warn("no Docker engine: this node runs no containers", "err", err)
-		return
+	rt := n.cfg.Runtime
+	if rt == nil {
+		if n.eng == nil {
+			return // start said why: no Docker engine answered
+		}
+		rt = agent.NewRuntime(n.eng, n.log)
 	}
-	defer closeRT()
 	// Containers wait for the overlay: one created before it would sit on
 	// the engine's default bridge, unreachable from the grid.
 	netw, err := n.dp.network(ctx)
@@ -128,10 +130,8 @@ func (n *Node) report(ctx context.Context, self *api.Client, statuses []agent.In
 			continue
 		}
 		reports = append(reports, fsm.InstanceReport{
-			ID: fsm.InstanceID(fsm.ServiceID(s.Stack, s.Service), s.Instance),
-			Actual: fsm.InstanceActual{State: string(s.State), Health: string(s.Health), Error: s.Error,
-				ContainerID: s.ContainerID, IP: s.IP, Revision: s.Revision, At: now,
-				Restart: s.Restart, WaitPort: s.WaitPort, Event: s.Event, EventMessage: s.EventMessage, EventAt: s.EventAt}})
+			ID:     fsm.InstanceID(fsm.ServiceID(s.Stack, s.Service), s.Instance),
+			Actual: instanceActual(s, now)})
 	}
 	if len(reports) == 0 {
 		return true
@@ -145,13 +145,23 @@ func (n *Node) report(ctx context.Context, self *api.Client, statuses []agent.In
 	return true
 }
 
+// instanceActual is the agent's status of an instance as the grid state
+// holds it: the one place where the agent's states, health, events and
+// wait-for-port values become fsm's (the agent does not import fsm). The
+// values are the same strings on both sides (TestInstanceActualOfAgent).
+func instanceActual(s agent.InstanceStatus, now time.Time) fsm.InstanceActual {
+	return fsm.InstanceActual{State: fsm.InstanceState(s.State), Health: fsm.InstanceHealth(s.Health), Error: s.Error,
+		ContainerID: s.ContainerID, IP: s.IP, Revision: s.Revision, At: now, Restart: s.Restart,
+		WaitPort: fsm.WaitPortState(s.WaitPort), Event: fsm.InstanceEvent(s.Event), EventMessage: s.EventMessage, EventAt: s.EventAt}
+}
+
 // resourceLoop tells the grid what the node's engine has (CPUs, memory,
 // volume drivers) for the scheduler's filters: at start, then whenever it
 // changes (checked every 5 minutes).
 func (n *Node) resourceLoop(ctx context.Context, self *api.Client) {
 	var sent []byte
 	for {
-		if r, err := agent.Resources(ctx); err == nil {
+		if r, err := n.engineResources(ctx); err == nil {
 			res := fsm.NodeResources{CPUs: r.CPUs, MemoryTotal: r.MemoryTotal, VolumeDrivers: r.VolumeDrivers, Engine: r.Engine}
 			data, _ := json.Marshal(res)
 			if !bytes.Equal(data, sent) {
@@ -175,4 +185,13 @@ func (n *Node) resourceLoop(ctx context.Context, self *api.Client) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// engineResources asks this node's engine what it offers; a node running
+// a test runtime without an engine has nothing to report.
+func (n *Node) engineResources(ctx context.Context) (engine.Resources, error) {
+	if n.eng == nil {
+		return engine.Resources{}, errNoEngine()
+	}
+	return n.eng.Resources(ctx)
 }

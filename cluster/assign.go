@@ -1,19 +1,19 @@
 package cluster
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kontena-ng/kontena/agent"
 	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/stack"
 )
 
 // containerName is Kontena's instance name: <stack>.<service>-<n>.
 func containerName(stackName, service string, n int) string {
-	return fmt.Sprintf("%s.%s-%d", stackName, service, n)
+	return fsm.ContainerName(stackName, service, n)
 }
 
 // containerSpecs turns a node's assignments into what its agent runs.

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/kontena-ng/kontena/agent"
 	"github.com/kontena-ng/kontena/scheduler"
 )
 
@@ -66,6 +67,9 @@ type Config struct {
 	// NoContainers turns the container agent off (a node that only takes
 	// part in Raft and gossip).
 	NoContainers bool
+	// Runtime replaces the node's Docker engine (in-process test grids run
+	// agenttest.Runtime); nil is the engine the environment names.
+	Runtime agent.Runtime
 
 	// Timing lets tests shorten gossip and Raft timers; zero values mean
 	// the production defaults.
@@ -76,6 +80,9 @@ type Config struct {
 	// OnReady is called once the node serves its API. On bootstrap it
 	// carries the admin token, the only time that value exists in clear.
 	OnReady func(ReadyInfo)
+
+	// onNode lets in-process tests reach the node they started.
+	onNode func(*Node)
 }
 
 // Timing holds failure-detection timers.
@@ -172,7 +179,7 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("--advertise %q: not an IP address", c.AdvertiseAddr))
 	}
 	if len(c.Join) > 0 && c.Token == "" {
-		errs = append(errs, errors.New("--join needs --token (print one on a master with `kontena grid token`)"))
+		errs = append(errs, errors.New("--join needs --token or --token-file (print one on a master with `kontena grid token`)"))
 	}
 	for _, rule := range c.DefaultAffinity {
 		if err := scheduler.CheckAffinity(rule); err != nil {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,9 +17,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
 
-	"github.com/kontena-ng/kontena/agent"
+	"github.com/kontena-ng/kontena/agent/engine"
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
 )
@@ -178,7 +178,7 @@ func (n *Node) listContainers(w http.ResponseWriter, r *http.Request, p *princip
 	for _, l := range found {
 		a := l.inst.Actual
 		info := api.ContainerInfo{Name: l.name, Stack: l.svc.Stack, Service: l.svc.ID, Instance: l.inst.Number,
-			Node: l.nodeName(), State: a.State, Health: a.Health, Revision: a.Revision, Desired: l.inst.Revision,
+			Node: l.nodeName(), State: string(a.State), Health: string(a.Health), Revision: a.Revision, Desired: l.inst.Revision,
 			ContainerID: a.ContainerID, IP: a.IP, Image: l.svc.Spec.Image, Error: a.Error, ReportedAt: a.At}
 		if l.node != nil {
 			info.NodeStatus = l.node.Status
@@ -210,7 +210,7 @@ func (n *Node) inspectContainer(w http.ResponseWriter, r *http.Request, p *princ
 	}
 	d.Node = l.node.Name
 	if d.Health == "" {
-		d.Health = l.inst.Actual.Health
+		d.Health = string(l.inst.Actual.Health)
 	}
 	return writeJSON(w, 0, d)
 }
@@ -343,25 +343,24 @@ func peerError(resp *http.Response, l located) error {
 	return api.Errorf(api.CodeInternal, "node %s: %s: %s", l.node.Name, resp.Status, strings.TrimSpace(string(data)))
 }
 
-// dockerClient opens this node's engine for one request.
-func dockerClient() (*client.Client, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		return nil, api.Errorf(api.CodeUnavailable, "no Docker engine on this node: %v", err)
-	}
-	return cli, nil
+// errNoEngine answers a request for this node's engine on a node that
+// has none.
+func errNoEngine() error {
+	return api.Errorf(api.CodeUnavailable, "no Docker engine on this node")
 }
 
 // managedContainer inspects a container of this node's agent. Node
 // certificates do not open the whole engine: anything else is "not found".
-func (n *Node) managedContainer(ctx context.Context, cli *client.Client, name string) (container.InspectResponse, error) {
-	ins, err := cli.ContainerInspect(ctx, name)
-	if err != nil && !client.IsErrNotFound(err) {
-		return ins, api.Errorf(api.CodeUnavailable, "inspect %s on this node's engine: %v", name, err)
+func (n *Node) managedContainer(ctx context.Context, name string) (container.InspectResponse, error) {
+	if n.eng == nil {
+		return container.InspectResponse{}, errNoEngine()
 	}
-	if err != nil || ins.ContainerJSONBase == nil || ins.Config == nil || ins.Config.Labels[agent.LabelManaged] != "true" ||
-		(ins.Config.Labels[agent.LabelNode] != "" && ins.Config.Labels[agent.LabelNode] != n.id.ID) {
+	ins, err := n.eng.InspectManaged(ctx, name, n.id.ID)
+	if errors.Is(err, engine.ErrNotManaged) {
 		return ins, api.Errorf(api.CodeNotFound, "no kontena container %s on node %s (it may have just moved or been replaced)", name, n.id.Name)
+	}
+	if err != nil {
+		return ins, api.Errorf(api.CodeUnavailable, "inspect %s on this node's engine: %v", name, err)
 	}
 	return ins, nil
 }
@@ -377,12 +376,7 @@ func (n *Node) serveContainerInspect(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) inspectLocal(ctx context.Context, name string) (*api.ContainerDetails, error) {
-	cli, err := dockerClient()
-	if err != nil {
-		return nil, err
-	}
-	defer cli.Close()
-	ins, err := n.managedContainer(ctx, cli, name)
+	ins, err := n.managedContainer(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -450,17 +444,8 @@ func (n *Node) serveContainerStats(w http.ResponseWriter, r *http.Request) {
 	_ = writeJSON(w, 0, st)
 }
 
-// statsSampleGap is the time between the two samples CPU % is computed
-// from (a one-shot sample carries no previous CPU reading).
-const statsSampleGap = 500 * time.Millisecond
-
 func (n *Node) statsLocal(ctx context.Context, name string) (*api.ContainerStats, error) {
-	cli, err := dockerClient()
-	if err != nil {
-		return nil, err
-	}
-	defer cli.Close()
-	ins, err := n.managedContainer(ctx, cli, name)
+	ins, err := n.managedContainer(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -471,56 +456,16 @@ func (n *Node) statsLocal(ctx context.Context, name string) (*api.ContainerStats
 		}
 		return nil, api.Errorf(api.CodeConflict, "container %s is not running (%s)", name, state)
 	}
-	prev, cur, err := sampleStats(ctx, cli, ins.ID)
+	prev, cur, err := n.eng.SampleStats(ctx, ins.ID)
+	if engine.IsUnavailable(err) {
+		return nil, api.Errorf(api.CodeUnavailable, "%v", err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	st := statsFrom(prev, cur)
 	st.Name, st.Node = name, n.id.Name
 	return st, nil
-}
-
-// sampleStats returns a CPU reading and a later sample, at least
-// statsSampleGap apart. A one-shot sample carries no previous reading, so
-// it takes two (or three): some engines (API 1.41) pace one-shot reads by
-// their 1 s stats collector, which is gap enough; newer ones answer at
-// once, and then the second read waits.
-func sampleStats(ctx context.Context, cli *client.Client, id string) (container.CPUStats, *container.StatsResponse, error) {
-	first, err := oneShotStats(ctx, cli, id)
-	if err != nil {
-		return container.CPUStats{}, nil, err
-	}
-	if first.PreCPUStats.SystemUsage != 0 {
-		return first.PreCPUStats, first, nil
-	}
-	cur, err := oneShotStats(ctx, cli, id)
-	if err != nil {
-		return container.CPUStats{}, nil, err
-	}
-	if gap := cur.Read.Sub(first.Read); gap < statsSampleGap {
-		select {
-		case <-ctx.Done():
-			return container.CPUStats{}, nil, ctx.Err()
-		case <-time.After(statsSampleGap - max(gap, 0)):
-		}
-		if cur, err = oneShotStats(ctx, cli, id); err != nil {
-			return container.CPUStats{}, nil, err
-		}
-	}
-	return first.CPUStats, cur, nil
-}
-
-func oneShotStats(ctx context.Context, cli *client.Client, id string) (*container.StatsResponse, error) {
-	rd, err := cli.ContainerStatsOneShot(ctx, id)
-	if err != nil {
-		return nil, api.Errorf(api.CodeUnavailable, "read stats of %s: %v", id[:min(12, len(id))], err)
-	}
-	defer rd.Body.Close()
-	var s container.StatsResponse
-	if err := json.NewDecoder(rd.Body).Decode(&s); err != nil {
-		return nil, fmt.Errorf("decode stats of %s: %w", id[:min(12, len(id))], err)
-	}
-	return &s, nil
 }
 
 // statsFrom computes a stats row from a previous CPU reading and a current

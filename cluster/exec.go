@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -12,10 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
-	"github.com/hashicorp/raft"
 
+	"github.com/kontena-ng/kontena/agent/engine"
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
 )
@@ -42,65 +40,41 @@ const (
 	execUpgradeTimeout = 40 * time.Second
 )
 
-// serveExec is the user-facing exec endpoint on every node. It passes the
-// same steps as wrap (forward to a voter, catch up, authenticate) but
-// forwards the upgraded connection instead of a whole body.
-func (n *Node) serveExec(w http.ResponseWriter, r *http.Request) {
+// serveExec is the user-facing exec endpoint. The admission path has
+// checked the token (admins) on a caught-up voter; this finds the
+// container's node and runs the session here or splices it there.
+func (n *Node) serveExec(w http.ResponseWriter, r *http.Request, p *principal) error {
 	if !api.IsExecUpgrade(r.Header) {
-		writeErr(w, api.Errorf(api.CodeInvalid, "exec needs an HTTP/1.1 upgrade to %q (use `kontena container exec`)", api.ExecUpgrade))
-		return
+		return api.Errorf(api.CodeInvalid, "exec needs an HTTP/1.1 upgrade to %q (use `kontena container exec`)", api.ExecUpgrade)
 	}
 	rn := n.voter()
 	if rn == nil {
-		n.proxyUpgrade(w, r, n.voterTargets(), r.URL.RequestURI(), true)
-		return
-	}
-	if !n.caughtUp(rn) {
-		n.upgradeToLeader(w, r, rn)
-		return
-	}
-	p, err := n.authenticate(r, rn.store)
-	if err != nil {
-		if leader, _ := rn.raft.LeaderWithID(); leader != "" && rn.raft.State() != raft.Leader {
-			n.upgradeToLeader(w, r, rn)
-			return
-		}
-		writeErr(w, err)
-		return
-	}
-	if !p.admin() {
-		writeErr(w, api.Errorf(api.CodeForbidden, "exec needs the master_admin or grid_admin role; %s has %v", p.User, p.Roles))
-		return
+		return api.Errorf(api.CodeUnavailable, "this node is not a voter")
 	}
 	opts, err := api.ParseExecQuery(r.URL.Query())
 	if err != nil {
-		writeErr(w, err)
-		return
+		return err
 	}
-	l, err := locateLive(rn.store, r.PathValue("name"))
+	l, err := locateLive(rn.Store(), r.PathValue("name"))
 	if err != nil {
-		writeErr(w, err)
-		return
+		return err
 	}
 	// The command line may hold secrets: only its program is logged.
 	n.log.Info("exec session", "user", p.User, "source", sourceIP(r), "container", l.name, "node", l.node.Name,
 		"program", opts.Cmd[0], "tty", opts.Tty, "stdin", opts.Stdin)
 	if l.node.ID == n.id.ID {
 		n.execLocal(w, r)
-		return
+		return nil
 	}
 	path := "/v1/internal/containers/" + url.PathEscape(l.name) + "/exec?" + r.URL.RawQuery
 	n.proxyUpgrade(w, r, []string{l.addr()}, path, false)
+	return nil
 }
 
 // serveContainerExec is the internal endpoint: it runs the exec on this
-// node's engine. Only a voter calls it, after checking the user's token.
+// node's engine. Only a voter (by the state, see the route table) calls it,
+// after checking the user's token.
 func (n *Node) serveContainerExec(w http.ResponseWriter, r *http.Request) {
-	peer := peerNode(r)
-	if m, ok := n.gossip.members()[peer]; !ok || m.Meta.Role != fsm.RoleVoter {
-		writeErr(w, api.Errorf(api.CodeForbidden, "internal exec: only a voter (which checks the user's token) may open exec sessions; node %s is not one", peer))
-		return
-	}
 	if !api.IsExecUpgrade(r.Header) {
 		writeErr(w, api.Errorf(api.CodeInvalid, "exec needs an HTTP/1.1 upgrade to %q", api.ExecUpgrade))
 		return
@@ -117,16 +91,10 @@ func (n *Node) execLocal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	cli, err := dockerClient()
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	defer cli.Close()
 	// The request's context lives as long as this handler, so for the
 	// whole session even after the hijack.
 	ctx := r.Context()
-	ins, err := n.managedContainer(ctx, cli, name)
+	ins, err := n.managedContainer(ctx, name)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -143,18 +111,16 @@ func (n *Node) execLocal(w http.ResponseWriter, r *http.Request) {
 	if opts.Tty && opts.Cols > 0 && opts.Rows > 0 {
 		size = &[2]uint{uint(opts.Rows), uint(opts.Cols)}
 	}
-	ex, err := cli.ContainerExecCreate(ctx, ins.ID, container.ExecOptions{Cmd: opts.Cmd, Tty: opts.Tty, ConsoleSize: size,
-		AttachStdin: opts.Stdin, AttachStdout: true, AttachStderr: true})
+	ex, err := n.eng.CreateExec(ctx, ins.ID, engine.ExecOptions{Cmd: opts.Cmd, Tty: opts.Tty, Stdin: opts.Stdin, Size: size})
 	if err != nil {
 		writeErr(w, api.Errorf(api.CodeInternal, "exec in %s on node %s: %v", name, n.id.Name, err))
 		return
 	}
-	att, err := cli.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{Tty: opts.Tty, ConsoleSize: size})
-	if err != nil {
+	if err := ex.Start(ctx); err != nil {
 		writeErr(w, api.Errorf(api.CodeInternal, "start exec in %s on node %s: %v", name, n.id.Name, err))
 		return
 	}
-	defer att.Close()
+	defer ex.Close()
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		writeErr(w, api.Errorf(api.CodeInternal, "exec: cannot take over the connection: %v", err))
@@ -165,68 +131,23 @@ func (n *Node) execLocal(w http.ResponseWriter, r *http.Request) {
 	if _, err := io.WriteString(conn, api.SwitchingProtocols); err != nil {
 		return
 	}
-	if size != nil {
-		// Engines before API 1.42 ignore ConsoleSize: set the size once
-		// the process runs, as the docker CLI does, and before any input
-		// reaches it (a program reading its terminal size at once, or
-		// typed-ahead input, must see the right one).
-		initExecSize(ctx, cli, ex.ID, container.ResizeOptions{Height: size[0], Width: size[1]})
-	}
+	// Engines before API 1.42 ignore the size given at creation: set it
+	// once the process runs, as the docker CLI does, and before any input
+	// reaches it.
+	ex.InitSize(ctx)
 	start := time.Now()
 	runExecSession(brw.Reader, conn, execProcess{
-		output: att.Reader,
-		tty:    opts.Tty,
-		stdin:  att.Conn,
-		closeStdin: func() error {
-			return att.CloseWrite()
-		},
+		output:     ex.Output(),
+		tty:        opts.Tty,
+		stdin:      ex.Stdin(),
+		closeStdin: ex.CloseStdin,
 		resize: func(cols, rows uint16) error {
-			return cli.ContainerExecResize(ctx, ex.ID, container.ResizeOptions{Width: uint(cols), Height: uint(rows)})
+			return ex.Resize(ctx, uint(cols), uint(rows))
 		},
-		exitCode: func() (int, error) { return execExitCode(ctx, cli, ex.ID) },
-		close:    att.Close,
+		exitCode: func() (int, error) { return ex.ExitCode(ctx) },
+		close:    ex.Close,
 	})
 	n.log.Debug("exec session ended", "container", name, "took", time.Since(start).Round(time.Millisecond))
-}
-
-// initExecSize sets a new exec's terminal size, retrying while the engine
-// has not started the process yet.
-func initExecSize(ctx context.Context, cli interface {
-	ContainerExecResize(context.Context, string, container.ResizeOptions) error
-}, id string, size container.ResizeOptions) {
-	for i := range 10 {
-		if cli.ContainerExecResize(ctx, id, size) == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Duration(i+1) * 10 * time.Millisecond):
-		}
-	}
-}
-
-// execExitCode waits (briefly) for the exec's process to be reaped: the
-// output ends a moment before.
-func execExitCode(ctx context.Context, cli interface {
-	ContainerExecInspect(context.Context, string) (container.ExecInspect, error)
-}, id string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for {
-		ins, err := cli.ContainerExecInspect(ctx, id)
-		if err != nil {
-			return -1, fmt.Errorf("read the exit code: %w", err)
-		}
-		if !ins.Running {
-			return ins.ExitCode, nil
-		}
-		select {
-		case <-ctx.Done():
-			return -1, fmt.Errorf("the process still runs after its output ended")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // execProcess is a started exec as the session sees it (Docker in
@@ -246,6 +167,19 @@ type execProcess struct {
 func runExecSession(in io.Reader, out io.Writer, p execProcess) {
 	send := api.NewFrameSender(out)
 	left := make(chan struct{}) // closed before the streams are, so the output loop knows why it ended
+	// No input and no output for execIdleTimeout ends the session: the
+	// client learns why in an error frame (which a client that stopped
+	// reading cannot hold up: it gets a write deadline), then the process's
+	// streams end as when the client leaves.
+	idleFor := execIdleTimeout
+	idle := newIdleWatch(idleFor, func() {
+		if d, ok := out.(interface{ SetWriteDeadline(time.Time) error }); ok {
+			_ = d.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		}
+		_ = send.Send(api.FrameError, []byte(fmt.Sprintf("exec session closed: no input or output for %s", idleFor)))
+		p.close()
+	})
+	defer idle.stop()
 	go func() {
 		for {
 			typ, payload, err := api.ReadFrame(in)
@@ -254,6 +188,7 @@ func runExecSession(in io.Reader, out io.Writer, p execProcess) {
 				p.close() // the client left: end the process's streams
 				return
 			}
+			idle.touch()
 			switch typ {
 			case api.FrameStdin:
 				if len(payload) == 0 {
@@ -270,14 +205,17 @@ func runExecSession(in io.Reader, out io.Writer, p execProcess) {
 	}()
 	var err error
 	if p.tty {
-		_, err = io.Copy(send.Writer(api.FrameStdout), p.output)
+		_, err = io.Copy(idle.writer(send.Writer(api.FrameStdout)), p.output)
 	} else {
-		_, err = stdcopy.StdCopy(send.Writer(api.FrameStdout), send.Writer(api.FrameStderr), p.output)
+		_, err = stdcopy.StdCopy(idle.writer(send.Writer(api.FrameStdout)), idle.writer(send.Writer(api.FrameStderr)), p.output)
 	}
 	select {
 	case <-left:
 		return
 	default:
+	}
+	if idle.fired.Load() {
+		return // the error frame is sent
 	}
 	if err != nil {
 		_ = send.Send(api.FrameError, []byte("reading the process's output: "+err.Error()))
@@ -302,6 +240,9 @@ func (n *Node) proxyUpgrade(w http.ResponseWriter, r *http.Request, targets []st
 		writeErr(w, api.Errorf(api.CodeUnavailable, "exec forwarded too many times (leadership is changing); retry"))
 		return
 	}
+	// The answer may take longer than the server's read timeout, whose
+	// expiry would cancel r.Context(). The hijack clears the deadlines.
+	extendDeadline(w, execUpgradeTimeout+execDialTimeout+5*time.Second)
 	if len(targets) == 0 {
 		writeErr(w, api.Errorf(api.CodeUnavailable, "this worker cannot see any voter through gossip"))
 		return
@@ -310,10 +251,6 @@ func (n *Node) proxyUpgrade(w http.ResponseWriter, r *http.Request, targets []st
 	hdr.Set(api.HeaderHops, strconv.Itoa(hops+1))
 	hdr.Set(api.HeaderForwardedBy, n.id.ID)
 	hdr.Set(api.HeaderSourceIP, sourceIP(r))
-	hdr.Del(api.HeaderCallerNode)
-	if id := callerNode(r); id != "" {
-		hdr.Set(api.HeaderCallerNode, id)
-	}
 	if !keepToken {
 		hdr.Del("Authorization")
 	}
@@ -358,11 +295,20 @@ func (n *Node) proxyUpgrade(w http.ResponseWriter, r *http.Request, targets []st
 }
 
 // splice copies a⇄b (reading through ar and br, which may hold buffered
-// bytes) until either side ends, then closes both.
+// bytes) until either side ends, then closes both. No byte either way for
+// spliceIdleTimeout closes both too: the node that runs the process ends
+// an idle session a little earlier and says why in a frame, so this only
+// catches a hop whose other end vanished (or a client that stopped
+// reading, blocking a write here).
 func splice(a net.Conn, ar io.Reader, b net.Conn, br io.Reader) {
 	done := make(chan struct{}, 2)
+	idle := newIdleWatch(spliceIdleTimeout(), func() {
+		a.Close()
+		b.Close()
+	})
+	defer idle.stop()
 	cp := func(dst net.Conn, src io.Reader) {
-		_, _ = io.Copy(dst, src)
+		_, _ = io.Copy(idle.writer(dst), src)
 		done <- struct{}{}
 	}
 	go cp(b, ar)
@@ -376,32 +322,11 @@ func splice(a net.Conn, ar io.Reader, b net.Conn, br io.Reader) {
 // voterTargets are the API addresses of the live voters gossip knows.
 func (n *Node) voterTargets() []string {
 	var targets []string
-	for _, m := range n.gossip.members() {
+	for _, m := range n.gossip.Members() {
 		if m.Meta.Role == fsm.RoleVoter && m.ID != n.id.ID {
-			targets = append(targets, m.apiAddr())
+			targets = append(targets, m.APIAddr())
 		}
 	}
 	slices.Sort(targets)
 	return targets
-}
-
-// upgradeToLeader forwards an exec upgrade to the leader (this voter's
-// state cannot answer yet).
-func (n *Node) upgradeToLeader(w http.ResponseWriter, r *http.Request, rn *raftNode) {
-	_, id := rn.raft.LeaderWithID()
-	if id == "" {
-		writeErr(w, api.Errorf(api.CodeUnavailable, "no leader: this node cannot reach a majority of the voters (see `kontena grid health`)"))
-		return
-	}
-	target := ""
-	if node, err := rn.store.Node(string(id)); err == nil {
-		target = net.JoinHostPort(node.Addr, strconv.Itoa(node.APIPort))
-	} else if m, ok := n.gossip.members()[string(id)]; ok {
-		target = m.apiAddr()
-	}
-	if target == "" {
-		writeErr(w, api.Errorf(api.CodeUnavailable, "leader %s is not known yet; retry", id))
-		return
-	}
-	n.proxyUpgrade(w, r, []string{target}, r.URL.RequestURI(), true)
 }

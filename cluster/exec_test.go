@@ -308,7 +308,7 @@ func TestFindContainers(t *testing.T) {
 	}
 	apply := func(idx uint64, cmd fsm.Command) {
 		t.Helper()
-		if _, err := store.Apply(idx, cmd, &fsm.AuditInfo{User: "t", Time: now}); err != nil {
+		if _, err := store.Apply(idx, cmd, &fsm.AuditInfo{User: "t", Time: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}); err != nil {
 			t.Fatalf("%T: %v", cmd, err)
 		}
 	}
@@ -320,7 +320,7 @@ func TestFindContainers(t *testing.T) {
 		{Name: "web", Image: "web:1", Instances: 2}, {Name: "db", Image: "db:1", Instances: 1}}}}})
 	apply(4, &fsm.InstancesPlace{ServiceID: "shop/web", Revision: 1, Place: []fsm.Placement{{Number: 1, NodeID: "id1"}, {Number: 2, NodeID: "id2"}}})
 	apply(5, &fsm.InstancesPlace{ServiceID: "shop/db", Revision: 1, Place: []fsm.Placement{{Number: 1, NodeID: "id2"}}})
-	apply(6, &fsm.NodeStatus{Updates: []fsm.NodeStatusUpdate{{ID: "id2", Status: fsm.StatusOffline, At: now, LastSeen: now.Add(-time.Minute)}}})
+	apply(6, &fsm.NodeStatus{Updates: []fsm.NodeStatusUpdate{{ID: "id2", Status: fsm.StatusOffline, At: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC), LastSeen: time.Date(2026, 1, 1, 11, 59, 0, 0, time.UTC)}}})
 
 	names := func(f containerFilter) string {
 		t.Helper()

@@ -10,10 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/raftnode"
 	"github.com/kontena-ng/kontena/scheduler"
 )
 
@@ -22,7 +21,7 @@ func (n *Node) store() (*fsm.Store, error) {
 	if rn == nil {
 		return nil, api.Errorf(api.CodeUnavailable, "this node is not a voter")
 	}
-	return rn.store, nil
+	return rn.Store(), nil
 }
 
 // pathNode is the local state and the node named by the {name} path value.
@@ -160,12 +159,12 @@ func (n *Node) roleNode(role string) func(http.ResponseWriter, *http.Request, *p
 	}
 }
 
-func (n *Node) gridInfo(rn *raftNode) api.GridInfo {
-	g, err := rn.store.Grid()
+func (n *Node) gridInfo(rn *raftnode.Node) api.GridInfo {
+	g, err := rn.Store().Grid()
 	if err != nil {
 		return api.GridInfo{}
 	}
-	nodes, _ := rn.store.Nodes()
+	nodes, _ := rn.Store().Nodes()
 	info := api.GridInfo{Name: g.Name, Subnet: g.Subnet, Supernet: g.Supernet, InitialSize: g.InitialSize,
 		CADigest: g.CADigest, CreatedAt: g.CreatedAt, Nodes: len(nodes), Voters: n.voterInfo(rn, nodes)}
 	for _, v := range info.Voters {
@@ -197,16 +196,12 @@ func (n *Node) gridInfo(rn *raftNode) api.GridInfo {
 
 // voterInfo joins the voters in the state with the Raft configuration as
 // this node sees it.
-func (n *Node) voterInfo(rn *raftNode, nodes []*fsm.Node) []api.VoterInfo {
+func (n *Node) voterInfo(rn *raftnode.Node, nodes []*fsm.Node) []api.VoterInfo {
 	inRaft := map[string]bool{}
-	if f := rn.raft.GetConfiguration(); f.Error() == nil {
-		for _, s := range f.Configuration().Servers {
-			if s.Suffrage == raft.Voter {
-				inRaft[string(s.ID)] = true
-			}
-		}
+	for _, id := range rn.Voters() {
+		inRaft[id] = true
 	}
-	_, leaderID := rn.raft.LeaderWithID()
+	leaderID := rn.Leader()
 	var out []api.VoterInfo
 	for _, node := range nodes {
 		if node.Role != fsm.RoleVoter && !inRaft[node.ID] {
@@ -224,7 +219,7 @@ func (n *Node) getGrid(w http.ResponseWriter, r *http.Request, p *principal) err
 	if rn == nil {
 		return api.Errorf(api.CodeUnavailable, "this node is not a voter")
 	}
-	return writeJSON(w, rn.store.Index(), n.gridInfo(rn))
+	return writeJSON(w, rn.Store().Index(), n.gridInfo(rn))
 }
 
 // updateGrid changes the grid settings (`kontena grid update`).
@@ -269,13 +264,13 @@ func (n *Node) getHealth(w http.ResponseWriter, r *http.Request, p *principal) e
 	if rn == nil {
 		return api.Errorf(api.CodeUnavailable, "this node is not a voter")
 	}
-	nodes, err := rn.store.Nodes()
+	nodes, err := rn.Store().Nodes()
 	if err != nil {
 		return err
 	}
 	h := api.Health{Status: api.HealthOK, Voters: n.voterInfo(rn, nodes)}
 	h.Quorum = len(h.Voters)/2 + 1
-	_, leaderID := rn.raft.LeaderWithID()
+	leaderID := rn.Leader()
 	n.voterLag(r.Context(), h.Voters)
 	for _, v := range h.Voters {
 		if v.Leader {
@@ -296,7 +291,7 @@ func (n *Node) getHealth(w http.ResponseWriter, r *http.Request, p *principal) e
 			h.Messages = append(h.Messages, fmt.Sprintf("voter %s is %d entries behind", v.Name, v.Lag))
 		}
 	}
-	if g, err := rn.store.Grid(); err == nil && len(h.Voters) < g.InitialSize {
+	if g, err := rn.Store().Grid(); err == nil && len(h.Voters) < g.InitialSize {
 		h.Status = api.HealthWarning
 		h.Messages = append(h.Messages, fmt.Sprintf("%d of %d voters; join or promote nodes", len(h.Voters), g.InitialSize))
 	}
@@ -312,7 +307,7 @@ func (n *Node) getHealth(w http.ResponseWriter, r *http.Request, p *principal) e
 			h.Messages = append(h.Messages, fmt.Sprintf("leader %s does not answer this node: changes cannot be made from here", v.Name))
 		}
 	}
-	return writeJSON(w, rn.store.Index(), h)
+	return writeJSON(w, rn.Store().Index(), h)
 }
 
 // maxHealthyLag is how many log entries a voter may trail the others by
@@ -371,8 +366,8 @@ func (n *Node) status() api.NodeStatus {
 	if rn == nil {
 		return api.NodeStatus{Role: fsm.RoleWorker, Overlay: ov}
 	}
-	return api.NodeStatus{Role: fsm.RoleVoter, RaftState: rn.raft.State().String(), AppliedIndex: rn.raft.AppliedIndex(),
-		CommitIndex: rn.raft.CommitIndex(), Overlay: ov}
+	return api.NodeStatus{Role: fsm.RoleVoter, RaftState: rn.State().String(), AppliedIndex: rn.AppliedIndex(),
+		CommitIndex: rn.CommitIndex(), Overlay: ov}
 }
 
 func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
@@ -381,7 +376,7 @@ func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) getJoinToken(w http.ResponseWriter, r *http.Request, p *principal) error {
 	rn := n.voter()
-	g, err := rn.store.Grid()
+	g, err := rn.Store().Grid()
 	if err != nil {
 		return err
 	}
@@ -393,7 +388,7 @@ func (n *Node) getJoinToken(w http.ResponseWriter, r *http.Request, p *principal
 		return err
 	}
 	tok := joinToken{Grid: g.Name, CADigest: g.CADigest, Secret: string(secret)}
-	return writeJSON(w, rn.store.Index(), api.JoinTokenResponse{Token: tok.String()})
+	return writeJSON(w, rn.Store().Index(), api.JoinTokenResponse{Token: tok.String()})
 }
 
 func (n *Node) rotateJoinToken(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -515,28 +510,17 @@ func listSince[T any](n *Node, w http.ResponseWriter, r *http.Request, get func(
 }
 
 // serveJoin admits a node. It is authenticated by the join token inside the
-// request, which only the leader can check; other nodes pass it on.
-func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
-	rn := n.voter()
-	if rn == nil {
-		n.forwardToVoter(w, r)
-		return
-	}
-	if rn.raft.State() != raft.Leader {
-		n.forwardToLeader(w, r, rn)
-		return
-	}
+// request, which only the leader can check (the route is served there).
+func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request, _ *principal) error {
 	var req api.JoinRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		writeErr(w, api.Errorf(api.CodeInvalid, "join request: %v", err))
-		return
+		return api.Errorf(api.CodeInvalid, "join request: %v", err)
 	}
-	resp, err := n.admit(r.Context(), &req, sourceIP(r))
+	resp, err := n.admitJoin(r.Context(), &req, sourceIP(r))
 	if err != nil {
-		writeErr(w, err)
-		return
+		return err
 	}
-	_ = writeJSON(w, 0, resp)
+	return writeJSON(w, 0, resp)
 }
 
 // servePromote is called by the leader on a node it promoted: store the
@@ -551,6 +535,10 @@ func (n *Node) servePromote(w http.ResponseWriter, r *http.Request) {
 		_ = writeJSON(w, 0, map[string]string{"role": fsm.RoleVoter})
 		return
 	}
+	if err := saveRaftTrust(n.cfg.DataDir, keys.Voters); err != nil {
+		writeErr(w, fmt.Errorf("promote: %w", err))
+		return
+	}
 	n.mu.Lock()
 	n.id.Role = fsm.RoleVoter
 	n.id.caKeyPEM, n.id.masterKey = []byte(keys.CAKey), keys.MasterKey
@@ -563,7 +551,7 @@ func (n *Node) servePromote(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("promote: %w", err))
 		return
 	}
-	n.gossip.setRole(fsm.RoleVoter)
+	n.gossip.SetRole(fsm.RoleVoter)
 	n.log.Info("promoted to voter")
 	_ = writeJSON(w, 0, map[string]string{"role": fsm.RoleVoter})
 }

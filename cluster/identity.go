@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
-	"github.com/kontena-ng/kontena/cluster/pki"
+	"github.com/kontena-ng/kontena/pki"
+	"github.com/kontena-ng/kontena/raftnode"
 	"github.com/kontena-ng/kontena/vault"
 )
 
@@ -40,7 +42,7 @@ const (
 	fileCAKey     = "ca-key.pem"
 	fileMasterKey = "master.key"
 	filePeers     = "peers.json"
-	dirRaft       = "raft"
+	dirRaft       = raftnode.Dir
 )
 
 func exists(path string) bool {
@@ -59,13 +61,22 @@ func loadIdentity(dir string) (*identity, error) {
 		return nil, fmt.Errorf("read node identity: %w", err)
 	}
 	var id identity
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: node identity %s is empty: nothing was changed; restore it from a backup",
+			ErrDataDir, filepath.Join(dir, fileIdentity))
+	}
 	if err := json.Unmarshal(data, &id); err != nil {
-		return nil, fmt.Errorf("node identity %s is damaged: %w", filepath.Join(dir, fileIdentity), err)
+		return nil, fmt.Errorf("%w: node identity %s is damaged (%v): nothing was changed; restore it from a backup",
+			ErrDataDir, filepath.Join(dir, fileIdentity), err)
 	}
 	read := func(name string, dst *[]byte, required bool) error {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if errors.Is(err, os.ErrNotExist) && !required {
 			return nil
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s holds node %s but not its %s: nothing was changed; restore %s from a backup",
+				ErrDataDir, dir, id.Name, name, name)
 		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", name, err)
@@ -91,8 +102,8 @@ func loadIdentity(dir string) (*identity, error) {
 // save writes the identity; secrets are written 0600 and written before
 // node.json so a crash never leaves an identity without its keys.
 func (id *identity) save(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if err := ensurePrivateDir(dir); err != nil {
+		return err
 	}
 	files := []struct {
 		name string
@@ -101,15 +112,22 @@ func (id *identity) save(dir string) error {
 		{fileCA, id.caPEM}, {fileCert, id.certPEM}, {fileKey, id.keyPEM}, {fileGossipKey, id.gossipKey},
 		{fileCAKey, id.caKeyPEM}, {fileMasterKey, id.masterKey},
 	}
+	removed := false
 	for _, f := range files {
 		path := filepath.Join(dir, f.name)
 		if f.data == nil {
 			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
+			removed = true
 			continue
 		}
 		if err := writeFileAtomic(path, f.data, 0o600); err != nil {
+			return err
+		}
+	}
+	if removed {
+		if err := syncDir(dir); err != nil {
 			return err
 		}
 	}
@@ -117,7 +135,11 @@ func (id *identity) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, fileIdentity), data, 0o600)
+	if err := writeFileAtomic(filepath.Join(dir, fileIdentity), data, 0o600); err != nil {
+		return err
+	}
+	// node.json is on disk: the bootstrap or join that was under way is done.
+	return clearSetupPending(dir)
 }
 
 func (id *identity) ca() (*pki.CA, error) {
@@ -134,24 +156,64 @@ func (id *identity) sealer() (*vault.Sealer, error) {
 	return vault.NewSealer(id.masterKey)
 }
 
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+// writeData is the write of writeFileAtomic; tests replace it to inject a
+// full disk.
+var writeData = func(f *os.File, data []byte) (int, error) { return f.Write(data) }
+
+// writeFileAtomic replaces path with data: a temporary file in the same
+// directory, fsynced, renamed over path, then the directory fsynced so the
+// rename survives a power cut. On any failure (a full disk, say) the
+// temporary file is removed and path keeps its old content.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return writeError(path, "create a temporary file", err)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(mode); err != nil {
+		return writeError(path, "chmod", err)
+	}
+	if _, err := writeData(f, data); err != nil {
+		return writeError(path, "write", err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+		return writeError(path, "fsync", err)
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return writeError(path, "close", err)
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return writeError(path, "rename", err)
+	}
+	return syncDir(dir)
+}
+
+func writeError(path, op string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("save %s: the disk is full (%s: %w); the previous %s is unchanged. Free space on the file system of %s and retry",
+			path, op, err, filepath.Base(path), filepath.Dir(path))
+	}
+	return fmt.Errorf("save %s: %s: %w (the previous %s is unchanged)", path, op, err, filepath.Base(path))
+}
+
+// syncDir makes renames and removals in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) { // EINVAL: the file system cannot sync directories
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
 }
 
 func newID() string {

@@ -12,14 +12,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/kontena-ng/kontena/api"
-	"github.com/kontena-ng/kontena/cluster/pki"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/pki"
 	"github.com/kontena-ng/kontena/vault"
 )
 
@@ -190,6 +191,9 @@ func joinGrid(ctx context.Context, cfg Config) (*identity, *api.JoinResponse, er
 			caPEM: []byte(out.CACert), certPEM: []byte(out.NodeCert), keyPEM: keyPEM, gossipKey: out.GossipKey}
 		if out.VoterKeys != nil {
 			id.caKeyPEM, id.masterKey = []byte(out.VoterKeys.CAKey), out.VoterKeys.MasterKey
+			if err := saveRaftTrust(cfg.DataDir, out.VoterKeys.Voters); err != nil {
+				return nil, nil, err
+			}
 		}
 		if err := id.save(cfg.DataDir); err != nil {
 			return nil, nil, err
@@ -211,7 +215,7 @@ func readAll(resp *http.Response) ([]byte, error) {
 type joinGate struct{ mu sync.Mutex }
 
 // admit handles POST /v1/join on the leader.
-func (n *Node) admit(ctx context.Context, req *api.JoinRequest, sourceIP string) (*api.JoinResponse, error) {
+func (n *Node) admitJoin(ctx context.Context, req *api.JoinRequest, sourceIP string) (*api.JoinResponse, error) {
 	n.joins.mu.Lock()
 	defer n.joins.mu.Unlock()
 	rn := n.voter()
@@ -221,7 +225,7 @@ func (n *Node) admit(ctx context.Context, req *api.JoinRequest, sourceIP string)
 	if rn == nil || ca == nil {
 		return nil, api.Errorf(api.CodeUnavailable, "this node cannot admit nodes (not a voter)")
 	}
-	g, err := rn.store.Grid()
+	g, err := rn.Store().Grid()
 	if err != nil {
 		return nil, api.Errorf(api.CodeUnavailable, "grid not ready: %v", err)
 	}
@@ -246,14 +250,18 @@ func (n *Node) admit(ctx context.Context, req *api.JoinRequest, sourceIP string)
 	if !nameRE.MatchString(req.Name) {
 		return refuse("node name %q is not valid: use lowercase letters, digits and dashes", req.Name)
 	}
-	if other, err := rn.store.Node(req.NodeID); err == nil {
+	if other, err := rn.Store().Node(req.NodeID); err == nil {
 		return refuse("node ID %s is already in use by node %s", req.NodeID, other.Name)
 	}
-	if other, err := rn.store.Node(req.Name); err == nil {
+	if slices.Contains(g.RemovedNodes, req.NodeID) {
+		// A removed node's certificate stays refused: its ID is never reused.
+		return refuse("node ID %s belongs to a node removed from the grid; start the new node with an empty data dir", req.NodeID)
+	}
+	if other, err := rn.Store().Node(req.Name); err == nil {
 		return refuse("node name %q is already in use by node %s (%s, %s); start the new node with another --name, or remove the old one with `kontena node rm %s`",
 			req.Name, other.ID, other.Role, other.Status, req.Name)
 	}
-	nodes, err := rn.store.Nodes()
+	nodes, err := rn.Store().Nodes()
 	if err != nil {
 		return nil, err
 	}
@@ -282,11 +290,11 @@ func (n *Node) admit(ctx context.Context, req *api.JoinRequest, sourceIP string)
 	}
 	out := &api.JoinResponse{Node: *res.(*fsm.Node), Grid: n.gridInfo(rn), CACert: string(n.id.caPEM), NodeCert: string(cert),
 		GossipKey: n.id.gossipKey}
-	for _, m := range n.gossip.members() {
+	for _, m := range n.gossip.Members() {
 		out.Peers = append(out.Peers, net.JoinHostPort(m.Addr, strconv.Itoa(m.Port)))
 	}
 	if role == fsm.RoleVoter {
-		out.VoterKeys = &api.VoterKeys{CAKey: string(n.id.caKeyPEM), MasterKey: n.id.masterKey}
+		out.VoterKeys = &api.VoterKeys{CAKey: string(n.id.caKeyPEM), MasterKey: n.id.masterKey, Voters: rn.Voters()}
 	}
 	n.log.Info("node admitted", "name", req.Name, "role", role, "from", sourceIP)
 	return out, nil

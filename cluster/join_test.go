@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/kontena-ng/kontena/api"
-	"github.com/kontena-ng/kontena/cluster/pki"
+	"github.com/kontena-ng/kontena/pki"
 )
 
 func freePort(t *testing.T) int {

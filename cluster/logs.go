@@ -14,10 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
-
+	"github.com/kontena-ng/kontena/agent/engine"
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
 )
@@ -163,6 +160,20 @@ const followRescan = time.Second
 func (n *Node) followLogs(w http.ResponseWriter, r *http.Request, q logQuery, first []logSource, sources func() ([]logSource, error)) error {
 	ctx := r.Context()
 	flusher, _ := w.(http.Flusher)
+	// The stream ends after followMaxIdle without a line or followMaxLife
+	// in all (why: limits.go), with a last line that says so; each line
+	// must reach the client within apiWriteTimeout.
+	rc := http.NewResponseController(w)
+	extendDeadline(w, followMaxLife+apiWriteTimeout)
+	idle := time.NewTimer(followMaxIdle)
+	defer idle.Stop()
+	life := time.NewTimer(followMaxLife)
+	defer life.Stop()
+	endWith := func(why string) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(apiWriteTimeout))
+		_, _ = fmt.Fprintf(w, "%s kontena: the follow ended (%s); run the command again to go on\n", time.Now().UTC().Format(time.RFC3339Nano), why)
+		return nil
+	}
 	lines := make(chan logLine, 256)
 	ended := make(chan string, 64)
 	streaming := map[string]bool{}
@@ -193,6 +204,10 @@ func (n *Node) followLogs(w http.ResponseWriter, r *http.Request, q logQuery, fi
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-idle.C:
+			return endWith(fmt.Sprintf("no new line for %s", followMaxIdle))
+		case <-life.C:
+			return endWith(fmt.Sprintf("it lasted %s, the longest allowed", followMaxLife))
 		case name := <-ended:
 			delete(streaming, name)
 		case <-tick.C:
@@ -214,12 +229,14 @@ func (n *Node) followLogs(w http.ResponseWriter, r *http.Request, q logQuery, fi
 				}
 				last[l.src] = ts
 			}
+			_ = rc.SetWriteDeadline(time.Now().Add(apiWriteTimeout)) // a client that stopped reading
 			if _, err := io.WriteString(w, l.text+"\n"); err != nil {
 				return nil
 			}
 			if flusher != nil {
 				flusher.Flush()
 			}
+			idle.Reset(followMaxIdle)
 		}
 	}
 }
@@ -268,38 +285,26 @@ func (n *Node) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		writeErr(w, api.Errorf(api.CodeUnavailable, "no Docker engine on this node: %v", err))
+	if n.eng == nil {
+		writeErr(w, errNoEngine())
 		return
 	}
-	defer cli.Close()
 	name := r.PathValue("name")
 	// Only the agent's containers: node certificates do not open the
 	// whole engine.
-	ins, err := cli.ContainerInspect(r.Context(), name)
-	if err != nil || ins.Config == nil || ins.Config.Labels["io.kontena.managed"] != "true" {
+	ins, err := n.eng.InspectManaged(r.Context(), name, "")
+	if err != nil {
 		writeErr(w, api.Errorf(api.CodeNotFound, "no kontena container %s on this node", name))
 		return
 	}
-	tail := "all" // --tail 0 means the whole log; Docker's "0" means none
-	if q.tail > 0 {
-		tail = strconv.Itoa(q.tail)
-	}
-	rc, err := cli.ContainerLogs(r.Context(), name, container.LogsOptions{ShowStdout: true, ShowStderr: true,
-		Timestamps: true, Follow: q.follow, Tail: tail, Since: q.since})
+	logs, err := n.eng.Logs(r.Context(), name, engine.LogOptions{Follow: q.follow, Tail: q.tail, Since: q.since, Tty: ins.Config.Tty})
 	if err != nil {
 		writeErr(w, api.Errorf(api.CodeUnavailable, "read logs of %s: %v", name, err))
 		return
 	}
-	defer rc.Close()
+	defer logs.Close()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fw := &flushWriter{w: w}
-	if ins.Config.Tty {
-		_, _ = io.Copy(fw, rc)
-		return
-	}
-	_, _ = stdcopy.StdCopy(fw, fw, rc)
+	_ = logs.CopyTo(&flushWriter{w: w})
 }
 
 // flushWriter flushes after every write so follow streams are live; one

@@ -23,27 +23,30 @@ func (n *Node) getNetMap(w http.ResponseWriter, r *http.Request, p *principal) e
 	if p.Node != node.ID && !p.admin() {
 		return api.Errorf(api.CodeForbidden, "only node %s itself may read its network map", node.Name)
 	}
-	if err := blockingWait(r, store); err != nil {
+	if err := blockingWaitTables(r, store, fsm.TableNodes, fsm.TableGrid, fsm.TableStacks, fsm.TableServices, fsm.TableInstances); err != nil {
 		return err
 	}
-	idx := store.Index()
-	g, err := store.Grid()
+	// One read of the state: peers and records as they were after the same
+	// command.
+	v := store.Snapshot()
+	idx := v.Index()
+	g, err := v.Grid()
 	if err != nil {
 		return err
 	}
-	nodes, err := store.Nodes()
+	nodes, err := v.Nodes()
 	if err != nil {
 		return err
 	}
-	stacks, err := store.Stacks()
+	stacks, err := v.Stacks()
 	if err != nil {
 		return err
 	}
-	svcs, err := store.Services("")
+	svcs, err := v.Services("")
 	if err != nil {
 		return err
 	}
-	insts, err := store.Instances("")
+	insts, err := v.Instances("")
 	if err != nil {
 		return err
 	}
@@ -77,6 +80,9 @@ func buildNetMap(g *fsm.Grid, nodes []*fsm.Node, stacks []*fsm.Stack, svcs []*fs
 	}
 	online := map[string]bool{}
 	for _, nd := range nodes {
+		if nd.Role == fsm.RoleVoter {
+			nm.Voters = append(nm.Voters, api.NetVoter{ID: nd.ID, Name: nd.Name})
+		}
 		online[nd.ID] = nd.Status == fsm.StatusOnline
 		if nd.ID == self || nd.Overlay.PublicKey == "" || nd.Overlay.Port == 0 || nd.Overlay.Subnet == "" {
 			continue
@@ -102,11 +108,11 @@ func buildNetMap(g *fsm.Grid, nodes []*fsm.Node, stacks []*fsm.Stack, svcs []*fs
 	}
 	for _, in := range insts {
 		s := svcByID[in.ServiceID]
-		if s == nil || in.Actual.State != "running" || in.Actual.IP == "" || !online[in.NodeID] {
+		if s == nil || in.Actual.State != fsm.StateRunning || in.Actual.IP == "" || !online[in.NodeID] {
 			continue
 		}
 		nm.Records = append(nm.Records, api.DNSRecord{Stack: s.Stack, Service: s.Name, Instance: in.Number, IP: in.Actual.IP,
-			Healthy: in.Actual.Health == "" || in.Actual.Health == "healthy"})
+			Healthy: in.Actual.Health == fsm.HealthNone || in.Actual.Health == fsm.HealthHealthy})
 	}
 	slices.SortFunc(nm.Records, func(a, b api.DNSRecord) int {
 		if c := cmpString(a.Stack+"/"+a.Service, b.Stack+"/"+b.Service); c != 0 {

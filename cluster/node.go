@@ -17,12 +17,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/kontena-ng/kontena/agent"
+	"github.com/kontena-ng/kontena/agent/engine"
 	"github.com/kontena-ng/kontena/api"
-	"github.com/kontena-ng/kontena/cluster/pki"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/leader"
+	"github.com/kontena-ng/kontena/membership"
+	"github.com/kontena-ng/kontena/pki"
+	"github.com/kontena-ng/kontena/raftnode"
 	"github.com/kontena-ng/kontena/vault"
 )
 
@@ -37,21 +39,27 @@ type Node struct {
 	clientTLS *tls.Config // outgoing node-to-node calls, with our certificate
 	peerHTTP  *http.Client
 
-	gossip *gossip
+	gossip *membership.Gossip
 	http   *http.Server
 
 	joins joinGate
 
 	rnd *rand.Rand // the leader's scheduler randomness (random strategy)
 
+	// servicePassHook, when set (tests), runs first for every service a
+	// leader pass plans or tracks.
+	servicePassHook func(pass string, svc *fsm.Service)
+
 	dp *dataPlane // overlay, container addresses and DNS of this node
+
+	eng *engine.Engine // this node's Docker engine; nil: none answered at start
 
 	removed     chan struct{} // closed when the leader says this node was removed
 	removedOnce sync.Once
 
 	mu   sync.RWMutex
 	id   *identity
-	rn   *raftNode // nil on workers
+	rn   *raftnode.Node // nil on workers
 	ca   *pki.CA
 	seal *vault.Sealer
 }
@@ -77,9 +85,18 @@ func Run(ctx context.Context, cfg Config) error {
 		h, _ := os.Hostname()
 		cfg.Name = sanitizeName(h)
 	}
+	if err := ensurePrivateDir(cfg.DataDir); err != nil {
+		return err
+	}
 	id, err := loadIdentity(cfg.DataDir)
 	if err != nil {
 		return err
+	}
+	if id == nil {
+		// Never bootstrap or join over what a node left behind.
+		if err := checkNoLostNode(cfg.DataDir); err != nil {
+			return err
+		}
 	}
 	var boot *bootstrapSecrets
 	var peers []string
@@ -88,23 +105,38 @@ func Run(ctx context.Context, cfg Config) error {
 		if len(cfg.Join) > 0 {
 			cfg.Log.Info("data dir already holds a node; resuming it and ignoring --join/--token", "node", id.Name, "grid", id.Grid)
 		}
+		_ = clearSetupPending(cfg.DataDir)
 		peers = loadPeers(cfg.DataDir)
 	case len(cfg.Join) == 0:
+		if err := markSetupPending(cfg.DataDir); err != nil {
+			return err
+		}
 		id, boot, err = bootstrapIdentity(cfg)
 		if err != nil {
 			return err
 		}
 	default:
+		if err := markSetupPending(cfg.DataDir); err != nil {
+			return err
+		}
 		var resp *api.JoinResponse
 		id, resp, err = joinGrid(ctx, cfg)
 		if err != nil {
+			if !hasNodeFiles(cfg.DataDir) {
+				_ = clearSetupPending(cfg.DataDir)
+			}
 			return err
 		}
 		peers = resp.Peers
-		_ = savePeers(cfg.DataDir, peers)
+		if err := savePeers(cfg.DataDir, peers); err != nil {
+			cfg.Log.Warn("could not save peers.json", "err", err)
+		}
 	}
 	n := &Node{cfg: cfg, log: cfg.Log.With("node", id.Name), id: id, removed: make(chan struct{}),
 		rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))}
+	if cfg.onNode != nil {
+		cfg.onNode(n)
+	}
 	// The node's loops end with nctx, before a removed node cleans up after
 	// itself (its agent must not start what leave removes).
 	nctx, stopLoops := context.WithCancel(ctx)
@@ -147,6 +179,9 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 		TLSClientConfig:     n.clientTLS,
 		DialContext:         api.Dialer(2 * time.Second).DialContext,
 		MaxIdleConnsPerHost: 32,
+		// Below the API server's idle timeout, so a pooled connection is
+		// not reused just as the other end closes it.
+		IdleConnTimeout: 90 * time.Second,
 	}}
 
 	if id.Role == fsm.RoleVoter {
@@ -158,17 +193,39 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 	if err != nil {
 		return fmt.Errorf("listen for the API: %w (is another node using port %d?)", err, n.cfg.APIPort)
 	}
+	// One engine client for the node's life; without an engine the node
+	// runs no containers and its container endpoints answer 503.
+	if eng, err := engine.Open(ctx); err == nil {
+		n.eng = eng
+		context.AfterFunc(ctx, func() {
+			select {
+			case <-n.removed: // leave still needs it, and closes it
+			default:
+				eng.Close()
+			}
+		})
+	} else if n.cfg.NoContainers || n.cfg.Runtime != nil {
+		n.log.Debug("no Docker engine on this node", "err", err)
+	} else {
+		n.log.Warn("no Docker engine: this node runs no containers", "err", err)
+	}
 	// Handlers read the data plane (node show, grid show): make it first.
 	n.dp = newDataPlane(n)
-	n.http = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
+	// Bounded: see limits.go for the timeouts, the requests that outlive
+	// them, and the connection limits.
+	lim := newLimitListener(ln)
+	n.http = &http.Server{Handler: boundRequests(n.handler()), ReadHeaderTimeout: apiReadHeaderTimeout,
+		ReadTimeout: apiReadTimeout, WriteTimeout: apiWriteTimeout, IdleTimeout: apiIdleTimeout,
+		ConnState: lim.connState, ErrorLog: nil}
 	go func() {
-		if err := n.http.Serve(tls.NewListener(ln, n.apiTLS)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.http.Serve(tls.NewListener(lim, n.apiTLS)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("API server stopped", "err", err)
 		}
 	}()
 
-	meta := gossipMeta{Role: id.Role, APIPort: n.cfg.APIPort, RaftPort: n.cfg.RaftPort, Version: Version, Name: id.Name, PublicAddr: n.cfg.PublicAddr}
-	g, err := startGossip(id.ID, n.cfg.BindAddr, n.cfg.AdvertiseAddr, n.cfg.GossipPort, id.gossipKey, meta, n.cfg.Timing, n.log)
+	meta := membership.Meta{Role: id.Role, APIPort: n.cfg.APIPort, RaftPort: n.cfg.RaftPort, Version: Version, Name: id.Name, PublicAddr: n.cfg.PublicAddr}
+	timing := membership.Timing{ProbeInterval: n.cfg.Timing.ProbeInterval, ProbeTimeout: n.cfg.Timing.ProbeTimeout, SuspicionMult: n.cfg.Timing.SuspicionMult}
+	g, err := membership.Start(id.ID, n.cfg.BindAddr, n.cfg.AdvertiseAddr, n.cfg.GossipPort, id.gossipKey, meta, timing, n.log)
 	if err != nil {
 		return err
 	}
@@ -180,7 +237,7 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 		joined := make(chan struct{})
 		go func() {
 			defer close(joined)
-			if k, err := g.join(peers); err == nil {
+			if k, err := g.Join(peers); err == nil {
 				n.log.Info("gossip joined", "peers", k)
 			}
 		}()
@@ -189,8 +246,9 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 		case <-time.After(3 * time.Second):
 		}
 	}
-	go n.reconnectLoop(ctx, peers)
-	go n.leaderLoop(ctx)
+	go g.Reconnect(ctx, membership.Reconnect{Self: net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.GossipPort)),
+		Peers: peers, Known: n.knownGossip, Save: func(p []string) error { return savePeers(n.cfg.DataDir, p) }, Log: n.log})
+	go n.leader().Run(ctx)
 	go n.dp.run(ctx)
 	if !n.cfg.NoContainers {
 		go n.agentLoop(ctx)
@@ -221,16 +279,16 @@ func (n *Node) leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_ = os.Remove(filepath.Join(n.cfg.DataDir, fileAssignments))
-	if !n.cfg.NoContainers {
-		if rt, closeRT, err := agent.NewDockerRuntime(ctx, n.log); err == nil {
-			a, err := agent.New(agent.Config{Runtime: rt, Logger: n.log.With("component", "agent"),
-				Node: agent.NodeInfo{NodeID: n.id.ID, NodeName: n.id.Name, GridName: n.id.Grid}})
-			if err == nil {
-				if err := a.Reconcile(ctx, nil); err != nil {
-					n.log.Warn("remove this node's containers", "err", err)
-				}
+	if n.eng != nil {
+		defer n.eng.Close()
+	}
+	if !n.cfg.NoContainers && n.eng != nil {
+		a, err := agent.New(agent.Config{Runtime: agent.NewRuntime(n.eng, n.log), Logger: n.log.With("component", "agent"),
+			Node: agent.NodeInfo{NodeID: n.id.ID, NodeName: n.id.Name, GridName: n.id.Grid}})
+		if err == nil {
+			if err := a.Reconcile(ctx, nil); err != nil {
+				n.log.Warn("remove this node's containers", "err", err)
 			}
-			closeRT()
 		}
 	}
 	if n.dp != nil {
@@ -245,14 +303,14 @@ func (n *Node) stop() {
 		cancel()
 	}
 	if n.gossip != nil {
-		n.gossip.shutdown()
+		n.gossip.Shutdown()
 	}
 	n.mu.Lock()
 	rn := n.rn
 	n.rn = nil
 	n.mu.Unlock()
 	if rn != nil {
-		if err := rn.shutdown(); err != nil {
+		if err := rn.Shutdown(); err != nil {
 			n.log.Warn("raft shutdown", "err", err)
 		}
 	}
@@ -275,7 +333,8 @@ func (n *Node) becomeVoter(bootstrap bool) error {
 	}
 	bind := net.JoinHostPort(n.cfg.BindAddr, strconv.Itoa(n.cfg.RaftPort))
 	adv := net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.RaftPort))
-	rn, err := startRaft(n.cfg.DataDir, n.id.ID, bind, adv, n.raftTLS, n.clientTLS, bootstrap, n.log)
+	rn, err := raftnode.Start(raftnode.Config{DataDir: n.cfg.DataDir, NodeID: n.id.ID, Bind: bind, Advertise: adv,
+		ServerTLS: n.raftTLS, ClientTLS: n.clientTLS, Bootstrap: bootstrap, Trust: loadRaftTrust(n.cfg.DataDir), Log: n.log})
 	if err != nil {
 		return err
 	}
@@ -293,19 +352,64 @@ func (n *Node) becomeWorker() error {
 	err := n.id.save(n.cfg.DataDir)
 	n.mu.Unlock()
 	if rn != nil {
-		if serr := rn.shutdown(); serr != nil {
+		if serr := rn.Shutdown(); serr != nil {
 			n.log.Warn("raft shutdown", "err", serr)
 		}
 	}
 	_ = os.RemoveAll(filepath.Join(n.cfg.DataDir, dirRaft))
 	if n.gossip != nil {
-		n.gossip.setRole(fsm.RoleWorker)
+		n.gossip.SetRole(fsm.RoleWorker)
 	}
 	return err
 }
 
+// leader is this node's leader component: it acts while this node leads.
+func (n *Node) leader() *leader.Leader {
+	cfg := leader.Config{Raft: n.leaderRaft, Calls: n, VoterKeys: n.voterKeys,
+		Reconcile: n.cfg.Timing.Reconcile, Rand: n.rnd, Log: n.log, Hook: n.servicePassHook}
+	if n.id != nil {
+		cfg.Self = n.id.ID
+	}
+	if n.gossip != nil {
+		cfg.Gossip = n.gossip
+	}
+	return leader.New(cfg)
+}
+
+func (n *Node) leaderRaft() (leader.Raft, bool) {
+	if rn := n.voter(); rn != nil {
+		return rn, true
+	}
+	return nil, false
+}
+
+// voterKeys are what a promoted node receives to act as a voter.
+func (n *Node) voterKeys() api.VoterKeys {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return api.VoterKeys{CAKey: string(n.id.caKeyPEM), MasterKey: n.id.masterKey}
+}
+
+// knownGossip are the gossip addresses of every node in a voter's state
+// (none on a worker): the reconnect loop keeps trying them.
+func (n *Node) knownGossip() []string {
+	rn := n.voter()
+	if rn == nil {
+		return nil
+	}
+	nodes, err := rn.Store().Nodes()
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(nodes))
+	for _, node := range nodes {
+		out = append(out, net.JoinHostPort(node.Addr, strconv.Itoa(node.GossipPort)))
+	}
+	return out
+}
+
 // voter returns the Raft half of this node, or nil on a worker.
-func (n *Node) voter() *raftNode {
+func (n *Node) voter() *raftnode.Node {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	return n.rn
@@ -313,7 +417,7 @@ func (n *Node) voter() *raftNode {
 
 func (n *Node) isLeader() bool {
 	rn := n.voter()
-	return rn != nil && rn.raft.State() == raft.Leader
+	return rn != nil && rn.IsLeader()
 }
 
 // apply commits a command through Raft. It must run on the leader.
@@ -322,31 +426,11 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, audit *fsm.AuditInfo)
 	if rn == nil {
 		return nil, 0, api.Errorf(api.CodeUnavailable, "this node is not a voter")
 	}
-	if audit == nil {
-		audit = &fsm.AuditInfo{}
+	res, idx, err := rn.Apply(ctx, cmd, audit)
+	if errors.Is(err, raftnode.ErrNotLeader) || errors.Is(err, raftnode.ErrNoQuorum) {
+		return nil, 0, api.Errorf(api.CodeUnavailable, "%v", err)
 	}
-	if audit.Time.IsZero() {
-		audit.Time = time.Now().UTC()
-	}
-	data, err := fsm.Encode(cmd, audit)
-	if err != nil {
-		return nil, 0, err
-	}
-	timeout := 10 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
-	f := rn.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return nil, 0, api.Errorf(api.CodeUnavailable, "leadership changed while writing; retry: %v", err)
-		}
-		return nil, 0, api.Errorf(api.CodeUnavailable, "could not commit the change (is a majority of voters reachable?): %v", err)
-	}
-	if err, ok := f.Response().(error); ok {
-		return nil, f.Index(), err
-	}
-	return f.Response(), f.Index(), nil
+	return res, idx, err
 }
 
 func hashToken(tok string) string {

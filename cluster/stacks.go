@@ -1,16 +1,17 @@
 package cluster
 
 import (
+	"errors"
 	"net/http"
-	"regexp"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/orchestrator"
+	"github.com/kontena-ng/kontena/stack"
 )
-
-var stackNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62})$`)
 
 func (n *Node) installStack(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var req api.StackInstallRequest
@@ -61,21 +62,39 @@ func (n *Node) upgradeStack(w http.ResponseWriter, r *http.Request, p *principal
 	return writeJSON(w, idx, plan)
 }
 
-// checkStackRequest refuses what install and upgrade cannot run.
+// checkStackRequest refuses what install and upgrade cannot run: the stack
+// is checked by stack.ValidateSpec, the same check the CLI's loader runs,
+// since nothing a client sends can be assumed to come from that loader.
 func checkStackRequest(req *api.StackInstallRequest) error {
-	if !stackNameRE.MatchString(req.Name) {
-		return api.Errorf(api.CodeInvalid, "stack name %q: use lowercase letters, digits and dashes", req.Name)
+	if err := stack.ValidateStackName(req.Name); err != nil {
+		return api.Errorf(api.CodeInvalid, "stack name %q: use lowercase letters, digits and dashes (a DNS label of at most %d)", req.Name, stack.MaxNameLen)
 	}
 	if len(req.Spec.Services) == 0 {
 		return api.Errorf(api.CodeInvalid, "stack %s has no services", req.Name)
+	}
+	req.Spec.Name = req.Name
+	if err := stack.ValidateSpec(&req.Spec); err != nil {
+		return api.Errorf(api.CodeInvalid, "stack %s: %s", req.Name, problems(err))
 	}
 	for _, svc := range req.Spec.Services {
 		if svc.Image == "" {
 			return api.Errorf(api.CodeInvalid, "stack %s: service %s has no image (building images is not supported by install)", req.Name, svc.Name)
 		}
 	}
-	req.Spec.Name = req.Name
 	return nil
+}
+
+// problems is a validation error on one line: each problem names its key.
+func problems(err error) string {
+	var list stack.Errors
+	if errors.As(err, &list) {
+		lines := make([]string, len(list))
+		for i, e := range list {
+			lines[i] = e.Error()
+		}
+		return strings.Join(lines, "; ")
+	}
+	return err.Error()
 }
 
 func (n *Node) listStacks(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -145,6 +164,9 @@ func (n *Node) scaleService(w http.ResponseWriter, r *http.Request, p *principal
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
+	if err := stack.ValidateInstances(req.Instances); err != nil {
+		return api.Errorf(api.CodeInvalid, "service %s/%s: %v", r.PathValue("stack"), r.PathValue("service"), err)
+	}
 	res, idx, err := n.apply(r.Context(), &fsm.ServiceScale{ID: fsm.ServiceID(r.PathValue("stack"), r.PathValue("service")), Instances: req.Instances}, auditOf(r, p))
 	if err != nil {
 		return err
@@ -163,26 +185,34 @@ func (n *Node) getAssignments(w http.ResponseWriter, r *http.Request, p *princip
 	if p.Node != node.ID && !p.admin() {
 		return api.Errorf(api.CodeForbidden, "only node %s itself may read its assignments", node.Name)
 	}
-	if err := blockingWait(r, store); err != nil {
+	// The nodes table too: draining the node changes Drained, and nothing
+	// else may change with it.
+	if err := blockingWaitTables(r, store, fsm.TableInstances, fsm.TableServices, fsm.TableStacks, fsm.TableNodes); err != nil {
 		return err
 	}
-	idx := store.Index()
-	insts, err := store.InstancesOnNode(node.ID)
+	// One read of the state: the instances, their services and stacks as
+	// they were after the same command.
+	view := store.Snapshot()
+	idx := view.Index()
+	if nd, err := view.Node(node.ID); err == nil {
+		node = nd
+	}
+	insts, err := view.InstancesOnNode(node.ID)
 	if err != nil {
 		return err
 	}
-	g, _ := store.Grid()
+	g, _ := view.Grid()
 	out := api.Assignments{Items: []api.Assignment{}}
 	if g != nil {
 		out.Grid = g.Name
 	}
 	for _, in := range insts {
-		svc, err := store.Service(in.ServiceID)
+		svc, err := view.Service(in.ServiceID)
 		if err != nil {
 			continue
 		}
 		a := api.Assignment{Instance: *in, Stack: svc.Stack, Service: svc.Spec}
-		if st, err := store.Stack(svc.Stack); err == nil {
+		if st, err := view.Stack(svc.Stack); err == nil {
 			for _, m := range svc.Spec.Volumes {
 				if v := st.Spec.Volume(m.Volume); m.Volume != "" && v != nil && !slices.Contains(a.Volumes, v) {
 					a.Volumes = append(a.Volumes, v)
@@ -243,15 +273,15 @@ func serviceInfo(store *fsm.Store, svc *fsm.Service, nodeNames map[string]string
 		Desired: svc.Instances, Strategy: svc.Spec.Deploy.Strategy, Error: svc.PlacementError, Instances: []api.InstanceInfo{}}
 	lifecycleInfo(info, svc)
 	if all, err := store.Services(svc.Stack); err == nil {
-		info.WaitsFor = dependencyWait(svc, all)
+		info.WaitsFor = orchestrator.DependencyWait(svc, all)
 	}
 	insts, _ := store.Instances(svc.ID)
 	sort.Slice(insts, func(i, j int) bool { return insts[i].Number < insts[j].Number })
 	if svc.Deploy.State == fsm.DeployDeploying {
-		_, info.Waiting, _ = deployProgressOf(svc, insts, nodeNames)
+		_, info.Waiting, _ = orchestrator.DeployProgress(svc, insts, nodeNames)
 	}
 	for _, in := range insts {
-		if in.Actual.State == "running" && in.Actual.Revision == svc.Revision {
+		if in.Actual.State == fsm.StateRunning && in.Actual.Revision == svc.Revision {
 			info.Running++
 		}
 		info.Instances = append(info.Instances, api.InstanceInfo{Name: containerName(svc.Stack, svc.Name, in.Number),

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kontena-ng/kontena/api"
-	"github.com/kontena-ng/kontena/cluster/pki"
+	"github.com/kontena-ng/kontena/pki"
 )
 
 func gridCommand() *cli.Command {

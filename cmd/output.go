@@ -105,9 +105,9 @@ func ago(t time.Time) string {
 	return d.String() + " ago"
 }
 
-func orDash(s string) string {
+func orDash[S ~string](s S) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return string(s)
 }

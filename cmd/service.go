@@ -340,7 +340,7 @@ func serviceProgress(svc api.ServiceInfo, w waitSpec) (string, bool, error) {
 	if w.stop {
 		stopped := 0
 		for _, in := range svc.Instances {
-			if in.Actual.State == "stopped" {
+			if in.Actual.State == fsm.StateStopped {
 				stopped++
 			}
 		}
@@ -375,7 +375,7 @@ func serviceProgress(svc api.ServiceInfo, w waitSpec) (string, bool, error) {
 	}
 	var ports []string
 	for _, in := range svc.Instances {
-		if in.Actual.WaitPort == "waiting" {
+		if in.Actual.WaitPort == fsm.WaitPortWaiting {
 			ports = append(ports, in.Name)
 		}
 	}
@@ -467,15 +467,15 @@ func instanceTable(w io.Writer, insts []api.InstanceInfo) {
 	row(w, "INSTANCE", "NODE", "STATE", "HEALTH", "REVISION", "CONTAINER", "LAST EVENT")
 	for _, in := range insts {
 		state := orDash(in.Actual.State)
-		if in.Actual.WaitPort == "waiting" {
+		if in.Actual.WaitPort == fsm.WaitPortWaiting {
 			state += " (port not open)"
 		}
-		if in.Actual.Error != "" && in.Actual.State != "running" {
+		if in.Actual.Error != "" && in.Actual.State != fsm.StateRunning {
 			state += ": " + in.Actual.Error
 		}
 		ev := "-"
 		if in.Actual.Event != "" {
-			ev = in.Actual.Event + " " + ago(in.Actual.EventAt)
+			ev = string(in.Actual.Event) + " " + ago(in.Actual.EventAt)
 		}
 		row(w, in.Name, orDash(in.Node), state, orDash(in.Actual.Health), in.Revision, orDash(shortContainerID(in.Actual.ContainerID)), ev)
 	}
@@ -521,7 +521,7 @@ func serviceContainers(c *cli.Context, s *session) error {
 		for _, in := range svc.Instances {
 			state := orDash(in.Actual.State)
 			if in.Actual.WaitPort != "" {
-				state += " (port " + in.Actual.WaitPort + ")"
+				state += " (port " + string(in.Actual.WaitPort) + ")"
 			}
 			row(w, in.Name, orDash(in.Node), state, orDash(in.Actual.Health), in.Revision, orDash(shortContainerID(in.Actual.ContainerID)), ago(in.Actual.At))
 		}

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/cluster"
@@ -25,9 +28,19 @@ func upCommand() *cli.Command {
 master (a Raft voter), an admin token saved in the CLI config so 'kontena node ls' works at
 once, and prints the command that joins more machines.
 
-With --join ADDR --token TOKEN the node verifies that the master holds the grid CA named in
-the token before sending the token's secret, receives its certificate, and becomes a voter
-while the grid has fewer than --initial-size voters, a worker after that.
+The join token and the admin token are secrets, and the output of a daemon usually ends
+in a log file: they are printed only when standard output is a terminal. Otherwise the
+admin token is only saved in the CLI config (mode 0600), and 'kontena grid token' (run
+where that config is) prints the join token.
+
+With --join ADDR --token-file FILE the node verifies that the master holds the grid CA named
+in the token before sending the token's secret, receives its certificate, and becomes a voter
+while the grid has fewer than --initial-size voters, a worker after that. Give the token in a
+file (--token-file, best 0600) or in the environment (KONTENA_JOIN_TOKEN): --token TOKEN
+works too, but any user of the machine sees a command line in 'ps'. For example:
+
+  (umask 077; kontena grid token > join.token)        # where the CLI config is
+  kontena up --join 10.0.0.1 --token-file join.token  # on the new machine
 
 A node restarted with the same --data-dir resumes as the same node; --join and --token are
 then ignored.
@@ -42,7 +55,8 @@ Several nodes can run on one host for development: give each its own --data-dir 
 			&cli.StringFlag{Name: "subnet", Value: "10.81.0.0/16", Usage: "overlay subnet of the new grid"},
 			&cli.StringFlag{Name: "supernet", Value: "10.80.0.0/12", Usage: "supernet the overlay subnet lies in"},
 			&cli.StringFlag{Name: "join", EnvVars: []string{"KONTENA_JOIN"}, Usage: "join the grid at ADDR[,ADDR...] (a node's address, port optional)"},
-			&cli.StringFlag{Name: "token", EnvVars: []string{"KONTENA_JOIN_TOKEN"}, Usage: "join token printed by `kontena grid token`"},
+			&cli.StringFlag{Name: "token", EnvVars: []string{"KONTENA_JOIN_TOKEN"}, Usage: "join token printed by `kontena grid token` (visible in `ps`: prefer --token-file or $KONTENA_JOIN_TOKEN)"},
+			&cli.StringFlag{Name: "token-file", EnvVars: []string{"KONTENA_JOIN_TOKEN_FILE"}, Usage: "read the join token from `FILE` (e.g. the output of `kontena grid token`)"},
 			&cli.StringSliceFlag{Name: "label", Usage: "node label key=value (repeatable), e.g. az=a, region=eu"},
 			&cli.StringFlag{Name: "bind", Value: "0.0.0.0", Usage: "address to listen on"},
 			&cli.StringFlag{Name: "advertise", Usage: "address other nodes reach this node at (default: bind address, or the first non-loopback IPv4)"},
@@ -69,10 +83,16 @@ func runUp(c *cli.Context) error {
 		return usageError("--log-level %q: %v", c.String("log-level"), err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Everything the node writes (keys, Raft log and snapshots) is its own.
+	privateUmask()
+	token, err := joinTokenFlag(c, logger)
+	if err != nil {
+		return err
+	}
 	cfg := cluster.Config{
 		DataDir: c.String("data-dir"), Name: c.String("name"), Grid: c.String("grid"),
 		InitialSize: c.Int("initial-size"), Subnet: c.String("subnet"), Supernet: c.String("supernet"),
-		Token: c.String("token"), Labels: c.StringSlice("label"),
+		Token: token, Labels: c.StringSlice("label"),
 		BindAddr: c.String("bind"), AdvertiseAddr: c.String("advertise"), PublicAddr: c.String("public-address"),
 		APIPort: c.Int("api-port"), RaftPort: c.Int("raft-port"), GossipPort: c.Int("gossip-port"),
 		OfflineGrace: c.Duration("offline-grace"), DefaultAffinity: c.StringSlice("default-affinity"),
@@ -99,16 +119,7 @@ func runUp(c *cli.Context) error {
 			fmt.Fprintf(c.App.Writer, "Node %s is up as a %s of grid %s (API https://%s).\n", info.NodeName, info.Role, info.Grid, info.APIAddr)
 			return
 		}
-		saved := saveBootstrapContext(configPath, info)
-		w := c.App.Writer
-		fmt.Fprintf(w, "Grid %q is up. Node %s is its first master (API https://%s).\n", info.Grid, info.NodeName, info.APIAddr)
-		if saved != nil {
-			fmt.Fprintf(w, "Could not save the CLI config (%v). Admin token: %s\n", saved, info.AdminToken)
-		} else {
-			fmt.Fprintf(w, "The admin token is saved in %s: `kontena node ls` works now.\n", configPath)
-		}
-		fmt.Fprintf(w, "\nAdd machines to the grid by running on each:\n\n  kontena up --join %s --token %s\n\n", info.APIAddr, info.JoinToken)
-		fmt.Fprintf(w, "Manage the grid from another machine with:\n\n  kontena grid login --name %s --ca-digest %s https://%s  (then paste an admin token)\n\n", info.Grid, info.CADigest, info.APIAddr)
+		printBootstrapped(c.App.Writer, info, configPath, saveBootstrapContext(configPath, info), cfg.DataDir)
 	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -116,6 +127,74 @@ func runUp(c *cli.Context) error {
 		return cli.Exit("error: "+err.Error(), upExitCode(err))
 	}
 	return nil
+}
+
+// isTerminal reports whether w is a terminal; tests replace it. Secrets are
+// printed only to a terminal: a daemon's output goes to a log.
+var isTerminal = func(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// fileAdminToken is where the admin token goes, in the data dir, when the
+// CLI config cannot be written and the output is not a terminal.
+const fileAdminToken = "admin-token"
+
+// printBootstrapped tells how to use a new grid. saved is the outcome of
+// writing the admin token into the CLI config.
+func printBootstrapped(w io.Writer, info cluster.ReadyInfo, configPath string, saved error, dataDir string) {
+	tty := isTerminal(w)
+	fmt.Fprintf(w, "Grid %q is up. Node %s is its first master (API https://%s).\n", info.Grid, info.NodeName, info.APIAddr)
+	switch {
+	case saved == nil:
+		fmt.Fprintf(w, "The admin token is saved in %s: `kontena node ls` works now.\n", configPath)
+	case tty:
+		fmt.Fprintf(w, "Could not save the CLI config (%v). Admin token: %s\n", saved, info.AdminToken)
+	default:
+		path := filepath.Join(dataDir, fileAdminToken)
+		if err := os.WriteFile(path, []byte(info.AdminToken+"\n"), 0o600); err != nil {
+			fmt.Fprintf(w, "Could not save the CLI config (%v), nor the admin token in %s (%v); it is not printed because this output is not a terminal.\n",
+				saved, path, err)
+		} else {
+			fmt.Fprintf(w, "Could not save the CLI config (%v). The admin token is in %s (mode 0600): move it somewhere safe.\n", saved, path)
+		}
+	}
+	if tty {
+		fmt.Fprintf(w, "\nAdd machines to the grid by running on each:\n\n  kontena up --join %s --token %s\n\n", info.APIAddr, info.JoinToken)
+	} else {
+		fmt.Fprintf(w, "\nAdd machines to the grid by running on each:\n\n  kontena up --join %s --token-file FILE\n\n"+
+			"with FILE holding the join token, which `kontena grid token` prints (it is not printed here: this output is not a terminal).\n\n",
+			info.APIAddr)
+	}
+	fmt.Fprintf(w, "Manage the grid from another machine with:\n\n  kontena grid login --name %s --ca-digest %s https://%s  (then paste an admin token)\n\n", info.Grid, info.CADigest, info.APIAddr)
+}
+
+// joinTokenFlag is the join token from --token-file, or --token /
+// $KONTENA_JOIN_TOKEN. A token file that cannot be read is an error unless
+// the data dir already holds a node (which ignores the token).
+func joinTokenFlag(c *cli.Context, log *slog.Logger) (string, error) {
+	token, file := c.String("token"), c.String("token-file")
+	if file == "" {
+		if token != "" && os.Getenv("KONTENA_JOIN_TOKEN") == "" {
+			log.Warn("the join token given with --token is visible to other users in `ps`; prefer --token-file or KONTENA_JOIN_TOKEN")
+		}
+		return token, nil
+	}
+	if token != "" {
+		return "", usageError("give the join token with --token-file or with --token/KONTENA_JOIN_TOKEN, not both")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		if _, serr := os.Stat(filepath.Join(c.String("data-dir"), "node.json")); serr == nil {
+			return "", nil // resuming: the token is not needed
+		}
+		return "", usageError("--token-file: %v", err)
+	}
+	token = strings.TrimSpace(string(data))
+	if token == "" {
+		return "", usageError("--token-file %s is empty: put the output of `kontena grid token` in it", file)
+	}
+	return token, nil
 }
 
 func upExitCode(err error) int {
@@ -126,6 +205,8 @@ func upExitCode(err error) int {
 		return ExitUnreachable
 	case errors.Is(err, cluster.ErrConfig):
 		return ExitUsage
+	case errors.Is(err, cluster.ErrDataDir):
+		return ExitConflict
 	}
 	return ExitError
 }

@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/kontena}
 DATA=${DATA:-$PWD/.kontena-data}
+# The data dir holds the node's keys and the log may hold secrets: both are
+# readable by this user only.
 mkdir -p "$DATA"
+chmod 700 "$DATA"
 LOG="$DATA/kontena.log"
 PID="$DATA/kontena.pid"
 
@@ -14,6 +17,7 @@ if [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; then
   echo "== node already running (pid $(cat "$PID"), log $LOG)"
 else
   echo "== starting a one-node grid (log: $LOG)"
+  (umask 077 && touch "$LOG") && chmod 600 "$LOG"
   # 127.0.0.1 keeps the API on this machine; --overlay on gives the
   # containers their WireGuard overlay and DNS even so.
   nohup "$BIN" up --data-dir "$DATA" --name "$(hostname -s | tr 'A-Z_' 'a-z-')" --bind 127.0.0.1 --overlay on >"$LOG" 2>&1 &
@@ -46,5 +50,6 @@ The demo runs. Try:
   export PATH=\$PWD/bin:\$PATH
   kontena service logs shop/worker       # the worker fetching http://web:8080/ by DNS name
   kontena service scale shop/web 5
+  kontena grid token                     # the join token for more machines (not in the log)
   make down                              # stop the node (containers keep running until removed)
 MSG

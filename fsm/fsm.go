@@ -2,9 +2,11 @@ package fsm
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 
 	memdb "github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
@@ -38,10 +40,13 @@ func (f *FSM) Apply(l *raft.Log) any {
 		panic(fmt.Sprintf("fsm: %v", err))
 	}
 	res, err := f.store.Apply(l.Index, cmd, audit)
+	if errors.Is(err, ErrApplyPanic) && f.log != nil {
+		f.log.Error("raft log entry refused: applying it panicked (a bug); the state is unchanged", "index", l.Index, "type", cmd.MsgType(), "err", err)
+	}
 	if err != nil {
 		// Rejected commands still advance the index so blocking queries
 		// waiting on this entry wake up.
-		f.store.commit(l.Index)
+		f.store.commit(nil, l.Index)
 		return err
 	}
 	return res
@@ -66,24 +71,21 @@ type snapshotData struct {
 // Snapshot implements raft.FSM; it captures a consistent read transaction so
 // Persist can run while Apply continues.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	s := f.store
-	s.mu.RLock()
-	txn := s.db.Txn(false)
-	index := s.index
-	s.mu.RUnlock()
-	d := &snapshotData{Index: index}
+	v := f.store.Snapshot()
+	txn := v.txn
+	d := &snapshotData{Index: v.index}
 	var err error
-	collect(txn, tableGrid, &d.Grid, &err)
-	collect(txn, tableNodes, &d.Nodes, &err)
-	collect(txn, tableUsers, &d.Users, &err)
-	collect(txn, tableTokens, &d.Tokens, &err)
-	collect(txn, tableEvents, &d.Events, &err)
-	collect(txn, tableAudit, &d.Audit, &err)
-	collect(txn, tableStacks, &d.Stacks, &err)
-	collect(txn, tableServices, &d.Services, &err)
-	collect(txn, tableInstances, &d.Instances, &err)
-	collect(txn, tableSecrets, &d.Secrets, &err)
-	collect(txn, tableCertificates, &d.Certificates, &err)
+	collect(txn, TableGrid, &d.Grid, &err)
+	collect(txn, TableNodes, &d.Nodes, &err)
+	collect(txn, TableUsers, &d.Users, &err)
+	collect(txn, TableTokens, &d.Tokens, &err)
+	collect(txn, TableEvents, &d.Events, &err)
+	collect(txn, TableAudit, &d.Audit, &err)
+	collect(txn, TableStacks, &d.Stacks, &err)
+	collect(txn, TableServices, &d.Services, &err)
+	collect(txn, TableInstances, &d.Instances, &err)
+	collect(txn, TableSecrets, &d.Secrets, &err)
+	collect(txn, TableCertificates, &d.Certificates, &err)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
@@ -124,25 +126,31 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	txn := db.Txn(true)
 	insert := func(table string, n int, get func(int) any) {
 		for i := 0; i < n && err == nil; i++ {
-			err = txn.Insert(table, get(i))
+			row := get(i)
+			if reflect.ValueOf(row).IsNil() {
+				// A null row would panic memdb's indexers.
+				err = fmt.Errorf("table %s: row %d is null: %w", table, i, ErrInvalid)
+				return
+			}
+			err = txn.Insert(table, row)
 		}
 	}
-	insert(tableGrid, len(d.Grid), func(i int) any { return d.Grid[i] })
-	insert(tableNodes, len(d.Nodes), func(i int) any { return d.Nodes[i] })
-	insert(tableUsers, len(d.Users), func(i int) any { return d.Users[i] })
-	insert(tableTokens, len(d.Tokens), func(i int) any { return d.Tokens[i] })
-	insert(tableEvents, len(d.Events), func(i int) any { return d.Events[i] })
-	insert(tableAudit, len(d.Audit), func(i int) any { return d.Audit[i] })
-	insert(tableStacks, len(d.Stacks), func(i int) any { return d.Stacks[i] })
-	insert(tableServices, len(d.Services), func(i int) any { return d.Services[i] })
-	insert(tableInstances, len(d.Instances), func(i int) any { return d.Instances[i] })
-	insert(tableSecrets, len(d.Secrets), func(i int) any { return d.Secrets[i] })
-	insert(tableCertificates, len(d.Certificates), func(i int) any { return d.Certificates[i] })
+	insert(TableGrid, len(d.Grid), func(i int) any { return d.Grid[i] })
+	insert(TableNodes, len(d.Nodes), func(i int) any { return d.Nodes[i] })
+	insert(TableUsers, len(d.Users), func(i int) any { return d.Users[i] })
+	insert(TableTokens, len(d.Tokens), func(i int) any { return d.Tokens[i] })
+	insert(TableEvents, len(d.Events), func(i int) any { return d.Events[i] })
+	insert(TableAudit, len(d.Audit), func(i int) any { return d.Audit[i] })
+	insert(TableStacks, len(d.Stacks), func(i int) any { return d.Stacks[i] })
+	insert(TableServices, len(d.Services), func(i int) any { return d.Services[i] })
+	insert(TableInstances, len(d.Instances), func(i int) any { return d.Instances[i] })
+	insert(TableSecrets, len(d.Secrets), func(i int) any { return d.Secrets[i] })
+	insert(TableCertificates, len(d.Certificates), func(i int) any { return d.Certificates[i] })
 	if err != nil {
 		txn.Abort()
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	txn.Commit()
-	f.store.replace(db, d.Index, map[string]int{tableEvents: len(d.Events), tableAudit: len(d.Audit)})
+	f.store.replace(db, d.Index, map[string]int{TableEvents: len(d.Events), TableAudit: len(d.Audit)})
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,22 +209,86 @@ func TestWaitBlocksUntilIndexPasses(t *testing.T) {
 }
 
 func TestEncodeDecodeEveryCommand(t *testing.T) {
-	for typ := MsgGridInit; typ <= MsgNodeResources; typ++ {
-		cmd := newCommand(typ)
-		if cmd == nil || cmd.MsgType() != typ {
-			t.Fatalf("newCommand(%d) = %T", typ, cmd)
+	seen := map[MsgType]string{}
+	n := 0
+	for _, set := range commands {
+		for _, p := range set {
+			n++
+			typ := p.MsgType()
+			if other, dup := seen[typ]; dup {
+				t.Fatalf("message type %d is both %s and %T", typ, other, p)
+			}
+			seen[typ] = fmt.Sprintf("%T", p)
+			cmd := newCommand(typ)
+			if cmd == nil || cmd.MsgType() != typ || reflect.TypeOf(cmd) != reflect.TypeOf(p) {
+				t.Fatalf("newCommand(%d) = %T, want %T", typ, cmd, p)
+			}
+			if typ.String() != p.name() || strings.HasPrefix(typ.String(), "msg(") {
+				t.Fatalf("%T: name %q", p, typ.String())
+			}
+			data, err := Encode(cmd, audit("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, a, err := Decode(data)
+			if err != nil || back.MsgType() != typ || reflect.TypeOf(back) != reflect.TypeOf(p) || a.User != "x" {
+				t.Fatalf("round trip %s: %T %+v %v", typ, back, a, err)
+			}
 		}
+	}
+	if n < len(persistedMsgTypes) {
+		t.Fatalf("%d commands, %d persisted message types: a command is gone", n, len(persistedMsgTypes))
+	}
+	// Commands with content come back as they went.
+	for _, cmd := range fuzzSeedCommands() {
 		data, err := Encode(cmd, audit("x"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, a, err := Decode(data)
-		if err != nil || back.MsgType() != typ || a.User != "x" {
-			t.Fatalf("round trip %s: %T %+v %v", typ, back, a, err)
+		back, _, err := Decode(data)
+		if err != nil || reflect.TypeOf(back) != reflect.TypeOf(cmd) {
+			t.Fatalf("round trip %s: %T %v", cmd.MsgType(), back, err)
+		}
+		if again, _ := Encode(back, audit("x")); !bytes.Equal(data, again) {
+			t.Fatalf("round trip %s changed it:\n%s\n%s", cmd.MsgType(), data, again)
 		}
 	}
 	if _, _, err := Decode([]byte(`{"t":250,"b":{}}`)); err == nil {
 		t.Fatal("unknown message type decoded")
+	}
+	if s := MsgType(250).String(); s != "msg(250)" {
+		t.Fatalf("unknown type named %q", s)
+	}
+}
+
+// persistedMsgTypes are the message numbers in Raft logs on disk and their
+// names in audit logs: neither may change. A new command may be pinned here
+// too once a release has written it.
+var persistedMsgTypes = map[MsgType]string{
+	1: "grid.init", 2: "node.register", 3: "node.update", 4: "node.status", 5: "node.role",
+	6: "node.remove", 7: "token.create", 8: "token.remove", 9: "grid.join_token",
+	10: "stack.install", 11: "stack.remove", 12: "service.scale", 13: "service.place",
+	14: "instance.report", 15: "service.placement_error", 16: "stack.upgrade",
+	17: "node.overlay", 18: "vpn.create", 19: "vpn.remove", 20: "service.stop",
+	21: "service.start", 22: "service.restart", 23: "service.deploy", 24: "service.remove",
+	25: "service.deploy_state", 26: "node.resources", 27: "grid.update",
+}
+
+func TestMsgTypesArePersisted(t *testing.T) {
+	for typ, name := range persistedMsgTypes {
+		if got := typ.String(); got != name {
+			t.Errorf("message type %d is %q, was %q: never renumber or rename a command", typ, got, name)
+		}
+	}
+	want := []MsgType{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 15, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27}
+	names := []string{"GridInit", "NodeRegister", "NodeUpdate", "NodeStatus", "NodeRole", "NodeRemove", "TokenCreate",
+		"TokenRemove", "JoinTokenSet", "StackInstall", "StackRemove", "ServiceScale", "InstancesPlace", "InstancesReport",
+		"StackUpgrade", "ServicePlacementError", "NodeOverlaySet", "VPNCreate", "VPNRemove", "ServiceStop", "ServiceStart",
+		"ServiceRestart", "ServiceRedeploy", "ServiceRemove", "ServiceDeployState", "NodeResourcesSet", "GridUpdate"}
+	for i, name := range names {
+		if c := newCommand(want[i]); c == nil || reflect.TypeOf(c).Elem().Name() != name || c.MsgType() != want[i] {
+			t.Errorf("message type %d decodes to %T, was %s", want[i], c, name)
+		}
 	}
 }
 
@@ -392,5 +458,112 @@ func TestReplicatedThroughInmemRaft(t *testing.T) {
 	}
 	if nodes, _ := fresh.Nodes(); len(nodes) != 20 {
 		t.Fatalf("restored store has %d nodes", len(nodes))
+	}
+}
+
+func TestWaitTablesWakesOnlyForItsTables(t *testing.T) {
+	s := newStore(t)
+	mustApply(t, s, 2, webStack("shop"))
+	done := make(chan uint64, 1)
+	errc := make(chan error, 1)
+	go func() {
+		idx, err := s.WaitTables(context.Background(), 2, TableInstances, TableServices)
+		errc <- err
+		done <- idx
+	}()
+	// Nodes, grid and the event and audit logs change: not its tables.
+	mustApply(t, s, 3, &NodeUpdate{ID: "id-1", Availability: AvailabilityDrain})
+	mustApply(t, s, 4, &JoinTokenSet{Sealed: []byte("x")})
+	select {
+	case <-done:
+		t.Fatal("WaitTables woke for a change of another table")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if s.Index() != 4 {
+		t.Fatalf("index %d", s.Index())
+	}
+	mustApply(t, s, 5, &ServiceScale{ID: "shop/web", Instances: 4})
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if idx := <-done; idx != 5 {
+		t.Fatalf("WaitTables returned %d, want 5", idx)
+	}
+	// A table that changed after minIndex answers at once; others wait.
+	if idx, err := s.WaitTables(context.Background(), 2, TableNodes, TableStacks); err != nil || idx != 3 {
+		t.Fatalf("WaitTables(nodes, stacks since 2) = %d, %v", idx, err)
+	}
+	if idx, err := s.TablesIndex(TableStacks); err != nil || idx != 2 {
+		t.Fatalf("stacks changed at %d, %v", idx, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := s.WaitTables(ctx, 5, TableStacks); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitTables on an unchanged table: %v", err)
+	}
+	if _, err := s.WaitTables(context.Background(), 0, "nope"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("unknown table: %v", err)
+	}
+	// A rejected command changes no table.
+	if _, err := s.Apply(6, &ServiceScale{ID: "shop/nope", Instances: 1}, audit("admin")); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	if idx, _ := s.TablesIndex(TableServices, TableAudit); idx != 5 {
+		t.Fatalf("a rejected command moved the tables to %d", idx)
+	}
+}
+
+func TestWaitTablesWakesOnRestore(t *testing.T) {
+	s := newStore(t)
+	snap := snapshotBytes(t, s)
+	done := make(chan uint64, 1)
+	go func() {
+		idx, _ := s.WaitTables(context.Background(), 1, TableStacks)
+		done <- idx
+	}()
+	time.Sleep(10 * time.Millisecond)
+	snap = bytes.Replace(snap, []byte(`{"index":1,`), []byte(`{"index":9,`), 1)
+	if err := New(s, nil).Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case idx := <-done:
+		if idx != 9 {
+			t.Fatalf("woke at %d, want 9", idx)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a restore did not wake WaitTables")
+	}
+}
+
+func TestViewIsOneState(t *testing.T) {
+	s := newStore(t)
+	mustApply(t, s, 2, webStack("shop"))
+	v := s.Snapshot()
+	mustApply(t, s, 3, &NodeRegister{Node: Node{ID: "id-2", Name: "n2"}})
+	mustApply(t, s, 4, &StackRemove{Name: "shop"})
+	if v.Index() != 2 {
+		t.Fatalf("view index %d, want 2", v.Index())
+	}
+	nodes, _ := v.Nodes()
+	svcs, _ := v.Services("")
+	if len(nodes) != 1 || len(svcs) != 2 {
+		t.Fatalf("view sees %d nodes and %d services, want the state at index 2 (1, 2)", len(nodes), len(svcs))
+	}
+	if _, err := v.Stack("shop"); err != nil {
+		t.Fatal(err)
+	}
+	err := s.View(func(v *View) error {
+		if v.Index() != 4 {
+			t.Fatalf("index %d", v.Index())
+		}
+		if _, err := v.Node("n2"); err != nil {
+			return err
+		}
+		_, err := v.Stack("shop")
+		return err
+	})
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("View: %v, want the removed stack not found", err)
 	}
 }

@@ -29,46 +29,19 @@ type VPNPeer struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// NodeOverlaySet is sent by a node when its WireGuard key or port differs
-// from the state (first start after an upgrade, data dir restored...).
-type NodeOverlaySet struct {
-	ID        string `json:"id"`
-	PublicKey string `json:"public_key"`
-	Port      int    `json:"port"`
-	Interface string `json:"interface,omitempty"`
-}
+// Overlay and VPN command numbers (persisted: never renumber). The VPN
+// peers are rows of the grid table (Grid.VPNPeers), the overlay of a node
+// part of its row.
+const (
+	MsgNodeOverlay MsgType = 17
+	MsgVPNCreate   MsgType = 18
+	MsgVPNRemove   MsgType = 19
+)
 
-// VPNCreate admits an admin machine's public key; the FSM picks its address.
-type VPNCreate struct {
-	Name      string `json:"name"`
-	PublicKey string `json:"public_key"`
-	NodeID    string `json:"node_id"`
-}
-
-// VPNRemove revokes a VPN peer.
-type VPNRemove struct {
-	Name string `json:"name"`
-}
-
-func (*NodeOverlaySet) MsgType() MsgType { return MsgNodeOverlay }
-func (*VPNCreate) MsgType() MsgType      { return MsgVPNCreate }
-func (*VPNRemove) MsgType() MsgType      { return MsgVPNRemove }
+var overlayCommands = []Command{(*NodeOverlaySet)(nil), (*VPNCreate)(nil), (*VPNRemove)(nil)}
 
 // overlayBits is the size of each node's subnet.
 const overlayBits = overlay.DefaultSubnetBits
-
-func (a *applier) grid() (*Grid, error) {
-	raw, err := a.txn.First(tableGrid, "id")
-	if err != nil {
-		return nil, err
-	}
-	if raw == nil {
-		return nil, fmt.Errorf("no grid yet: %w", ErrInvalid)
-	}
-	g := *raw.(*Grid)
-	g.VPNPeers = slices.Clone(g.VPNPeers)
-	return &g, nil
-}
 
 // allocateSubnet gives n the lowest free subnet of the grid prefix unless it
 // has one. Subnets of removed nodes become free again.
@@ -81,7 +54,7 @@ func (a *applier) allocateSubnet(g *Grid, n *Node) error {
 		return fmt.Errorf("grid subnet %q: %w", g.Subnet, ErrInvalid)
 	}
 	var used []netip.Prefix
-	it, err := a.txn.Get(tableNodes, "id")
+	it, err := a.txn.Get(TableNodes, "id")
 	if err != nil {
 		return err
 	}
@@ -103,7 +76,20 @@ func (a *applier) allocateSubnet(g *Grid, n *Node) error {
 	return nil
 }
 
-func (a *applier) nodeOverlaySet(c *NodeOverlaySet) (any, error) {
+// NodeOverlaySet is sent by a node when its WireGuard key or port differs
+// from the state (first start after an upgrade, data dir restored...).
+type NodeOverlaySet struct {
+	ID        string `json:"id"`
+	PublicKey string `json:"public_key"`
+	Port      int    `json:"port"`
+	Interface string `json:"interface,omitempty"`
+}
+
+func (*NodeOverlaySet) MsgType() MsgType   { return MsgNodeOverlay }
+func (*NodeOverlaySet) name() string       { return "node.overlay" }
+func (c *NodeOverlaySet) resource() string { return "node/" + c.ID }
+
+func (c *NodeOverlaySet) apply(a *applier) (any, error) {
 	n, err := a.getNode(c.ID)
 	if err != nil {
 		return nil, err
@@ -118,7 +104,7 @@ func (a *applier) nodeOverlaySet(c *NodeOverlaySet) (any, error) {
 	changed := n.Overlay.PublicKey != c.PublicKey || n.Overlay.Port != c.Port
 	n.Overlay.PublicKey, n.Overlay.Port, n.Overlay.Interface = c.PublicKey, c.Port, c.Interface
 	n.ModifyIndex = a.index
-	if err := a.txn.Insert(tableNodes, n); err != nil {
+	if err := a.txn.Insert(TableNodes, n); err != nil {
 		return nil, err
 	}
 	if changed {
@@ -133,7 +119,18 @@ func (a *applier) nodeOverlaySet(c *NodeOverlaySet) (any, error) {
 	return n, nil
 }
 
-func (a *applier) vpnCreate(c *VPNCreate) (any, error) {
+// VPNCreate admits an admin machine's public key; the FSM picks its address.
+type VPNCreate struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+	NodeID    string `json:"node_id"`
+}
+
+func (*VPNCreate) MsgType() MsgType   { return MsgVPNCreate }
+func (*VPNCreate) name() string       { return "vpn.create" }
+func (c *VPNCreate) resource() string { return "vpn/" + c.Name }
+
+func (c *VPNCreate) apply(a *applier) (any, error) {
 	g, err := a.grid()
 	if err != nil {
 		return nil, err
@@ -183,13 +180,22 @@ func (a *applier) vpnCreate(c *VPNCreate) (any, error) {
 	peer := VPNPeer{Name: c.Name, PublicKey: c.PublicKey, Address: addr.String(), NodeID: n.ID, CreatedAt: a.now}
 	g.VPNPeers = append(g.VPNPeers, peer)
 	g.ModifyIndex = a.index
-	if err := a.txn.Insert(tableGrid, g); err != nil {
+	if err := a.txn.Insert(TableGrid, g); err != nil {
 		return nil, err
 	}
 	return &peer, a.event("vpn.created", "vpn/"+c.Name, fmt.Sprintf("vpn %s (%s) through node %s", c.Name, addr, n.Name))
 }
 
-func (a *applier) vpnRemove(c *VPNRemove) (any, error) {
+// VPNRemove revokes a VPN peer.
+type VPNRemove struct {
+	Name string `json:"name"`
+}
+
+func (*VPNRemove) MsgType() MsgType   { return MsgVPNRemove }
+func (*VPNRemove) name() string       { return "vpn.remove" }
+func (c *VPNRemove) resource() string { return "vpn/" + c.Name }
+
+func (c *VPNRemove) apply(a *applier) (any, error) {
 	g, err := a.grid()
 	if err != nil {
 		return nil, err
@@ -200,7 +206,7 @@ func (a *applier) vpnRemove(c *VPNRemove) (any, error) {
 	}
 	g.VPNPeers = slices.Delete(g.VPNPeers, i, i+1)
 	g.ModifyIndex = a.index
-	if err := a.txn.Insert(tableGrid, g); err != nil {
+	if err := a.txn.Insert(TableGrid, g); err != nil {
 		return nil, err
 	}
 	return nil, a.event("vpn.removed", "vpn/"+c.Name, "vpn "+c.Name+" revoked")
@@ -224,38 +230,4 @@ func nameOK(s string) bool {
 		}
 	}
 	return true
-}
-
-// NodeResources is what a node's container engine has.
-type NodeResources struct {
-	CPUs          float64   `json:"cpus,omitempty"`
-	MemoryTotal   int64     `json:"memory_total,omitempty"` // bytes
-	VolumeDrivers []string  `json:"volume_drivers,omitempty"`
-	Engine        string    `json:"engine,omitempty"` // container engine and version
-	At            time.Time `json:"at,omitempty"`
-}
-
-// NodeResourcesSet is sent by a node when its engine's resources differ
-// from the state (first start, more memory, a new volume plugin).
-type NodeResourcesSet struct {
-	ID        string        `json:"id"`
-	Resources NodeResources `json:"resources"`
-}
-
-func (*NodeResourcesSet) MsgType() MsgType { return MsgNodeResources }
-
-func (a *applier) nodeResourcesSet(c *NodeResourcesSet) (any, error) {
-	n, err := a.getNode(c.ID)
-	if err != nil {
-		return nil, err
-	}
-	r := c.Resources
-	r.VolumeDrivers = slices.Clone(r.VolumeDrivers)
-	slices.Sort(r.VolumeDrivers)
-	r.At = a.now
-	n.Resources, n.ModifyIndex = r, a.index
-	if err := a.txn.Insert(tableNodes, n); err != nil {
-		return nil, err
-	}
-	return n, nil
 }

@@ -264,7 +264,7 @@ func TestInstanceEventsFromReports(t *testing.T) {
 	mustApply(t, s, 5, &InstancesReport{NodeID: "id-1", Reports: []InstanceReport{{ID: "shop/web-1", Actual: died}}})
 	// A restarted agent that forgot it does not erase it.
 	mustApply(t, s, 6, &InstancesReport{NodeID: "id-1", Reports: []InstanceReport{{ID: "shop/web-1", Actual: InstanceActual{State: "running", Revision: 1}}}})
-	if in := instOf(t, s, "shop/web-1"); in.Actual.Event != "died" || !in.Actual.At.Equal(t0) {
+	if in := instOf(t, s, "shop/web-1"); in.Actual.Event != EventDied || !in.Actual.At.Equal(t0) {
 		t.Fatalf("web-1 actual = %+v", in.Actual)
 	}
 	unhealthy := InstanceActual{State: "unhealthy", Revision: 1, Event: "unhealthy", EventMessage: "GET / status 404; restarted", EventAt: t0.Add(time.Minute)}

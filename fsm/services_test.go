@@ -61,7 +61,7 @@ func TestStackServiceInstanceCommands(t *testing.T) {
 		{"report from the right node", &InstancesReport{NodeID: "id-2", Reports: []InstanceReport{{ID: "shop/web-2", Actual: InstanceActual{State: "running", Revision: 1}}}}, nil, func(t *testing.T) {
 			insts, _ := s.Instances("shop/web")
 			for _, i := range insts {
-				if i.Number == 2 && i.Actual.State != "running" {
+				if i.Number == 2 && i.Actual.State != StateRunning {
 					t.Fatalf("web-2 actual = %+v", i.Actual)
 				}
 			}
@@ -69,7 +69,7 @@ func TestStackServiceInstanceCommands(t *testing.T) {
 		{"report from another node is ignored", &InstancesReport{NodeID: "id-1", Reports: []InstanceReport{{ID: "shop/web-2", Actual: InstanceActual{State: "exited"}}}}, nil, func(t *testing.T) {
 			insts, _ := s.Instances("shop/web")
 			for _, i := range insts {
-				if i.Number == 2 && i.Actual.State != "running" {
+				if i.Number == 2 && i.Actual.State != StateRunning {
 					t.Fatalf("web-2 actual overwritten by another node: %+v", i.Actual)
 				}
 			}

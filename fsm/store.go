@@ -8,70 +8,40 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 )
 
-// Retention caps: events and audit records are kept in Raft, so they must
-// not grow without bound.
-const (
-	maxEvents = 2000
-	maxAudit  = 10000
-)
-
-const (
-	tableGrid         = "grid"
-	tableNodes        = "nodes"
-	tableUsers        = "users"
-	tableTokens       = "tokens"
-	tableEvents       = "events"
-	tableAudit        = "audit"
-	tableStacks       = "stacks"
-	tableServices     = "services"
-	tableInstances    = "instances"
-	tableSecrets      = "secrets"
-	tableCertificates = "certificates"
-)
-
+// schema is the memdb schema: the tables of every domain file.
 func schema() *memdb.DBSchema {
-	str := func(field string) *memdb.IndexSchema {
-		return &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: field}}
+	tables := map[string]*memdb.TableSchema{}
+	for _, set := range [...][]*memdb.TableSchema{gridTables(), nodeTables(), tokenTables(), eventTables(),
+		stackTables(), serviceTables(), instanceTables(), secretTables()} {
+		for _, t := range set {
+			tables[t.Name] = t
+		}
 	}
-	num := func(field string) *memdb.IndexSchema {
-		return &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.UintFieldIndex{Field: field}}
-	}
-	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
-		tableGrid: {Name: tableGrid, Indexes: map[string]*memdb.IndexSchema{"id": str("Name")}},
-		tableNodes: {Name: tableNodes, Indexes: map[string]*memdb.IndexSchema{
-			"id":   str("ID"),
-			"name": {Name: "name", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
-		}},
-		tableUsers: {Name: tableUsers, Indexes: map[string]*memdb.IndexSchema{"id": str("Name")}},
-		tableTokens: {Name: tableTokens, Indexes: map[string]*memdb.IndexSchema{
-			"id":   str("ID"),
-			"hash": {Name: "hash", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Hash"}},
-			"user": {Name: "user", Indexer: &memdb.StringFieldIndex{Field: "User"}},
-		}},
-		tableEvents: {Name: tableEvents, Indexes: map[string]*memdb.IndexSchema{"id": num("Index")}},
-		tableAudit:  {Name: tableAudit, Indexes: map[string]*memdb.IndexSchema{"id": num("Index")}},
-		tableStacks: {Name: tableStacks, Indexes: map[string]*memdb.IndexSchema{"id": str("Name")}},
-		tableServices: {Name: tableServices, Indexes: map[string]*memdb.IndexSchema{
-			"id":    str("ID"),
-			"stack": {Name: "stack", Indexer: &memdb.StringFieldIndex{Field: "Stack"}},
-		}},
-		tableInstances: {Name: tableInstances, Indexes: map[string]*memdb.IndexSchema{
-			"id":      str("ID"),
-			"service": {Name: "service", Indexer: &memdb.StringFieldIndex{Field: "ServiceID"}},
-			"node":    {Name: "node", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "NodeID"}},
-		}},
-		tableSecrets:      {Name: tableSecrets, Indexes: map[string]*memdb.IndexSchema{"id": str("Name")}},
-		tableCertificates: {Name: tableCertificates, Indexes: map[string]*memdb.IndexSchema{"id": str("Subject")}},
-	}}
+	return &memdb.DBSchema{Tables: tables}
+}
+
+// idIndex is a table's primary index on a string field.
+func idIndex(field string) *memdb.IndexSchema {
+	return &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: field}}
+}
+
+// numIDIndex is a table's primary index on an unsigned integer field.
+func numIDIndex(field string) *memdb.IndexSchema {
+	return &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.UintFieldIndex{Field: field}}
 }
 
 // Store is the in-memory grid state. Reads never block writers; Wait lets a
-// caller block until the state moves past an index (blocking queries).
+// caller block until the state moves past an index (blocking queries), and
+// WaitTables until some tables change past it.
 type Store struct {
 	mu     sync.RWMutex
 	db     *memdb.MemDB
 	index  uint64
 	change chan struct{} // closed and replaced on every change
+
+	// tables are the index of the last change to each table, with a
+	// channel closed and replaced on each one.
+	tables map[string]*tableWatch
 
 	// Row counts of the capped tables, so trimming them costs the rows
 	// removed, not a scan. Only Apply (one at a time, from Raft) and
@@ -79,13 +49,23 @@ type Store struct {
 	counts map[string]int
 }
 
+type tableWatch struct {
+	index  uint64
+	change chan struct{}
+}
+
 // NewStore returns an empty store.
 func NewStore() (*Store, error) {
-	db, err := memdb.NewMemDB(schema())
+	sch := schema()
+	db, err := memdb.NewMemDB(sch)
 	if err != nil {
 		return nil, fmt.Errorf("create state store: %w", err)
 	}
-	return &Store{db: db, change: make(chan struct{}), counts: map[string]int{}}, nil
+	s := &Store{db: db, change: make(chan struct{}), tables: map[string]*tableWatch{}, counts: map[string]int{}}
+	for name := range sch.Tables {
+		s.tables[name] = &tableWatch{change: make(chan struct{})}
+	}
+	return s, nil
 }
 
 // Index is the Raft index of the last change applied.
@@ -113,24 +93,79 @@ func (s *Store) Wait(ctx context.Context, minIndex uint64) (uint64, error) {
 	}
 }
 
+// WaitTables blocks until one of tables (Table* names) changed at an index
+// greater than minIndex, or ctx ends, and returns the index of the last
+// change to those tables. A change of any other table does not wake it:
+// a blocking query watches only what its answer is made of. With no table
+// it is Wait.
+func (s *Store) WaitTables(ctx context.Context, minIndex uint64, tables ...string) (uint64, error) {
+	if len(tables) == 0 {
+		return s.Wait(ctx, minIndex)
+	}
+	for {
+		idx, ws, err := s.tablesIndex(tables)
+		if err != nil || idx > minIndex {
+			return idx, err
+		}
+		if err := ws.WatchCtx(ctx); err != nil {
+			return idx, err
+		}
+	}
+}
+
+// TablesIndex is the index of the last change to any of tables.
+func (s *Store) TablesIndex(tables ...string) (uint64, error) {
+	idx, _, err := s.tablesIndex(tables)
+	return idx, err
+}
+
+func (s *Store) tablesIndex(tables []string) (uint64, memdb.WatchSet, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var idx uint64
+	ws := memdb.NewWatchSet()
+	for _, t := range tables {
+		w, ok := s.tables[t]
+		if !ok {
+			return 0, nil, fmt.Errorf("table %q: no such table: %w", t, ErrInvalid)
+		}
+		idx = max(idx, w.index)
+		ws.Add(w.change)
+	}
+	return idx, ws, nil
+}
+
 func (s *Store) txn(write bool) *memdb.Txn {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.db.Txn(write)
 }
 
-// commit publishes index after a write transaction committed.
-func (s *Store) commit(index uint64) {
+// commit commits txn (nil: none) and publishes index with it, so that a
+// View sees the state and the index of the same command; tables are the
+// tables txn changed.
+func (s *Store) commit(txn *memdb.Txn, index uint64, tables ...string) {
 	s.mu.Lock()
+	if txn != nil {
+		txn.Commit()
+	}
 	if index > s.index {
 		s.index = index
 	}
 	close(s.change)
 	s.change = make(chan struct{})
+	for _, t := range tables {
+		if w := s.tables[t]; w != nil {
+			w.index = max(w.index, index)
+			close(w.change)
+			w.change = make(chan struct{})
+		}
+	}
 	s.mu.Unlock()
 }
 
-// replace swaps in a whole new database (snapshot restore).
+// replace swaps in a whole new database (snapshot restore): every table
+// may have changed.
 func (s *Store) replace(db *memdb.MemDB, index uint64, counts map[string]int) {
 	s.mu.Lock()
 	s.db = db
@@ -138,161 +173,38 @@ func (s *Store) replace(db *memdb.MemDB, index uint64, counts map[string]int) {
 	s.index = index
 	close(s.change)
 	s.change = make(chan struct{})
+	for _, w := range s.tables {
+		w.index = index
+		close(w.change)
+		w.change = make(chan struct{})
+	}
 	s.mu.Unlock()
 }
 
-// Grid returns the grid settings, or ErrNotFound before bootstrap.
-func (s *Store) Grid() (*Grid, error) {
-	txn := s.txn(false)
-	it, err := txn.Get(tableGrid, "id")
-	if err != nil {
-		return nil, err
-	}
-	if raw := it.Next(); raw != nil {
-		return raw.(*Grid), nil
-	}
-	return nil, fmt.Errorf("grid settings: %w (grid not bootstrapped yet)", ErrNotFound)
+// View is one consistent read of the state: every read through it sees the
+// state as it was after the same command, whatever is applied meanwhile. A
+// leader pass or a network map built from one View reads one state. Views
+// are cheap (a memdb read transaction) and need no closing; the rows they
+// return are shared with the store and must not be changed.
+type View struct {
+	txn   *memdb.Txn
+	index uint64
 }
 
-// Nodes lists all nodes ordered by number.
-func (s *Store) Nodes() ([]*Node, error) {
-	out, err := list[*Node](s.txn(false), tableNodes)
-	if err != nil {
-		return nil, err
-	}
-	sortNodes(out)
-	return out, nil
+// Snapshot returns a read view of the state as it is now.
+func (s *Store) Snapshot() *View {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return &View{txn: s.db.Txn(false), index: s.index}
 }
 
-// Node finds a node by ID or by name.
-func (s *Store) Node(idOrName string) (*Node, error) {
-	txn := s.txn(false)
-	for _, idx := range []string{"id", "name"} {
-		raw, err := txn.First(tableNodes, idx, idOrName)
-		if err != nil {
-			return nil, err
-		}
-		if raw != nil {
-			return raw.(*Node), nil
-		}
-	}
-	return nil, fmt.Errorf("node %q: %w", idOrName, ErrNotFound)
+// View runs fn on one read view of the state and returns its error.
+func (s *Store) View(fn func(v *View) error) error {
+	return fn(s.Snapshot())
 }
 
-// User finds a user by name.
-func (s *Store) User(name string) (*User, error) {
-	raw, err := s.txn(false).First(tableUsers, "id", name)
-	if err != nil {
-		return nil, err
-	}
-	if raw == nil {
-		return nil, fmt.Errorf("user %q: %w", name, ErrNotFound)
-	}
-	return raw.(*User), nil
-}
-
-// TokenByHash finds the token whose SHA-256 hash is hash.
-func (s *Store) TokenByHash(hash string) (*Token, error) {
-	raw, err := s.txn(false).First(tableTokens, "hash", hash)
-	if err != nil {
-		return nil, err
-	}
-	if raw == nil {
-		return nil, fmt.Errorf("token: %w", ErrNotFound)
-	}
-	return raw.(*Token), nil
-}
-
-// Tokens lists tokens; with user set, only that user's.
-func (s *Store) Tokens(user string) ([]*Token, error) {
-	all, err := list[*Token](s.txn(false), tableTokens)
-	if err != nil {
-		return nil, err
-	}
-	out := all[:0]
-	for _, t := range all {
-		if user == "" || t.User == user {
-			out = append(out, t)
-		}
-	}
-	return out, nil
-}
-
-// Stacks lists installed stacks by name.
-func (s *Store) Stacks() ([]*Stack, error) { return list[*Stack](s.txn(false), tableStacks) }
-
-// Stack returns an installed stack.
-func (s *Store) Stack(name string) (*Stack, error) {
-	raw, err := s.txn(false).First(tableStacks, "id", name)
-	if err != nil {
-		return nil, err
-	}
-	if raw == nil {
-		return nil, fmt.Errorf("stack %q: %w", name, ErrNotFound)
-	}
-	return raw.(*Stack), nil
-}
-
-// Services lists services; with stackName set, only that stack's.
-func (s *Store) Services(stackName string) ([]*Service, error) {
-	txn := s.txn(false)
-	if stackName == "" {
-		return list[*Service](txn, tableServices)
-	}
-	return listBy[*Service](txn, tableServices, "stack", stackName)
-}
-
-// Service returns a service by ID ("<stack>/<service>").
-func (s *Store) Service(id string) (*Service, error) {
-	raw, err := s.txn(false).First(tableServices, "id", id)
-	if err != nil {
-		return nil, err
-	}
-	if raw == nil {
-		return nil, fmt.Errorf("service %q: %w", id, ErrNotFound)
-	}
-	return raw.(*Service), nil
-}
-
-// Instances lists a service's instances, or all with serviceID "".
-func (s *Store) Instances(serviceID string) ([]*Instance, error) {
-	txn := s.txn(false)
-	if serviceID == "" {
-		return list[*Instance](txn, tableInstances)
-	}
-	return listBy[*Instance](txn, tableInstances, "service", serviceID)
-}
-
-// InstancesOnNode lists the instances placed on a node: its assignments.
-func (s *Store) InstancesOnNode(nodeID string) ([]*Instance, error) {
-	return listBy[*Instance](s.txn(false), tableInstances, "node", nodeID)
-}
-
-// Events returns events with an index above since, oldest first.
-func (s *Store) Events(since uint64) ([]*Event, error) {
-	it, err := s.txn(false).LowerBound(tableEvents, "id", since+1)
-	if err != nil {
-		return nil, err
-	}
-	var out []*Event
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*Event))
-	}
-	return out, nil
-}
-
-// Audit returns audit records with an index above since, oldest first.
-func (s *Store) Audit(since uint64) ([]*AuditRecord, error) {
-	it, err := s.txn(false).LowerBound(tableAudit, "id", since+1)
-	if err != nil {
-		return nil, err
-	}
-	var out []*AuditRecord
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*AuditRecord))
-	}
-	return out, nil
-}
+// Index is the Raft index of the last change the view includes.
+func (v *View) Index() uint64 { return v.index }
 
 func listBy[T any](txn *memdb.Txn, table, index, value string) ([]T, error) {
 	it, err := txn.Get(table, index, value)

@@ -188,6 +188,10 @@ func TestGrid(t *testing.T) {
 		}
 	})
 
+	t.Run("attack with a worker's certificate", func(t *testing.T) {
+		attackWorker(ctx, t, tg)
+	})
+
 	t.Run("worker killed goes offline and comes back", func(t *testing.T) {
 		w2 := tg.nodes["w2"]
 		before, _ := tg.nodeList(ctx)
@@ -428,9 +432,11 @@ func TestGrid(t *testing.T) {
 
 	t.Run("offline voter removed and replaced", func(t *testing.T) {
 		v3 := tg.nodes["v3"]
+		v3cert, _ := stolenCert(ctx, t, v3)
 		must(t, v3.KillDaemon(ctx))
 		tg.waitNode(ctx, "v3", fsm.StatusOffline, 60*time.Second)
 		tg.mustCLI(ctx, "node", "rm", "v3", "--force")
+		attackRemoved(ctx, t, tg, v3cert, "v3", time.Now(), []string{"v1", "v2"}, []string{"w1", "w2"})
 		tg.mustCLI(ctx, "node", "promote", "w2")
 		eventually(t, 60*time.Second, "w2 replaces v3 and health is ok", func() error {
 			h, _ := tg.health(ctx)

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/kontena-ng/kontena/api"
-	"github.com/kontena-ng/kontena/cluster/pki"
 	"github.com/kontena-ng/kontena/integration/harness"
+	"github.com/kontena-ng/kontena/pki"
 )
 
 type cliConfigFile struct {

@@ -81,7 +81,7 @@ var serviceKeys = map[string]func(d *decoder, n *yaml.Node, path string, dr *dra
 		dr.svc.ReadOnly, _ = d.boolean(n, path)
 	},
 	"instances": func(d *decoder, n *yaml.Node, path string, dr *draft) {
-		if i, ok := d.integer(n, path, 0, 100000, "a number of instances (0 or more)"); ok {
+		if i, ok := d.integer(n, path, 0, MaxInstances, fmt.Sprintf("a number of instances (0 to %d)", MaxInstances)); ok {
 			dr.svc.Instances = i
 		} else {
 			delete(dr.has, "instances")

@@ -284,6 +284,9 @@ func (ly *layer) run() (*Result, *stackDraft) {
 		st.Services = append(st.Services, dr.finalize())
 	}
 	validateStack(sd)
+	if len(l.errs) == 0 {
+		ly.validateSpec(rd, root, sd)
+	}
 	res.Stack = st
 	for _, dep := range st.Depends {
 		if child := ly.loadDependency(dep, sd.depRefs[dep.Name], sd.depStack[dep.Name]); child != nil {
@@ -323,4 +326,25 @@ func (ly *layer) applyConditions(d *decoder, root *yaml.Node, section string, en
 		kept = append(kept, k, v)
 	}
 	n.Content = kept
+}
+
+// validateSpec runs ValidateSpec, the check the grid runs on every stack it
+// is sent, on the stack just built (once the file has no other error, so
+// nothing is reported twice), placing each problem at its service's key.
+// The installed name is left out: -n is checked on its own, and a
+// dependency's name (<parent>-<dep>) is checked by the grid at install.
+func (ly *layer) validateSpec(d *decoder, root *yaml.Node, sd *stackDraft) {
+	st := *sd.st
+	st.Name, st.ParentName = "", ""
+	errs, _ := ValidateSpec(&st).(Errors)
+	for _, e := range errs {
+		at := posRef{d, root}
+		if rest, ok := strings.CutPrefix(e.Path, "services."); ok {
+			name, _, _ := strings.Cut(rest, ".")
+			if dr := sd.byName[name]; dr != nil {
+				at = dr.at
+			}
+		}
+		at.d.add(at.d.errs, at.n, e.Path, *e)
+	}
 }

@@ -47,7 +47,7 @@ func TestServiceKeys(t *testing.T) {
 		}},
 		{name: "boolean type error", keys: "    privileged: sure\n", err: `services.web.privileged: expected true or false, found "sure"`},
 		{name: "instances", keys: "    instances: 0\n", check: func(t *testing.T, s *Service) { eq(t, "instances", s.Instances, 0) }},
-		{name: "instances negative", keys: "    instances: -1\n", err: "services.web.instances: expected a number of instances (0 or more), found -1"},
+		{name: "instances negative", keys: "    instances: -1\n", err: "services.web.instances: expected a number of instances (0 to 10000), found -1"},
 		{name: "environment map", keys: "    environment:\n      A: 1\n      B: true\n      C:\n", check: func(t *testing.T, s *Service) {
 			eq(t, "A", env(t, s, "A"), "1")
 			eq(t, "B", env(t, s, "B"), "true")
@@ -253,7 +253,7 @@ services:
 	list = err.(Errors)
 	want := []string{
 		"kontena.yml:3:3: variables.port: expected a number of at least 1000, found 80 (from its value:)",
-		`kontena.yml:10:16: services.web.instances: expected a number of instances (0 or more), found "many"`,
+		`kontena.yml:10:16: services.web.instances: expected a number of instances (0 to 10000), found "many"`,
 		`kontena.yml:12:19: services.web.deploy.min_health: expected a number between 0.0 and 1.0, found "abc"`,
 		`kontena.yml:14:9: services.web.ports[0]: expected "[ip:]node_port:container_port[/tcp|udp]" like "80:8080", found "nope"`,
 		`kontena.yml:16:9: services.web.links: expected a service of this stack (or stack/service for another stack), found "ghost"`,

@@ -1,4 +1,4 @@
-package cluster
+package orchestrator
 
 import (
 	"fmt"
@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kontena-ng/kontena/agent"
-	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/stack"
 )
@@ -20,7 +18,7 @@ func runningInstances(n, k int, rev, gen uint64) []*fsm.Instance {
 	for i := 1; i <= n; i++ {
 		out = append(out, &fsm.Instance{ID: fmt.Sprintf("s/web-%d", i), ServiceID: "s/web", Number: i,
 			NodeID: fmt.Sprintf("id%d", (i-1)%k+1), Revision: rev, Restart: gen,
-			Actual: fsm.InstanceActual{State: "running", Revision: rev, Restart: gen}})
+			Actual: fsm.InstanceActual{State: fsm.StateRunning, Revision: rev, Restart: gen}})
 	}
 	return out
 }
@@ -56,7 +54,7 @@ func applyPlace(insts []*fsm.Instance, cmd *fsm.InstancesPlace) {
 
 func onePlan(t *testing.T, svc *fsm.Service, insts []*fsm.Instance, ns []*fsm.Node) *fsm.InstancesPlace {
 	t.Helper()
-	cmds, errs := planDeploys(deployView{now: now, nodes: ns, services: []*fsm.Service{svc}, instances: insts}, rand.New(rand.NewPCG(1, 2)))
+	cmds, errs := PlanDeploys(View{Now: now, Nodes: ns, Services: []*fsm.Service{svc}, Instances: insts}, rand.New(rand.NewPCG(1, 2)))
 	if len(errs) > 0 {
 		t.Fatalf("errs %v", errs)
 	}
@@ -109,14 +107,14 @@ func TestPlanDeploysLifecycle(t *testing.T) {
 		svc.Spec.Deploy.WaitForPort = 5432
 		insts := runningInstances(3, 3, 1, 0)
 		insts[0].Revision = 2
-		insts[0].Actual = fsm.InstanceActual{State: "running", Revision: 2, WaitPort: agent.WaitPortWaiting}
+		insts[0].Actual = fsm.InstanceActual{State: fsm.StateRunning, Revision: 2, WaitPort: fsm.WaitPortWaiting}
 		for _, in := range insts[1:] {
-			in.Actual.WaitPort = agent.WaitPortOpen
+			in.Actual.WaitPort = fsm.WaitPortOpen
 		}
 		if got := moves(onePlan(t, svc, insts, three)); got != "none" {
 			t.Fatalf("rolled on while instance 1 waits for its port: %s", got)
 		}
-		insts[0].Actual.WaitPort = agent.WaitPortOpen
+		insts[0].Actual.WaitPort = fsm.WaitPortOpen
 		if got := moves(onePlan(t, svc, insts, three)); got != "1@id1:r2/g0 2@id2:r2/g0 3@id3:r1/g0" {
 			t.Fatalf("after the port opened: %s", got)
 		}
@@ -177,7 +175,7 @@ func TestPlanDeploysLifecycle(t *testing.T) {
 		svc.Spec.Stateful = true
 		insts := runningInstances(2, 2, 1, 0)
 		ns := nodes("online", "offline@10m", "online") // long past ha's grace
-		cmds, errs := planDeploys(deployView{now: now, nodes: ns, services: []*fsm.Service{svc}, instances: insts}, rand.New(rand.NewPCG(1, 2)))
+		cmds, errs := PlanDeploys(View{Now: now, Nodes: ns, Services: []*fsm.Service{svc}, Instances: insts}, rand.New(rand.NewPCG(1, 2)))
 		for _, c := range cmds {
 			for _, p := range c.Place {
 				if p.Number == 2 && p.NodeID != "id2" {
@@ -201,7 +199,7 @@ func TestPlanDeploysLifecycle(t *testing.T) {
 		// Stateful, with an extra node: scaling up places the new one, the
 		// old ones stay.
 		svc.Spec.Stateful, svc.Instances = true, 3
-		cmds, _ = planDeploys(deployView{now: now, nodes: nodes("online", "online", "online"), services: []*fsm.Service{svc}, instances: insts}, rand.New(rand.NewPCG(1, 2)))
+		cmds, _ = PlanDeploys(View{Now: now, Nodes: nodes("online", "online", "online"), Services: []*fsm.Service{svc}, Instances: insts}, rand.New(rand.NewPCG(1, 2)))
 		if len(cmds) != 1 || placed(cmds[0])[1] != "id1" || placed(cmds[0])[2] != "id2" {
 			t.Fatalf("stateful scale-up moved instances: %+v", cmds)
 		}
@@ -237,30 +235,30 @@ func TestPlanLifecycle(t *testing.T) {
 	ns := nodes("online", "online", "online")
 	t.Run("converged: running", func(t *testing.T) {
 		svc := deploying(service(3, "ha"), 7, now)
-		got := verdicts(planLifecycle(now, newDeployTracker(), ns, []*fsm.Service{svc}, runningInstances(3, 3, 1, 0), nil, nil))
+		got := verdicts(PlanLifecycle(now, NewTracker(), ns, []*fsm.Service{svc}, runningInstances(3, 3, 1, 0), nil, nil))
 		if got != "s/web running" {
 			t.Fatalf("%s", got)
 		}
 	})
 	t.Run("pending placements, missing or queued instances: still deploying", func(t *testing.T) {
 		svc := deploying(service(3, "ha"), 7, now)
-		tr := newDeployTracker()
-		if got := verdicts(planLifecycle(now, tr, ns, []*fsm.Service{svc}, runningInstances(3, 3, 1, 0), map[string]bool{"s/web": true}, nil)); got != "none" {
+		tr := NewTracker()
+		if got := verdicts(PlanLifecycle(now, tr, ns, []*fsm.Service{svc}, runningInstances(3, 3, 1, 0), map[string]bool{"s/web": true}, nil)); got != "none" {
 			t.Fatalf("pending: %s", got)
 		}
-		if got := verdicts(planLifecycle(now, tr, ns, []*fsm.Service{svc}, runningInstances(2, 3, 1, 0), nil, nil)); got != "none" {
+		if got := verdicts(PlanLifecycle(now, tr, ns, []*fsm.Service{svc}, runningInstances(2, 3, 1, 0), nil, nil)); got != "none" {
 			t.Fatalf("2 of 3: %s", got)
 		}
 		svc.Revision = 2
 		insts := runningInstances(3, 3, 1, 0)
 		insts[0].Revision, insts[0].Actual.Revision = 2, 2
-		if got := verdicts(planLifecycle(now, tr, ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
+		if got := verdicts(PlanLifecycle(now, tr, ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
 			t.Fatalf("queued: %s", got)
 		}
 	})
 	t.Run("placement error: failed", func(t *testing.T) {
 		svc := deploying(service(3, "ha"), 7, now)
-		got := verdicts(planLifecycle(now, newDeployTracker(), ns, []*fsm.Service{svc}, nil, nil, map[string]string{"s/web": "affinity rejected n1, n2"}))
+		got := verdicts(PlanLifecycle(now, NewTracker(), ns, []*fsm.Service{svc}, nil, nil, map[string]string{"s/web": "affinity rejected n1, n2"}))
 		if got != "s/web failed: cannot place every instance: affinity rejected n1, n2" {
 			t.Fatalf("%s", got)
 		}
@@ -268,12 +266,12 @@ func TestPlanLifecycle(t *testing.T) {
 	t.Run("an instance failing after the deploy started: failed", func(t *testing.T) {
 		svc := deploying(service(3, "ha"), 7, now)
 		insts := runningInstances(3, 3, 1, 0)
-		insts[1].Actual = fsm.InstanceActual{State: "failed", Error: `image "nope" not found`, At: now.Add(-time.Second)}
-		if got := verdicts(planLifecycle(now, newDeployTracker(), ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
+		insts[1].Actual = fsm.InstanceActual{State: fsm.StateFailed, Error: `image "nope" not found`, At: now.Add(-time.Second)}
+		if got := verdicts(PlanLifecycle(now, NewTracker(), ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
 			t.Fatalf("a report from before the deploy counted: %s", got)
 		}
 		insts[1].Actual.At = now.Add(time.Second)
-		got := verdicts(planLifecycle(now.Add(time.Second), newDeployTracker(), ns, []*fsm.Service{svc}, insts, nil, nil))
+		got := verdicts(PlanLifecycle(now.Add(time.Second), NewTracker(), ns, []*fsm.Service{svc}, insts, nil, nil))
 		if got != `s/web failed: s.web-2 on n2 failed: image "nope" not found` {
 			t.Fatalf("%s", got)
 		}
@@ -282,18 +280,18 @@ func TestPlanLifecycle(t *testing.T) {
 		svc := deploying(service(2, "ha"), 7, now)
 		svc.Spec.Deploy.WaitForPort = 8080
 		insts := runningInstances(2, 2, 1, 0)
-		insts[0].Actual.WaitPort = agent.WaitPortOpen
-		insts[1].Actual.WaitPort = agent.WaitPortWaiting
-		tr := newDeployTracker()
+		insts[0].Actual.WaitPort = fsm.WaitPortOpen
+		insts[1].Actual.WaitPort = fsm.WaitPortWaiting
+		tr := NewTracker()
 		for _, d := range []time.Duration{0, time.Second, 4 * time.Minute, 4*time.Minute + 59*time.Second} {
 			// The leader passes every second; the gap check must not reset.
 			tr.last = now.Add(d - time.Second)
-			if got := verdicts(planLifecycle(now.Add(d), tr, ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
+			if got := verdicts(PlanLifecycle(now.Add(d), tr, ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
 				t.Fatalf("at +%s: %s", d, got)
 			}
 		}
 		tr.last = now.Add(5*time.Minute - time.Second)
-		got := verdicts(planLifecycle(now.Add(5*time.Minute), tr, ns, []*fsm.Service{svc}, insts, nil, nil))
+		got := verdicts(PlanLifecycle(now.Add(5*time.Minute), tr, ns, []*fsm.Service{svc}, insts, nil, nil))
 		if got != "s/web failed: timed out: no instance came up for 5m0s (1 of 2 up); waiting for s.web-2 on n2 (port 8080 not open yet)" {
 			t.Fatalf("%s", got)
 		}
@@ -301,31 +299,31 @@ func TestPlanLifecycle(t *testing.T) {
 	t.Run("progress resets the timeout; a leader that was away forgets", func(t *testing.T) {
 		svc := deploying(service(2, "ha"), 7, now)
 		insts := runningInstances(2, 2, 1, 0)
-		insts[1].Actual.State = "exited"
-		insts[0].Actual.State = "exited"
-		tr := newDeployTracker()
-		planLifecycle(now, tr, ns, []*fsm.Service{svc}, insts, nil, nil)
-		insts[0].Actual.State = "running"
+		insts[1].Actual.State = fsm.StateExited
+		insts[0].Actual.State = fsm.StateExited
+		tr := NewTracker()
+		PlanLifecycle(now, tr, ns, []*fsm.Service{svc}, insts, nil, nil)
+		insts[0].Actual.State = fsm.StateRunning
 		tr.last = now.Add(4*time.Minute - time.Second)
-		planLifecycle(now.Add(4*time.Minute), tr, ns, []*fsm.Service{svc}, insts, nil, nil)
+		PlanLifecycle(now.Add(4*time.Minute), tr, ns, []*fsm.Service{svc}, insts, nil, nil)
 		tr.last = now.Add(8*time.Minute - time.Second)
-		if got := verdicts(planLifecycle(now.Add(8*time.Minute), tr, ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
+		if got := verdicts(PlanLifecycle(now.Add(8*time.Minute), tr, ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
 			t.Fatalf("timed out 4 minutes after progress: %s", got)
 		}
 		// Not the leader for a while: the clock starts again.
-		if got := verdicts(planLifecycle(now.Add(20*time.Minute), tr, ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
+		if got := verdicts(PlanLifecycle(now.Add(20*time.Minute), tr, ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
 			t.Fatalf("after a gap: %s", got)
 		}
 	})
 	t.Run("a failed deploy that converges after all is running", func(t *testing.T) {
 		svc := deploying(service(2, "ha"), 7, now)
 		svc.Deploy.State = fsm.DeployFailed
-		if got := verdicts(planLifecycle(now, newDeployTracker(), ns, []*fsm.Service{svc}, runningInstances(2, 2, 1, 0), nil, nil)); got != "s/web running" {
+		if got := verdicts(PlanLifecycle(now, NewTracker(), ns, []*fsm.Service{svc}, runningInstances(2, 2, 1, 0), nil, nil)); got != "s/web running" {
 			t.Fatalf("%s", got)
 		}
 		insts := runningInstances(2, 2, 1, 0)
-		insts[1].Actual.State = "exited"
-		if got := verdicts(planLifecycle(now.Add(time.Hour), newDeployTracker(), ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
+		insts[1].Actual.State = fsm.StateExited
+		if got := verdicts(PlanLifecycle(now.Add(time.Hour), NewTracker(), ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
 			t.Fatalf("a failed deploy timed out again: %s", got)
 		}
 	})
@@ -334,11 +332,11 @@ func TestPlanLifecycle(t *testing.T) {
 		svc.RestartGen = 1
 		insts := runningInstances(2, 2, 1, 1)
 		insts[1].Actual.Restart = 0
-		if got := verdicts(planLifecycle(now, newDeployTracker(), ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
+		if got := verdicts(PlanLifecycle(now, NewTracker(), ns, []*fsm.Service{svc}, insts, nil, nil)); got != "none" {
 			t.Fatalf("%s", got)
 		}
 		insts[1].Actual.Restart = 1
-		if got := verdicts(planLifecycle(now, newDeployTracker(), ns, []*fsm.Service{svc}, insts, nil, nil)); got != "s/web running" {
+		if got := verdicts(PlanLifecycle(now, NewTracker(), ns, []*fsm.Service{svc}, insts, nil, nil)); got != "s/web running" {
 			t.Fatalf("%s", got)
 		}
 	})
@@ -346,16 +344,16 @@ func TestPlanLifecycle(t *testing.T) {
 		svc := service(2, "ha")
 		svc.Spec.Deploy.Interval = stack.Duration(time.Hour)
 		svc.Deploy = fsm.DeployState{ID: 3, State: fsm.DeployRunning, StartedAt: now.Add(-59 * time.Minute)}
-		tr := newDeployTracker()
-		if got := verdicts(planLifecycle(now, tr, ns, []*fsm.Service{svc}, runningInstances(2, 2, 1, 0), nil, nil)); got != "none" {
+		tr := NewTracker()
+		if got := verdicts(PlanLifecycle(now, tr, ns, []*fsm.Service{svc}, runningInstances(2, 2, 1, 0), nil, nil)); got != "none" {
 			t.Fatalf("before the interval: %s", got)
 		}
-		got := verdicts(planLifecycle(now.Add(time.Minute), tr, ns, []*fsm.Service{svc}, runningInstances(2, 2, 1, 0), nil, nil))
+		got := verdicts(PlanLifecycle(now.Add(time.Minute), tr, ns, []*fsm.Service{svc}, runningInstances(2, 2, 1, 0), nil, nil))
 		if got != "redeploy [s/web] force=true interval" {
 			t.Fatalf("at the interval: %s", got)
 		}
 		svc.Deploy.State = fsm.DeployFailed // a failed one is retried too
-		if got := verdicts(planLifecycle(now.Add(2*time.Minute), tr, ns, []*fsm.Service{svc}, runningInstances(1, 2, 1, 0), nil, nil)); got != "redeploy [s/web] force=true interval" {
+		if got := verdicts(PlanLifecycle(now.Add(2*time.Minute), tr, ns, []*fsm.Service{svc}, runningInstances(1, 2, 1, 0), nil, nil)); got != "redeploy [s/web] force=true interval" {
 			t.Fatalf("failed, at the interval: %s", got)
 		}
 		for name, change := range map[string]func(*fsm.Service){
@@ -365,7 +363,7 @@ func TestPlanLifecycle(t *testing.T) {
 		} {
 			cp := *svc
 			change(&cp)
-			if got := verdicts(planLifecycle(now.Add(2*time.Minute), newDeployTracker(), ns, []*fsm.Service{&cp}, runningInstances(2, 2, 1, 0), nil, nil)); strings.Contains(got, "redeploy") {
+			if got := verdicts(PlanLifecycle(now.Add(2*time.Minute), NewTracker(), ns, []*fsm.Service{&cp}, runningInstances(2, 2, 1, 0), nil, nil)); strings.Contains(got, "redeploy") {
 				t.Fatalf("%s service redeployed: %s", name, got)
 			}
 		}
@@ -376,18 +374,8 @@ func TestPlanLifecycle(t *testing.T) {
 	t.Run("stopped and undeployed services are not tracked", func(t *testing.T) {
 		a := deploying(service(2, "ha"), 7, now)
 		a.Stopped = true
-		if got := verdicts(planLifecycle(now.Add(time.Hour), newDeployTracker(), ns, []*fsm.Service{a}, nil, nil, nil)); got != "none" {
+		if got := verdicts(PlanLifecycle(now.Add(time.Hour), NewTracker(), ns, []*fsm.Service{a}, nil, nil, nil)); got != "none" {
 			t.Fatalf("%s", got)
 		}
 	})
-}
-
-func TestLifecycleSpec(t *testing.T) {
-	a := api.Assignment{Stack: "s", Service: stack.Service{Name: "db", Image: "db", Deploy: stack.Deploy{WaitForPort: 5432}},
-		Instance: fsm.Instance{ID: "s/db-1", ServiceID: "s/db", Number: 1, Revision: 2, Restart: 3, Stopped: true,
-			Actual: fsm.InstanceActual{ContainerID: "c1", Restart: 2}}}
-	spec := containerSpec(a)
-	if !spec.Stopped || spec.RestartGen != 3 || spec.RestartDone != 2 || spec.RestartDoneID != "c1" || spec.WaitForPort != 5432 {
-		t.Fatalf("spec = %+v", spec)
-	}
 }

@@ -286,3 +286,27 @@ func serial() *big.Int {
 func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 }
+
+// ForNode is cfg that also requires the server to present the certificate
+// of node id (its common name): a call meant for one node never reaches
+// another that answers at the same address.
+func ForNode(cfg *tls.Config, id string) *tls.Config {
+	c := cfg.Clone()
+	prev := c.VerifyConnection
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if prev != nil {
+			if err := prev(cs); err != nil {
+				return err
+			}
+		}
+		if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].Subject.CommonName != id {
+			got := ""
+			if len(cs.PeerCertificates) > 0 {
+				got = cs.PeerCertificates[0].Subject.CommonName
+			}
+			return fmt.Errorf("expected the certificate of node %s, got node %q", id, got)
+		}
+		return nil
+	}
+	return c
+}

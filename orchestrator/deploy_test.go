@@ -1,4 +1,4 @@
-package cluster
+package orchestrator
 
 import (
 	"errors"
@@ -56,7 +56,7 @@ func TestPlanDeploys(t *testing.T) {
 		current := []*fsm.Instance{{ID: "s/db-1", ServiceID: "s/db", Number: 1, NodeID: "id1", Revision: 1}}
 		svc := service(3, "random")
 		svc.Spec.MemLimit = gib / 2
-		cmds, errs := planDeploys(deployView{now: now, nodes: ns, services: []*fsm.Service{other, svc}, instances: current}, rnd())
+		cmds, errs := PlanDeploys(View{Now: now, Nodes: ns, Services: []*fsm.Service{other, svc}, Instances: current}, rnd())
 		// n1 has 2 GiB with 1 GiB reserved by db: two halves fit; n2 fits
 		// two more; so 3 instances place, at most 2 per node.
 		var mine *fsm.InstancesPlace
@@ -76,19 +76,19 @@ func TestPlanDeploys(t *testing.T) {
 			t.Fatalf("placements %v exceed the nodes' free memory", per)
 		}
 		svc.Instances = 5 // 1 GiB + 1 GiB free = 4 halves
-		_, errs = planDeploys(deployView{now: now, nodes: ns, services: []*fsm.Service{other, svc}, instances: current}, rnd())
+		_, errs = PlanDeploys(View{Now: now, Nodes: ns, Services: []*fsm.Service{other, svc}, Instances: current}, rnd())
 		if len(errs) != 1 || !strings.Contains(errs[0].Error(), "memory") {
 			t.Fatalf("5 half-GiB instances on 2 GiB free: errs %v", errs)
 		}
 		cpu := service(1, "ha")
 		cpu.Spec.CPUs = 4
-		cmds, errs = planDeploys(deployView{now: now, nodes: ns, services: []*fsm.Service{cpu}, instances: nil}, rnd())
+		cmds, errs = PlanDeploys(View{Now: now, Nodes: ns, Services: []*fsm.Service{cpu}, Instances: nil}, rnd())
 		if len(errs) != 0 || len(cmds) != 1 || placed(cmds[0])[1] != "id2" {
 			t.Fatalf("cpus 4 must land on the 8-CPU node: %v %v", cmds, errs)
 		}
 	})
 	t.Run("new service is spread over zones", func(t *testing.T) {
-		cmds, errs := planDeploys(deployView{now: now, nodes: nodes("online", "online", "online"), services: []*fsm.Service{service(3, "ha")}, instances: nil}, rnd())
+		cmds, errs := PlanDeploys(View{Now: now, Nodes: nodes("online", "online", "online"), Services: []*fsm.Service{service(3, "ha")}, Instances: nil}, rnd())
 		if len(errs) != 0 || len(cmds) != 1 || len(cmds[0].Place) != 3 {
 			t.Fatalf("cmds %+v errs %v", cmds, errs)
 		}
@@ -105,13 +105,13 @@ func TestPlanDeploys(t *testing.T) {
 		{ID: "s/web-2", ServiceID: "s/web", Number: 2, NodeID: "id2", Revision: 1},
 	}
 	t.Run("placed service is left alone", func(t *testing.T) {
-		cmds, _ := planDeploys(deployView{now: now, nodes: nodes("online", "online"), services: []*fsm.Service{service(2, "ha")}, instances: current}, rnd())
+		cmds, _ := PlanDeploys(View{Now: now, Nodes: nodes("online", "online"), Services: []*fsm.Service{service(2, "ha")}, Instances: current}, rnd())
 		if len(cmds) != 0 {
 			t.Fatalf("unexpected commands: %+v", cmds[0])
 		}
 	})
 	t.Run("scale down removes the highest numbers", func(t *testing.T) {
-		cmds, _ := planDeploys(deployView{now: now, nodes: nodes("online", "online"), services: []*fsm.Service{service(1, "ha")}, instances: current}, rnd())
+		cmds, _ := PlanDeploys(View{Now: now, Nodes: nodes("online", "online"), Services: []*fsm.Service{service(1, "ha")}, Instances: current}, rnd())
 		if len(cmds) != 1 || fmt.Sprint(cmds[0].Remove) != "[2]" || placed(cmds[0])[1] != "id1" {
 			t.Fatalf("cmds %+v", cmds)
 		}
@@ -121,7 +121,7 @@ func TestPlanDeploys(t *testing.T) {
 		svc.Revision = 2
 		running := func(in *fsm.Instance) *fsm.Instance {
 			cp := *in
-			cp.Actual = fsm.InstanceActual{State: "running", Revision: cp.Revision}
+			cp.Actual = fsm.InstanceActual{State: fsm.StateRunning, Revision: cp.Revision}
 			return &cp
 		}
 		insts := []*fsm.Instance{running(current[0]), running(current[1])}
@@ -133,18 +133,18 @@ func TestPlanDeploys(t *testing.T) {
 			return strings.Join(out, " ")
 		}
 		// min_health 0.8 of 2: one instance in flight.
-		cmds, _ := planDeploys(deployView{now: now, nodes: nodes("online", "online"), services: []*fsm.Service{svc}, instances: insts}, rnd())
+		cmds, _ := PlanDeploys(View{Now: now, Nodes: nodes("online", "online"), Services: []*fsm.Service{svc}, Instances: insts}, rnd())
 		if len(cmds) != 1 || revs(cmds[0]) != "1@id1:r2 2@id2:r1" {
 			t.Fatalf("first pass: %+v", cmds)
 		}
 		// Instance 1 is updated but not reported yet: nothing more moves.
 		insts[0] = &fsm.Instance{ID: "s/web-1", ServiceID: "s/web", Number: 1, NodeID: "id1", Revision: 2, Actual: insts[0].Actual}
-		if cmds, _ := planDeploys(deployView{now: now, nodes: nodes("online", "online"), services: []*fsm.Service{svc}, instances: insts}, rnd()); len(cmds) != 0 {
+		if cmds, _ := PlanDeploys(View{Now: now, Nodes: nodes("online", "online"), Services: []*fsm.Service{svc}, Instances: insts}, rnd()); len(cmds) != 0 {
 			t.Fatalf("second instance updated before the first runs: %s", revs(cmds[0]))
 		}
 		// Once it runs the new revision, instance 2 goes.
 		insts[0] = running(insts[0])
-		cmds, _ = planDeploys(deployView{now: now, nodes: nodes("online", "online"), services: []*fsm.Service{svc}, instances: insts}, rnd())
+		cmds, _ = PlanDeploys(View{Now: now, Nodes: nodes("online", "online"), Services: []*fsm.Service{svc}, Instances: insts}, rnd())
 		if len(cmds) != 1 || revs(cmds[0]) != "1@id1:r2 2@id2:r2" {
 			t.Fatalf("third pass: %+v", cmds)
 		}
@@ -163,7 +163,7 @@ func TestPlanDeploys(t *testing.T) {
 		{"daemon", "offline@11m", true},
 	} {
 		t.Run(fmt.Sprintf("%s node %s", tc.strategy, tc.offline), func(t *testing.T) {
-			cmds, _ := planDeploys(deployView{now: now, nodes: nodes("online", tc.offline, "online"), services: []*fsm.Service{service(2, tc.strategy)}, instances: current}, rnd())
+			cmds, _ := PlanDeploys(View{Now: now, Nodes: nodes("online", tc.offline, "online"), Services: []*fsm.Service{service(2, tc.strategy)}, Instances: current}, rnd())
 			moved := len(cmds) == 1 && placed(cmds[0])[2] != "id2"
 			if tc.strategy == "daemon" { // one per node: past the grace, n2's instance goes
 				moved = len(cmds) == 1 && !slices.Contains(mapValues(placed(cmds[0])), "id2")
@@ -174,7 +174,7 @@ func TestPlanDeploys(t *testing.T) {
 		})
 	}
 	t.Run("grid grace override", func(t *testing.T) {
-		cmds, _ := planDeploys(deployView{now: now, nodes: nodes("online", "offline@6s", "online"), services: []*fsm.Service{service(2, "ha")}, instances: current, grace: 5 * time.Second}, rnd())
+		cmds, _ := PlanDeploys(View{Now: now, Nodes: nodes("online", "offline@6s", "online"), Services: []*fsm.Service{service(2, "ha")}, Instances: current, Grace: 5 * time.Second}, rnd())
 		if len(cmds) != 1 || placed(cmds[0])[2] == "id2" {
 			t.Fatalf("instance on a node offline past the overridden grace did not move: %+v", cmds)
 		}
@@ -182,14 +182,14 @@ func TestPlanDeploys(t *testing.T) {
 	t.Run("a node back online gets no new work during the online grace", func(t *testing.T) {
 		ns := nodes("online", "online", "online")
 		ns[2].JoinedAt = now.Add(-time.Hour) // n3 came back 0s ago
-		cmds, _ := planDeploys(deployView{now: now, nodes: ns, services: []*fsm.Service{service(3, "ha")}, instances: current}, rnd())
+		cmds, _ := PlanDeploys(View{Now: now, Nodes: ns, Services: []*fsm.Service{service(3, "ha")}, Instances: current}, rnd())
 		if len(cmds) != 1 || placed(cmds[0])[3] == "id3" {
 			t.Fatalf("new instance placed on a node that just came back: %+v", cmds)
 		}
 		for i := range ns {
 			ns[i].StatusAt = now.Add(-time.Minute)
 		}
-		cmds, _ = planDeploys(deployView{now: now, nodes: ns, services: []*fsm.Service{service(3, "ha")}, instances: current}, rnd())
+		cmds, _ = PlanDeploys(View{Now: now, Nodes: ns, Services: []*fsm.Service{service(3, "ha")}, Instances: current}, rnd())
 		if len(cmds) != 1 || placed(cmds[0])[3] != "id3" {
 			t.Fatalf("after the grace the spread should use n3: %+v", cmds)
 		}
@@ -197,7 +197,7 @@ func TestPlanDeploys(t *testing.T) {
 	t.Run("impossible placement names the filter", func(t *testing.T) {
 		svc := service(1, "ha")
 		svc.Spec.Affinity = []string{"label==az=z"}
-		_, errs := planDeploys(deployView{now: now, nodes: nodes("online", "online"), services: []*fsm.Service{svc}, instances: nil}, rnd())
+		_, errs := PlanDeploys(View{Now: now, Nodes: nodes("online", "online"), Services: []*fsm.Service{svc}, Instances: nil}, rnd())
 		var nf *scheduler.NoFitError
 		if len(errs) != 1 || !errors.As(errs[0], &nf) || !strings.Contains(errs[0].Error(), "affinity") {
 			t.Fatalf("errs = %v", errs)
@@ -208,7 +208,7 @@ func TestPlanDeploys(t *testing.T) {
 // running marks instances reported running at their revision.
 func runningAt(insts ...*fsm.Instance) []*fsm.Instance {
 	for _, in := range insts {
-		in.Actual = fsm.InstanceActual{State: "running", Revision: in.Revision}
+		in.Actual = fsm.InstanceActual{State: fsm.StateRunning, Revision: in.Revision}
 	}
 	return insts
 }
@@ -234,14 +234,14 @@ func TestPlanDeploysOnePass(t *testing.T) {
 		for _, s := range []*fsm.Service{a, b} {
 			s.Spec.Ports = []stack.Port{{NodePort: 80, ContainerPort: 80, Protocol: "tcp"}}
 		}
-		cmds, errs := planDeploys(deployView{now: now, nodes: nodes("online", "online"), services: []*fsm.Service{a, b}}, rnd())
+		cmds, errs := PlanDeploys(View{Now: now, Nodes: nodes("online", "online"), Services: []*fsm.Service{a, b}}, rnd())
 		if len(errs) != 0 || len(cmds) != 2 {
 			t.Fatalf("cmds %v errs %v", cmds, errs)
 		}
 		if placed(cmdFor(cmds, "s/a"))[1] == placed(cmdFor(cmds, "s/b"))[1] {
 			t.Fatalf("both on %s: the second service did not see the first one's port", placed(cmds[0])[1])
 		}
-		_, errs = planDeploys(deployView{now: now, nodes: nodes("online"), services: []*fsm.Service{a, b}}, rnd())
+		_, errs = PlanDeploys(View{Now: now, Nodes: nodes("online"), Services: []*fsm.Service{a, b}}, rnd())
 		if len(errs) != 1 || !strings.Contains(errs[0].Error(), "port") {
 			t.Fatalf("one node, two services on port 80: errs %v", errs)
 		}
@@ -252,7 +252,7 @@ func TestPlanDeploysOnePass(t *testing.T) {
 		ns[0].Resources = fsm.NodeResources{CPUs: 2, MemoryTotal: gib}
 		a, b := named("a", 1), named("b", 1)
 		a.Spec.MemLimit, b.Spec.MemLimit = gib*3/4, gib*3/4
-		_, errs := planDeploys(deployView{now: now, nodes: ns, services: []*fsm.Service{a, b}}, rnd())
+		_, errs := PlanDeploys(View{Now: now, Nodes: ns, Services: []*fsm.Service{a, b}}, rnd())
 		if len(errs) != 1 || !strings.Contains(errs[0].Error(), "memory") {
 			t.Fatalf("two 768 MiB services on a 1 GiB node: errs %v", errs)
 		}
@@ -261,7 +261,7 @@ func TestPlanDeploysOnePass(t *testing.T) {
 		db, app := named("db", 2), named("app", 2)
 		app.Spec.VolumesFrom = []string{"db-%s"}
 		// app sorts before db: the order must come from the dependency.
-		cmds, errs := planDeploys(deployView{now: now, nodes: nodes("online", "online", "online"), services: []*fsm.Service{app, db}}, rnd())
+		cmds, errs := PlanDeploys(View{Now: now, Nodes: nodes("online", "online", "online"), Services: []*fsm.Service{app, db}}, rnd())
 		if len(errs) != 0 || len(cmds) != 2 {
 			t.Fatalf("cmds %v errs %v", cmds, errs)
 		}
@@ -279,29 +279,29 @@ func TestPlanDeploysOnePass(t *testing.T) {
 		worker.Spec.DependsOn = []string{"web"}
 		web.Deploy = fsm.DeployState{ID: 5, State: fsm.DeployDeploying}
 		worker.Deploy = fsm.DeployState{ID: 5, State: fsm.DeployDeploying}
-		v := deployView{now: now, nodes: nodes("online", "online"), services: []*fsm.Service{web, worker}}
-		cmds, errs := planDeploys(v, rnd())
+		v := View{Now: now, Nodes: nodes("online", "online"), Services: []*fsm.Service{web, worker}}
+		cmds, errs := PlanDeploys(v, rnd())
 		if len(errs) != 0 || len(cmds) != 1 || cmds[0].ServiceID != "s/web" {
 			t.Fatalf("only web may be placed first: %v %v", cmds, errs)
 		}
-		if w := dependencyWait(worker, v.services); w != "s/web" {
+		if w := DependencyWait(worker, v.Services); w != "s/web" {
 			t.Fatalf("worker waits for %q", w)
 		}
 		web.Deploy.State = fsm.DeployRunning
-		v.instances = runningAt(&fsm.Instance{ID: "s/web-1", ServiceID: "s/web", Number: 1, NodeID: "id1", Revision: 1})
-		cmds, _ = planDeploys(v, rnd())
+		v.Instances = runningAt(&fsm.Instance{ID: "s/web-1", ServiceID: "s/web", Number: 1, NodeID: "id1", Revision: 1})
+		cmds, _ = PlanDeploys(v, rnd())
 		if len(cmds) != 1 || cmds[0].ServiceID != "s/worker" {
 			t.Fatalf("worker must be placed once web runs: %v", cmds)
 		}
 		// Not deploying (a reconcile, a failover): no waiting.
 		worker.Deploy.State, web.Deploy.State = fsm.DeployRunning, fsm.DeployDeploying
-		if w := dependencyWait(worker, v.services); w != "" {
+		if w := DependencyWait(worker, v.Services); w != "" {
 			t.Fatalf("a running service waits for %q", w)
 		}
 		// A cycle waits for nobody.
 		web.Spec.DependsOn = []string{"worker"}
 		worker.Deploy.State = fsm.DeployDeploying
-		if w := dependencyWait(worker, v.services); w != "" {
+		if w := DependencyWait(worker, v.Services); w != "" {
 			t.Fatalf("cycle: worker waits for %q", w)
 		}
 	})
@@ -314,7 +314,7 @@ func TestPlanDeploysOnePass(t *testing.T) {
 		runningAt(insts...)
 		ns := nodes("online", "online")
 		ns[0].Availability = fsm.AvailabilityDrain // everything must leave n1
-		cmds, _ := planDeploys(deployView{now: now, nodes: ns, services: []*fsm.Service{svc}, instances: insts}, rnd())
+		cmds, _ := PlanDeploys(View{Now: now, Nodes: ns, Services: []*fsm.Service{svc}, Instances: insts}, rnd())
 		moved := 0
 		for _, nd := range placed(cmds[0]) {
 			if nd == "id2" {
@@ -328,7 +328,7 @@ func TestPlanDeploysOnePass(t *testing.T) {
 		for _, in := range insts {
 			in.Actual = fsm.InstanceActual{}
 		}
-		cmds, _ = planDeploys(deployView{now: now, nodes: ns, services: []*fsm.Service{svc}, instances: insts}, rnd())
+		cmds, _ = PlanDeploys(View{Now: now, Nodes: ns, Services: []*fsm.Service{svc}, Instances: insts}, rnd())
 		for num, nd := range placed(cmds[0]) {
 			if nd != "id2" {
 				t.Fatalf("instance %d not running on a drained node stayed: %v", num, placed(cmds[0]))
@@ -337,7 +337,7 @@ func TestPlanDeploysOnePass(t *testing.T) {
 	})
 	t.Run("an offline node within its grace takes no new instance", func(t *testing.T) {
 		current := runningAt(&fsm.Instance{ID: "s/web-1", ServiceID: "s/web", Number: 1, NodeID: "id2", Revision: 1})
-		cmds, _ := planDeploys(deployView{now: now, nodes: nodes("online", "offline@10s"), services: []*fsm.Service{service(3, "ha")}, instances: current}, rnd())
+		cmds, _ := PlanDeploys(View{Now: now, Nodes: nodes("online", "offline@10s"), Services: []*fsm.Service{service(3, "ha")}, Instances: current}, rnd())
 		p := placed(cmds[0])
 		if p[1] != "id2" || p[2] != "id1" || p[3] != "id1" {
 			t.Fatalf("placements %v: instance 1 stays on the held n2, the new ones go to n1", p)
@@ -346,8 +346,8 @@ func TestPlanDeploysOnePass(t *testing.T) {
 	t.Run("the grid's default affinity applies to services without one", func(t *testing.T) {
 		ns := nodes("online", "online")
 		ns[1].Labels = append(ns[1].Labels, "disk=ssd")
-		v := deployView{now: now, nodes: ns, services: []*fsm.Service{service(2, "ha")}, defaultAffinity: []string{"label==disk=ssd"}}
-		cmds, errs := planDeploys(v, rnd())
+		v := View{Now: now, Nodes: ns, Services: []*fsm.Service{service(2, "ha")}, DefaultAffinity: []string{"label==disk=ssd"}}
+		cmds, errs := PlanDeploys(v, rnd())
 		if len(errs) != 0 || placed(cmds[0])[1] != "id2" || placed(cmds[0])[2] != "id2" {
 			t.Fatalf("default affinity ignored: %v %v", cmds, errs)
 		}
@@ -357,9 +357,9 @@ func TestPlanDeploysOnePass(t *testing.T) {
 		ns[1].Resources.VolumeDrivers = []string{"local", "rexray"}
 		svc := service(1, "ha")
 		svc.Spec.Volumes = []stack.Mount{{Volume: "data", Path: "/data"}}
-		v := deployView{now: now, nodes: ns, services: []*fsm.Service{svc},
-			volumes: map[string][]*stack.Volume{"s": {{Name: "data", Driver: "rexray", Scope: "instance"}}}}
-		cmds, errs := planDeploys(v, rnd())
+		v := View{Now: now, Nodes: ns, Services: []*fsm.Service{svc},
+			Volumes: map[string][]*stack.Volume{"s": {{Name: "data", Driver: "rexray", Scope: "instance"}}}}
+		cmds, errs := PlanDeploys(v, rnd())
 		if len(errs) != 0 || placed(cmds[0])[1] != "id2" {
 			t.Fatalf("volume driver filter not applied: %v %v", cmds, errs)
 		}

@@ -1,4 +1,10 @@
-package cluster
+// Package membership is gossip among all the nodes of a grid
+// (hashicorp/memberlist): who is alive, with the few facts each node tells
+// about itself, and a loop that keeps reconnecting to known nodes so that
+// the halves of a healed partition find each other again. It decides
+// nothing: the leader turns liveness into node status in the state, and
+// what a node may do is read from the state, never from gossip.
+package membership
 
 import (
 	"encoding/json"
@@ -14,9 +20,9 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// gossipMeta is what every node tells the others about itself through
+// Meta is what every node tells the others about itself through
 // memberlist. It must stay under memberlist's 512-byte meta limit.
-type gossipMeta struct {
+type Meta struct {
 	Role     string `json:"r"`
 	APIPort  int    `json:"a"`
 	RaftPort int    `json:"f"`
@@ -27,30 +33,34 @@ type gossipMeta struct {
 	PublicAddr string `json:"p,omitempty"`
 }
 
-// member is a live node as gossip sees it.
-type member struct {
+// Member is a live node as gossip sees it.
+type Member struct {
 	ID   string
 	Addr string
 	Port int
-	Meta gossipMeta
+	Meta Meta
 }
 
-func (m member) apiAddr() string { return net.JoinHostPort(m.Addr, strconv.Itoa(m.Meta.APIPort)) }
+// APIAddr is the member's API address.
+func (m Member) APIAddr() string { return net.JoinHostPort(m.Addr, strconv.Itoa(m.Meta.APIPort)) }
 
-// gossip wraps memberlist. Every node, voter or worker, runs it; the leader
+// Gossip wraps memberlist. Every node, voter or worker, runs it; the leader
 // reads it to decide which nodes are online.
-type gossip struct {
+type Gossip struct {
 	ml *memberlist.Memberlist
 
 	mu   sync.Mutex
-	meta gossipMeta
+	meta Meta
 
 	changed chan struct{} // signalled (non-blocking) on any membership change
 }
 
-type gossipDelegate struct{ g *gossip }
+// Changed is signalled (never blocking) on any membership change.
+func (g *Gossip) Changed() <-chan struct{} { return g.changed }
 
-func (d gossipDelegate) NodeMeta(limit int) []byte {
+type delegate struct{ g *Gossip }
+
+func (d delegate) NodeMeta(limit int) []byte {
 	d.g.mu.Lock()
 	defer d.g.mu.Unlock()
 	b, _ := json.Marshal(d.g.meta)
@@ -59,29 +69,36 @@ func (d gossipDelegate) NodeMeta(limit int) []byte {
 	}
 	return b
 }
-func (gossipDelegate) NotifyMsg([]byte)                           {}
-func (gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (gossipDelegate) LocalState(join bool) []byte                { return nil }
-func (gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
+func (delegate) NotifyMsg([]byte)                           {}
+func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (delegate) LocalState(join bool) []byte                { return nil }
+func (delegate) MergeRemoteState(buf []byte, join bool)     {}
 
-type gossipEvents struct{ g *gossip }
+type events struct{ g *Gossip }
 
-func (e gossipEvents) NotifyJoin(*memberlist.Node)   { e.g.poke() }
-func (e gossipEvents) NotifyLeave(*memberlist.Node)  { e.g.poke() }
-func (e gossipEvents) NotifyUpdate(*memberlist.Node) { e.g.poke() }
+func (e events) NotifyJoin(*memberlist.Node)   { e.g.poke() }
+func (e events) NotifyLeave(*memberlist.Node)  { e.g.poke() }
+func (e events) NotifyUpdate(*memberlist.Node) { e.g.poke() }
 
-func (g *gossip) poke() {
+func (g *Gossip) poke() {
 	select {
 	case g.changed <- struct{}{}:
 	default:
 	}
 }
 
-// startGossip starts memberlist. The shared gossip key encrypts and
+// Start starts memberlist. The shared gossip key encrypts and
 // authenticates every gossip packet, so only nodes that joined with a valid
 // token take part.
-func startGossip(nodeID, bind, advertise string, port int, key []byte, meta gossipMeta, t Timing, logger *slog.Logger) (*gossip, error) {
-	g := &gossip{meta: meta, changed: make(chan struct{}, 1)}
+// Timing is the failure detector's timers.
+type Timing struct {
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+	SuspicionMult int
+}
+
+func Start(nodeID, bind, advertise string, port int, key []byte, meta Meta, t Timing, logger *slog.Logger) (*Gossip, error) {
+	g := &Gossip{meta: meta, changed: make(chan struct{}, 1)}
 	cfg := memberlist.DefaultLANConfig()
 	cfg.Name = nodeID
 	cfg.BindAddr = bind
@@ -99,8 +116,8 @@ func startGossip(nodeID, bind, advertise string, port int, key []byte, meta goss
 	cfg.GossipInterval = 100 * time.Millisecond
 	// A node restarted with the same name may come back at once.
 	cfg.DeadNodeReclaimTime = time.Second
-	cfg.Delegate = gossipDelegate{g}
-	cfg.Events = gossipEvents{g}
+	cfg.Delegate = delegate{g}
+	cfg.Events = events{g}
 	cfg.Logger = log.New(slogWriter{logger.With("component", "gossip")}, "", 0)
 	ml, err := memberlist.Create(cfg)
 	if err != nil {
@@ -110,35 +127,37 @@ func startGossip(nodeID, bind, advertise string, port int, key []byte, meta goss
 	return g, nil
 }
 
-// setRole updates this node's meta and tells the others.
-func (g *gossip) setRole(role string) {
+// SetRole updates this node's meta and tells the others.
+func (g *Gossip) SetRole(role string) {
 	g.mu.Lock()
 	g.meta.Role = role
 	g.mu.Unlock()
 	_ = g.ml.UpdateNode(2 * time.Second)
 }
 
-// members returns the live nodes (alive or suspect), self included.
-func (g *gossip) members() map[string]member {
-	out := map[string]member{}
+// Members returns the live nodes (alive or suspect), self included.
+func (g *Gossip) Members() map[string]Member {
+	out := map[string]Member{}
 	for _, n := range g.ml.Members() {
-		var meta gossipMeta
+		var meta Meta
 		if json.Unmarshal(n.Meta, &meta) != nil {
 			continue
 		}
-		out[n.Name] = member{ID: n.Name, Addr: n.Addr.String(), Port: int(n.Port), Meta: meta}
+		out[n.Name] = Member{ID: n.Name, Addr: n.Addr.String(), Port: int(n.Port), Meta: meta}
 	}
 	return out
 }
 
-func (g *gossip) join(peers []string) (int, error) {
+// Join contacts peers (gossip addresses) and returns how many answered.
+func (g *Gossip) Join(peers []string) (int, error) {
 	if len(peers) == 0 {
 		return 0, nil
 	}
 	return g.ml.Join(peers)
 }
 
-func (g *gossip) shutdown() {
+// Shutdown leaves the cluster (briefly telling the others) and stops.
+func (g *Gossip) Shutdown() {
 	_ = g.ml.Leave(time.Second)
 	_ = g.ml.Shutdown()
 }

@@ -1,15 +1,19 @@
-package cluster
+// Package orchestrator decides what the grid should run: pure functions of
+// a view of the state and the clock that return the commands the leader
+// commits. Placement per service (through the scheduler), rolling
+// replacement within min_health, holds for nodes in a grace period,
+// dependency order, and the verdict of every deploy (deploying, running,
+// failed) with the one definition of an instance being "up". It reads no
+// clock, opens no connection and imports neither Raft nor HTTP.
+package orchestrator
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/kontena-ng/kontena/agent"
 	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/scheduler"
 	"github.com/kontena-ng/kontena/stack"
@@ -28,20 +32,23 @@ func offlineGrace(strategy string) time.Duration {
 	return 2 * time.Minute
 }
 
-// deployView is what the leader's deploy step reads from the state.
-type deployView struct {
-	now       time.Time
-	nodes     []*fsm.Node
-	services  []*fsm.Service
-	instances []*fsm.Instance
-	// volumes are the top-level volume declarations of each stack, by
+// View is what the leader's deploy step reads from the state.
+type View struct {
+	Now       time.Time
+	Nodes     []*fsm.Node
+	Services  []*fsm.Service
+	Instances []*fsm.Instance
+	// Volumes are the top-level volume declarations of each stack, by
 	// stack name (their drivers feed the volume driver filter).
-	volumes map[string][]*stack.Volume
-	// grace, when set, replaces every strategy's offline grace and the
+	Volumes map[string][]*stack.Volume
+	// Grace, when set, replaces every strategy's offline grace and the
 	// online grace (grid setting --offline-grace).
-	grace time.Duration
-	// defaultAffinity is the grid's, for services that have none.
-	defaultAffinity []string
+	Grace time.Duration
+	// DefaultAffinity is the grid's, for services that have none.
+	DefaultAffinity []string
+	// Hook, when set (tests), runs first for every service a pass plans:
+	// a test makes one service's planning panic with it.
+	Hook func(pass string, svc *fsm.Service)
 }
 
 // planDeploys is the leader's deploy step as a pure function of the state:
@@ -57,43 +64,60 @@ type deployView struct {
 // dependencies (volumes_from, network_mode container:, depends_on) are
 // planned before the services that need them. A service whose depends_on
 // targets are still deploying waits for them (Kontena's start order).
-func planDeploys(v deployView, rnd *rand.Rand) ([]*fsm.InstancesPlace, []error) {
+func PlanDeploys(v View, rnd *rand.Rand) ([]*fsm.InstancesPlace, []error) {
 	byService := map[string][]*fsm.Instance{}
-	for _, in := range v.instances {
+	for _, in := range v.Instances {
 		byService[in.ServiceID] = append(byService[in.ServiceID], in)
 	}
-	st := scheduler.NewState(schedulerNodes(v.nodes, reservedMemory(v.services, v.instances)),
-		schedulerInstances(v.services, v.instances), v.defaultAffinity)
-	serving := servingOn(v.nodes)
+	st := scheduler.NewState(schedulerNodes(v.Nodes, reservedMemory(v.Services, v.Instances)),
+		schedulerInstances(v.Services, v.Instances), v.DefaultAffinity)
+	serving := servingOn(v.Nodes)
 	holdsFor := map[[2]time.Duration]map[string]string{} // by (offline, online) grace: a few per pass
 	var cmds []*fsm.InstancesPlace
 	var errs []error
-	for _, svc := range deployOrder(v.services) {
+	for _, svc := range deployOrder(v.Services) {
 		if svc.Undeployed {
 			continue // installed with --no-deploy: nothing runs until a deploy
 		}
-		if dependencyWait(svc, v.services) != "" {
+		if DependencyWait(svc, v.Services) != "" {
 			continue
 		}
-		ssvc := toSchedulerService(svc, v.volumes[svc.Stack])
-		grace, back := offlineGrace(ssvc.Strategy), onlineGrace
-		if v.grace > 0 {
-			grace, back = v.grace, v.grace
-		}
-		h, ok := holdsFor[[2]time.Duration{grace, back}]
-		if !ok {
-			h = holds(v.now, v.nodes, grace, back)
-			holdsFor[[2]time.Duration{grace, back}] = h
-		}
-		st.SetHolds(h)
-		plan, err := scheduler.Place(st, ssvc, scheduler.Options{Rand: rnd})
-		if err != nil {
-			errs = append(errs, &serviceError{id: svc.ID, err: err})
-		}
-		if cmd := diffPlan(svc, byService[svc.ID], plan, serving); cmd != nil {
-			cmds = append(cmds, cmd)
-			st.Apply(ssvc, committed(cmd, byService[svc.ID]))
-		}
+		// One service whose data breaks the planning (a bug, or a state
+		// written before the API checked what it stores) fails alone: it
+		// is marked failed with the reason and the others are planned.
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					errs = append(errs, &ServiceError{ID: svc.ID, Err: fmt.Errorf("internal error while planning the service (it is left as it is): %v", p)})
+				}
+			}()
+			if v.Hook != nil {
+				v.Hook("deploy", svc)
+			}
+			if svc.Instances < 0 || svc.Instances > stack.MaxStoredInstances {
+				errs = append(errs, &ServiceError{ID: svc.ID, Err: fmt.Errorf("%d instances: expected 0 to %d", svc.Instances, stack.MaxStoredInstances)})
+				return
+			}
+			ssvc := toSchedulerService(svc, v.Volumes[svc.Stack])
+			grace, back := offlineGrace(ssvc.Strategy), onlineGrace
+			if v.Grace > 0 {
+				grace, back = v.Grace, v.Grace
+			}
+			h, ok := holdsFor[[2]time.Duration{grace, back}]
+			if !ok {
+				h = holds(v.Now, v.Nodes, grace, back)
+				holdsFor[[2]time.Duration{grace, back}] = h
+			}
+			st.SetHolds(h)
+			plan, err := scheduler.Place(st, ssvc, scheduler.Options{Rand: rnd})
+			if err != nil {
+				errs = append(errs, &ServiceError{ID: svc.ID, Err: err})
+			}
+			if cmd := diffPlan(svc, byService[svc.ID], plan, serving); cmd != nil {
+				st.Apply(ssvc, committed(cmd, byService[svc.ID]))
+				cmds = append(cmds, cmd)
+			}
+		}()
 	}
 	return cmds, errs
 }
@@ -199,7 +223,7 @@ func deployOrder(services []*fsm.Service) []*fsm.Service {
 // ("" when none): while both deploy, the dependent starts only once the
 // service it depends on is up, as Kontena started a stack's services in
 // order. A dependency that depends back on svc is not waited for.
-func dependencyWait(svc *fsm.Service, services []*fsm.Service) string {
+func DependencyWait(svc *fsm.Service, services []*fsm.Service) string {
 	if svc.Deploy.State != fsm.DeployDeploying {
 		return ""
 	}
@@ -233,7 +257,7 @@ func diffPlan(svc *fsm.Service, current []*fsm.Instance, plan scheduler.Plan, se
 	inFlight := 0
 	for _, in := range current {
 		have[in.Number] = in
-		if instanceUpdated(svc, in) && !instanceUp(svc, in) {
+		if instanceUpdated(svc, in) && !InstanceUp(svc, in) {
 			inFlight++
 		}
 	}
@@ -289,7 +313,7 @@ func servingOn(nodes []*fsm.Node) func(*fsm.Instance) bool {
 		online[n.ID] = n.Status == fsm.StatusOnline
 	}
 	return func(in *fsm.Instance) bool {
-		return online[in.NodeID] && in.Actual.State == string(agent.StateRunning) && in.Actual.Health != string(agent.HealthUnhealthy)
+		return online[in.NodeID] && in.Actual.State == fsm.StateRunning && in.Actual.Health != fsm.HealthUnhealthy
 	}
 }
 
@@ -304,7 +328,7 @@ func toSchedulerService(svc *fsm.Service, volumes []*stack.Volume) scheduler.Ser
 			continue
 		}
 		for _, v := range volumes {
-			if v.Name == m.Volume {
+			if v != nil && v.Name == m.Volume {
 				out.Volumes = append(out.Volumes, scheduler.Volume{Name: v.Name, Driver: v.Driver})
 			}
 		}
@@ -371,62 +395,11 @@ func schedulerInstances(services []*fsm.Service, instances []*fsm.Instance) []sc
 	return out
 }
 
-// deploy is the leader's deploy step: plan every service and commit the
-// placements that changed, and each service's placement error when it
-// changes.
-func (n *Node) deploy(ctx context.Context, rn *raftNode, tracker *deployTracker) {
-	nodes, err := rn.store.Nodes()
-	if err != nil {
-		return
-	}
-	services, err := rn.store.Services("")
-	if err != nil || len(services) == 0 {
-		return
-	}
-	instances, err := rn.store.Instances("")
-	if err != nil {
-		return
-	}
-	now := time.Now().UTC()
-	v := deployView{now: now, nodes: nodes, services: services, instances: instances, volumes: map[string][]*stack.Volume{}}
-	if g, err := rn.store.Grid(); err == nil {
-		v.grace, v.defaultAffinity = g.OfflineGrace, g.DefaultAffinity
-	}
-	if stacks, err := rn.store.Stacks(); err == nil {
-		for _, st := range stacks {
-			v.volumes[st.Name] = st.Spec.Volumes
-		}
-	}
-	cmds, errs := planDeploys(v, n.rnd)
-	for _, cmd := range cmds {
-		if _, _, err := n.apply(ctx, cmd, nil); err != nil {
-			n.log.Warn("commit placement", "service", cmd.ServiceID, "err", err)
-			continue
-		}
-		n.log.Info("instances placed", "service", cmd.ServiceID, "revision", cmd.Revision, "instances", len(cmd.Place), "removed", len(cmd.Remove))
-	}
-	failed := map[string]string{}
-	for _, e := range errs {
-		var se *serviceError
-		if errors.As(e, &se) {
-			failed[se.id] = se.err.Error()
-		}
-	}
-	for _, svc := range services {
-		if msg := failed[svc.ID]; msg != svc.PlacementError {
-			if _, _, err := n.apply(ctx, &fsm.ServicePlacementError{ID: svc.ID, Error: msg}, nil); err != nil {
-				n.log.Warn("record placement error", "service", svc.ID, "err", err)
-			}
-		}
-	}
-	n.trackDeploys(ctx, tracker, now, nodes, services, instances, cmds, failed)
-}
-
 // serviceError ties a placement error to its service.
-type serviceError struct {
-	id  string
-	err error
+type ServiceError struct {
+	ID  string
+	Err error
 }
 
-func (e *serviceError) Error() string { return fmt.Sprintf("service %s: %v", e.id, e.err) }
-func (e *serviceError) Unwrap() error { return e.err }
+func (e *ServiceError) Error() string { return fmt.Sprintf("service %s: %v", e.ID, e.Err) }
+func (e *ServiceError) Unwrap() error { return e.Err }

@@ -1,4 +1,4 @@
-package cluster
+package raftnode
 
 import (
 	"crypto/tls"
@@ -13,31 +13,22 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-
-	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
 )
 
-// tlsStream is a raft.StreamLayer over mutual TLS: both ends must hold a
-// certificate from the grid CA.
-type tlsStream struct {
-	net.Listener
-	advertise net.Addr
-	client    *tls.Config
-}
+// Dir is the directory of the Raft log and snapshots inside a data dir.
+const Dir = "raft"
 
-func (s *tlsStream) Addr() net.Addr { return s.advertise }
-
-func (s *tlsStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return tls.DialWithDialer(api.Dialer(timeout), "tcp", string(addr), s.client)
-}
-
-// raftNode is the Raft half of a voter.
-type raftNode struct {
-	raft  *raft.Raft
-	store *fsm.Store
-	trans *raft.NetworkTransport
-	bolt  *raftboltdb.BoltStore
+// Node is the Raft half of a voter: the log, the transport and the state
+// machine's store.
+type Node struct {
+	raft   *raft.Raft
+	store  *fsm.Store
+	trans  *raft.NetworkTransport
+	bolt   *raftboltdb.BoltStore
+	stream *tlsStream
+	// logs is the log store (bolt on disk, or in memory in tests).
+	logs raft.LogStore
 	// barrierTerm is the term in which this node, as leader, last applied
 	// everything committed before it (a Barrier). A new leader's state may
 	// lag its log until then.
@@ -47,17 +38,40 @@ type raftNode struct {
 	caughtUpOnce atomic.Bool
 }
 
-func (r *raftNode) shutdown() error {
+// Shutdown stops Raft and closes the transport and the log.
+func (r *Node) Shutdown() error {
 	err := r.raft.Shutdown().Error()
-	_ = r.trans.Close()
-	_ = r.bolt.Close()
+	if r.trans != nil {
+		_ = r.trans.Close()
+	}
+	if r.bolt != nil {
+		_ = r.bolt.Close()
+	}
 	return err
 }
 
-// startRaft opens (or creates) the Raft state in dataDir. With bootstrap it
-// makes this node the single voter of a new cluster.
-func startRaft(dataDir, nodeID string, bind, advertise string, serverTLS, clientTLS *tls.Config, bootstrap bool, log *slog.Logger) (*raftNode, error) {
-	dir := filepath.Join(dataDir, dirRaft)
+// Config is what Start needs.
+type Config struct {
+	DataDir   string // the node's data dir; Raft lives in DataDir/raft
+	NodeID    string
+	Bind      string // host:port to listen on
+	Advertise string // host:port the other voters dial
+	// ServerTLS must require and verify client certificates of the grid
+	// CA; ClientTLS carries this node's certificate.
+	ServerTLS, ClientTLS *tls.Config
+	// Bootstrap makes this node the single voter of a new grid when
+	// DataDir holds no Raft state yet.
+	Bootstrap bool
+	// Trust are the voters a node that has no Raft configuration yet
+	// accepts connections from (given with its voter keys).
+	Trust []string
+	Log   *slog.Logger
+}
+
+// Start opens (or creates) the Raft state in c.DataDir and starts Raft.
+func Start(c Config) (*Node, error) {
+	dataDir, nodeID, bind, advertise, serverTLS, clientTLS, bootstrap, log := c.DataDir, c.NodeID, c.Bind, c.Advertise, c.ServerTLS, c.ClientTLS, c.Bootstrap, c.Log
+	dir := filepath.Join(dataDir, Dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
@@ -69,20 +83,28 @@ func startRaft(dataDir, nodeID string, bind, advertise string, serverTLS, client
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w (is another node using this port?)", bind, err)
 	}
-	stream := &tlsStream{Listener: ln, advertise: advAddr, client: clientTLS}
+	stream := &tlsStream{Listener: ln, advertise: advAddr, client: clientTLS, log: log}
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
 	trans := raft.NewNetworkTransportWithLogger(stream, 3, 10*time.Second, hl)
 
-	bolt, err := raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
+	// An empty, damaged or locked raft.db is an error naming the file and
+	// what to do, never a panic or a fresh log (see openRaftLog).
+	bolt, err := openRaftLog(dataDir)
 	if err != nil {
 		trans.Close()
-		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
+		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
 	if err != nil {
 		trans.Close()
 		bolt.Close()
 		return nil, fmt.Errorf("open raft snapshots: %w", err)
+	}
+	// Snapshots hold the grid's whole state: raft creates them 0755/0644.
+	if err := privateTree(dir); err != nil {
+		trans.Close()
+		bolt.Close()
+		return nil, fmt.Errorf("make %s private: %w", dir, err)
 	}
 	store, err := fsm.NewStore()
 	if err != nil {
@@ -117,5 +139,8 @@ func startRaft(dataDir, nodeID string, bind, advertise string, serverTLS, client
 		bolt.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	return &raftNode{raft: r, store: store, trans: trans, bolt: bolt}, nil
+	n := &Node{raft: r, store: store, trans: trans, bolt: bolt, stream: stream, logs: bolt}
+	check := n.peerCheck(c.Trust)
+	stream.check.Store(&check)
+	return n, nil
 }

@@ -1,0 +1,180 @@
+// Package fsm is the grid's replicated state: a go-memdb state store, the
+// typed commands that change it (one message per change), and the raft.FSM
+// that applies them in log order on every voter.
+//
+// One file per domain (grid.go, nodes.go, tokens.go, stacks.go,
+// services.go, instances.go, overlay.go, events.go) holds the domain's
+// types, its memdb tables, its commands with their apply methods, and its
+// reads (on View, with Store wrappers).
+package fsm
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+)
+
+// TableGrid holds the one row of grid settings.
+const TableGrid = "grid"
+
+func gridTables() []*memdb.TableSchema {
+	return []*memdb.TableSchema{
+		{Name: TableGrid, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("Name")}},
+	}
+}
+
+// Grid holds the grid-wide settings fixed at bootstrap plus the few that
+// operators may change later.
+type Grid struct {
+	Name            string   `json:"name"`
+	Subnet          string   `json:"subnet"`
+	Supernet        string   `json:"supernet"`
+	InitialSize     int      `json:"initial_size"`
+	CACert          string   `json:"ca_cert"`
+	CADigest        string   `json:"ca_digest"`
+	JoinTokenSealed []byte   `json:"join_token_sealed"` // vault-sealed; never plaintext
+	DefaultAffinity []string `json:"default_affinity,omitempty"`
+	LastNodeNumber  int      `json:"last_node_number"`
+	RemovedNodes    []string `json:"removed_nodes,omitempty"` // IDs, newest last, bounded
+	// OfflineGrace, when set, replaces every strategy's grace before the
+	// instances of an offline node move (tests, impatient grids).
+	OfflineGrace time.Duration `json:"offline_grace,omitempty"`
+	// VPNPeers are the admin machines `kontena vpn create` let into the
+	// overlay, each through one node.
+	VPNPeers    []VPNPeer `json:"vpn_peers,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	ModifyIndex uint64    `json:"modify_index"`
+}
+
+// Grid command numbers (persisted: never renumber).
+const (
+	MsgGridInit     MsgType = 1
+	MsgJoinTokenSet MsgType = 9
+	MsgGridUpdate   MsgType = 27
+)
+
+var gridCommands = []Command{(*GridInit)(nil), (*JoinTokenSet)(nil), (*GridUpdate)(nil)}
+
+// GridInit is the first entry of every grid: settings, the bootstrap node
+// and the bootstrap admin with its token.
+type GridInit struct {
+	Grid       Grid  `json:"grid"`
+	Node       Node  `json:"node"`
+	Admin      User  `json:"admin"`
+	AdminToken Token `json:"admin_token"`
+}
+
+func (*GridInit) MsgType() MsgType   { return MsgGridInit }
+func (*GridInit) name() string       { return "grid.init" }
+func (c *GridInit) resource() string { return "grid/" + c.Grid.Name }
+
+func (c *GridInit) apply(a *applier) (any, error) {
+	if raw, _ := a.txn.First(TableGrid, "id"); raw != nil {
+		return nil, fmt.Errorf("grid already initialised: %w", ErrConflict)
+	}
+	g := c.Grid
+	g.ModifyIndex = a.index
+	if err := a.txn.Insert(TableGrid, &g); err != nil {
+		return nil, err
+	}
+	if err := a.txn.Insert(TableUsers, &c.Admin); err != nil {
+		return nil, err
+	}
+	tok := c.AdminToken
+	if err := a.txn.Insert(TableTokens, &tok); err != nil {
+		return nil, err
+	}
+	if _, err := (&NodeRegister{Node: c.Node}).apply(a); err != nil {
+		return nil, err
+	}
+	return &g, a.event("grid.created", "grid/"+g.Name, fmt.Sprintf("grid %s created with initial size %d", g.Name, g.InitialSize))
+}
+
+// JoinTokenSet replaces the grid join token (rotation).
+type JoinTokenSet struct {
+	Sealed []byte `json:"sealed"`
+}
+
+func (*JoinTokenSet) MsgType() MsgType { return MsgJoinTokenSet }
+func (*JoinTokenSet) name() string     { return "grid.join_token" }
+func (*JoinTokenSet) resource() string { return "grid/join-token" }
+
+func (c *JoinTokenSet) apply(a *applier) (any, error) {
+	g, err := a.grid()
+	if err != nil {
+		return nil, err
+	}
+	g.JoinTokenSealed = c.Sealed
+	g.ModifyIndex = a.index
+	if err := a.txn.Insert(TableGrid, g); err != nil {
+		return nil, err
+	}
+	return g, a.event("grid.join_token", "grid/"+g.Name, "join token rotated")
+}
+
+// GridUpdate changes the grid settings operators may change after
+// bootstrap; nil fields are left as they are.
+type GridUpdate struct {
+	DefaultAffinity *[]string      `json:"default_affinity,omitempty"`
+	OfflineGrace    *time.Duration `json:"offline_grace,omitempty"`
+}
+
+func (*GridUpdate) MsgType() MsgType { return MsgGridUpdate }
+func (*GridUpdate) name() string     { return "grid.update" }
+func (*GridUpdate) resource() string { return "grid/settings" }
+
+func (c *GridUpdate) apply(a *applier) (any, error) {
+	g, err := a.grid()
+	if err != nil {
+		return nil, err
+	}
+	var changes []string
+	if c.DefaultAffinity != nil {
+		g.DefaultAffinity = append([]string(nil), (*c.DefaultAffinity)...)
+		changes = append(changes, fmt.Sprintf("default affinity %v", g.DefaultAffinity))
+	}
+	if c.OfflineGrace != nil {
+		if *c.OfflineGrace < 0 {
+			return nil, fmt.Errorf("offline grace %s is negative: %w", *c.OfflineGrace, ErrInvalid)
+		}
+		g.OfflineGrace = *c.OfflineGrace
+		changes = append(changes, fmt.Sprintf("offline grace %s", g.OfflineGrace))
+	}
+	g.ModifyIndex = a.index
+	if err := a.txn.Insert(TableGrid, g); err != nil {
+		return nil, err
+	}
+	return g, a.event("grid.update", "grid/"+g.Name, "grid settings changed: "+strings.Join(changes, ", "))
+}
+
+// grid returns a copy of the grid settings, to change.
+func (a *applier) grid() (*Grid, error) {
+	raw, err := a.txn.First(TableGrid, "id")
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("no grid yet: %w", ErrInvalid)
+	}
+	g := *raw.(*Grid)
+	g.VPNPeers = slices.Clone(g.VPNPeers)
+	return &g, nil
+}
+
+// Grid returns the grid settings, or ErrNotFound before bootstrap.
+func (v *View) Grid() (*Grid, error) {
+	it, err := v.txn.Get(TableGrid, "id")
+	if err != nil {
+		return nil, err
+	}
+	if raw := it.Next(); raw != nil {
+		return raw.(*Grid), nil
+	}
+	return nil, fmt.Errorf("grid settings: %w (grid not bootstrapped yet)", ErrNotFound)
+}
+
+// Grid returns the grid settings, or ErrNotFound before bootstrap.
+func (s *Store) Grid() (*Grid, error) { return s.Snapshot().Grid() }
