@@ -1,58 +1,20 @@
 package api
 
-import "time"
+import (
+	"time"
 
-// NetMap is what one node needs to run its share of the data plane: its own
-// overlay subnet, the WireGuard peers it must have, and the names its DNS
-// resolver answers. Nodes watch it with a blocking query and cache the last
-// one on disk, so the overlay and DNS keep working without the masters.
-type NetMap struct {
-	Grid       string      `json:"grid"`
-	GridSubnet string      `json:"grid_subnet"`
-	Self       NetNode     `json:"self"`
-	Peers      []NetPeer   `json:"peers"`
-	Records    []DNSRecord `json:"records"`
-	// Exposes maps "<grid>/<stack>" to the service the stack exposes.
-	Exposes map[string]string `json:"exposes,omitempty"`
-	// Voters are the grid's voters by the state: a worker, which has no
-	// state, accepts node-to-node calls only from these.
-	Voters []NetVoter `json:"voters,omitempty"`
-}
+	"github.com/kontena-ng/kontena/dispatcher"
+)
 
-// NetVoter is one voter of the grid.
-type NetVoter struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
-
-// NetNode is a node's own overlay settings as the grid state has them.
-type NetNode struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	Subnet    string `json:"subnet"`
-	Address   string `json:"address"`
-	PublicKey string `json:"public_key,omitempty"`
-	Port      int    `json:"port,omitempty"`
-}
-
-// NetPeer is one WireGuard peer of a node: another node, or a VPN client
-// whose tunnel ends on this node.
-type NetPeer struct {
-	Name       string   `json:"name"`
-	PublicKey  string   `json:"public_key"`
-	Endpoint   string   `json:"endpoint,omitempty"` // host:port; "" for VPN clients (they dial in)
-	AllowedIPs []string `json:"allowed_ips"`
-	VPN        bool     `json:"vpn,omitempty"`
-}
-
-// DNSRecord is one running instance the resolver answers for.
-type DNSRecord struct {
-	Stack    string `json:"stack"`
-	Service  string `json:"service"`
-	Instance int    `json:"instance"`
-	IP       string `json:"ip"`
-	Healthy  bool   `json:"healthy"`
-}
+// The node protocol's answers are the dispatcher's types (it builds them
+// from the state); the API serves them as they are.
+type (
+	NetMap    = dispatcher.NetMap
+	NetVoter  = dispatcher.NetVoter
+	NetNode   = dispatcher.NetNode
+	NetPeer   = dispatcher.NetPeer
+	DNSRecord = dispatcher.DNSRecord
+)
 
 // OverlaySetRequest is a node telling the grid its WireGuard key and port.
 type OverlaySetRequest struct {

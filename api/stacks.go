@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/kontena-ng/kontena/dispatcher"
 	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/stack"
 )
@@ -85,25 +86,12 @@ type ScaleRequest struct {
 	Instances int `json:"instances"`
 }
 
-// Assignment is one instance a node must run, with its service spec.
-type Assignment struct {
-	Instance fsm.Instance  `json:"instance"`
-	Stack    string        `json:"stack"`
-	Service  stack.Service `json:"service"`
-	// Volumes are the stack's declarations of the named volumes the
-	// service mounts (scope, driver, external name).
-	Volumes []*stack.Volume `json:"volumes,omitempty"`
-	// Drained: the node is drained and the service is stateful, so the
-	// instance stays (its data is here) but its container is stopped
-	// until the node is active again.
-	Drained bool `json:"drained,omitempty"`
-}
-
-// Assignments is what a node's agent watches.
-type Assignments struct {
-	Grid  string       `json:"grid"`
-	Items []Assignment `json:"items"`
-}
+// Assignment and Assignments are what a node's agent watches (see
+// dispatcher).
+type (
+	Assignment  = dispatcher.Assignment
+	Assignments = dispatcher.Assignments
+)
 
 // InstallStack installs a stack.
 func (c *Client) InstallStack(ctx context.Context, req StackInstallRequest) (*StackInfo, error) {

@@ -355,12 +355,7 @@ func (n *Node) trustedVoters() []api.NetVoter {
 	if n.dp == nil {
 		return nil
 	}
-	n.dp.mu.Lock()
-	defer n.dp.mu.Unlock()
-	if n.dp.nm == nil {
-		return nil
-	}
-	return n.dp.nm.Voters
+	return n.dp.Voters()
 }
 
 // toLeader sends a request this voter may not serve to the leader: a

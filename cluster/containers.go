@@ -108,7 +108,7 @@ func findContainers(store *fsm.Store, f containerFilter) ([]located, error) {
 			return nil, err
 		}
 		for _, in := range insts {
-			l := located{name: containerName(svc.Stack, svc.Name, in.Number), svc: svc, inst: in, node: nodes[in.NodeID]}
+			l := located{name: fsm.ContainerName(svc.Stack, svc.Name, in.Number), svc: svc, inst: in, node: nodes[in.NodeID]}
 			if f.node != "" && (l.node == nil || (l.node.Name != f.node && l.node.ID != f.node)) {
 				continue
 			}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kontena-ng/kontena/nodeagent"
 	"github.com/kontena-ng/kontena/raftnode"
 )
 
@@ -26,7 +27,7 @@ const fileSetupPending = "setup-incomplete"
 // node.json. Other files (a log, a pid file) say nothing about a node.
 var nodeFiles = []string{
 	fileCA, fileCert, fileKey, fileGossipKey, fileCAKey, fileMasterKey, filePeers,
-	fileAssignments, fileAssignmentKey, "wireguard.key", "netmap.json", "addresses.json",
+	nodeagent.FileAssignments, nodeagent.FileAssignmentKey, "wireguard.key", "netmap.json", "addresses.json",
 }
 
 // ensurePrivateDir creates dir 0700, or narrows an existing one to 0700: it

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kontena-ng/kontena/nodeagent"
 )
 
 // dataDirConfig is a one-node grid on 127.0.0.1 in dir, without containers.
@@ -158,7 +160,7 @@ func TestDataDirLostIdentityWithRaftData(t *testing.T) {
 
 func TestDataDirLostIdentityWithNodeFiles(t *testing.T) {
 	dir := t.TempDir()
-	for _, f := range []string{fileCAKey, fileMasterKey, "wireguard.key", fileAssignments} {
+	for _, f := range []string{fileCAKey, fileMasterKey, "wireguard.key", nodeagent.FileAssignments} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("secret of "+f), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -180,7 +180,7 @@ func (n *Node) gridInfo(rn *raftnode.Node) api.GridInfo {
 	info.SeenFrom = n.id.Name
 	handshakes := map[string]time.Time{}
 	if n.dp != nil {
-		if st := n.dp.status(); st != nil {
+		if st := n.dp.Status(); st != nil {
 			for _, p := range st.Peers {
 				handshakes[p.PublicKey] = p.LastHandshake
 			}
@@ -360,7 +360,7 @@ func (n *Node) voterLag(ctx context.Context, voters []api.VoterInfo) {
 func (n *Node) status() api.NodeStatus {
 	var ov *api.OverlayStatus
 	if n.dp != nil {
-		ov = n.dp.status()
+		ov = n.dp.Status()
 	}
 	rn := n.voter()
 	if rn == nil {

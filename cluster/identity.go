@@ -9,8 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
+	"github.com/kontena-ng/kontena/internal/atomicfile"
 	"github.com/kontena-ng/kontena/pki"
 	"github.com/kontena-ng/kontena/raftnode"
 	"github.com/kontena-ng/kontena/vault"
@@ -164,57 +164,11 @@ var writeData = func(f *os.File, data []byte) (int, error) { return f.Write(data
 // directory, fsynced, renamed over path, then the directory fsynced so the
 // rename survives a power cut. On any failure (a full disk, say) the
 // temporary file is removed and path keeps its old content.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return writeError(path, "create a temporary file", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return writeError(path, "chmod", err)
-	}
-	if _, err := writeData(f, data); err != nil {
-		return writeError(path, "write", err)
-	}
-	if err := f.Sync(); err != nil {
-		return writeError(path, "fsync", err)
-	}
-	if err := f.Close(); err != nil {
-		return writeError(path, "close", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return writeError(path, "rename", err)
-	}
-	return syncDir(dir)
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return atomicfile.WriteFunc(path, data, mode, writeData)
 }
 
-func writeError(path, op string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("save %s: the disk is full (%s: %w); the previous %s is unchanged. Free space on the file system of %s and retry",
-			path, op, err, filepath.Base(path), filepath.Dir(path))
-	}
-	return fmt.Errorf("save %s: %s: %w (the previous %s is unchanged)", path, op, err, filepath.Base(path))
-}
-
-// syncDir makes renames and removals in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) { // EINVAL: the file system cannot sync directories
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 func newID() string {
 	b := make([]byte, 16)

@@ -5,21 +5,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kontena-ng/kontena/agent"
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
 )
-
-// lifecycleSpec gives the agent what the lifecycle asks of an instance.
-func lifecycleSpec(spec *agent.ContainerSpec, a api.Assignment) {
-	in := a.Instance
-	spec.Stopped = in.Stopped || a.Drained
-	spec.RestartGen = in.Restart
-	if in.Actual.ContainerID != "" {
-		spec.RestartDone, spec.RestartDoneID = in.Actual.Restart, in.Actual.ContainerID
-	}
-	spec.WaitForPort = a.Service.Deploy.WaitForPort
-}
 
 // lifecycleInfo adds the lifecycle of a service to what the API shows.
 func lifecycleInfo(info *api.ServiceInfo, svc *fsm.Service) {

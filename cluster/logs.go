@@ -101,7 +101,7 @@ func logSources(store *fsm.Store, svc *fsm.Service) ([]logSource, error) {
 		if err != nil {
 			continue
 		}
-		sources = append(sources, logSource{containerName(svc.Stack, svc.Name, in.Number), net.JoinHostPort(node.Addr, strconv.Itoa(node.APIPort))})
+		sources = append(sources, logSource{fsm.ContainerName(svc.Stack, svc.Name, in.Number), net.JoinHostPort(node.Addr, strconv.Itoa(node.APIPort))})
 	}
 	return sources, nil
 }

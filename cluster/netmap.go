@@ -4,12 +4,11 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/kontena-ng/kontena/api"
-	"github.com/kontena-ng/kontena/dns"
+	"github.com/kontena-ng/kontena/dispatcher"
 	"github.com/kontena-ng/kontena/fsm"
 )
 
@@ -23,114 +22,17 @@ func (n *Node) getNetMap(w http.ResponseWriter, r *http.Request, p *principal) e
 	if p.Node != node.ID && !p.admin() {
 		return api.Errorf(api.CodeForbidden, "only node %s itself may read its network map", node.Name)
 	}
-	if err := blockingWaitTables(r, store, fsm.TableNodes, fsm.TableGrid, fsm.TableStacks, fsm.TableServices, fsm.TableInstances); err != nil {
+	if err := blockingWaitTables(r, store, dispatcher.NetMapTables()...); err != nil {
 		return err
 	}
 	// One read of the state: peers and records as they were after the same
 	// command.
 	v := store.Snapshot()
-	idx := v.Index()
-	g, err := v.Grid()
+	nm, err := dispatcher.NodeNetMap(v, node.ID)
 	if err != nil {
 		return err
 	}
-	nodes, err := v.Nodes()
-	if err != nil {
-		return err
-	}
-	stacks, err := v.Stacks()
-	if err != nil {
-		return err
-	}
-	svcs, err := v.Services("")
-	if err != nil {
-		return err
-	}
-	insts, err := v.Instances("")
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, idx, buildNetMap(g, nodes, stacks, svcs, insts, node.ID))
-}
-
-// buildNetMap computes node self's view of the data plane. Peers within the
-// same region label talk over private addresses, across regions over public
-// ones. DNS has the running instances of online nodes only: a client asking
-// for a service should not get the address of a machine that is gone.
-func buildNetMap(g *fsm.Grid, nodes []*fsm.Node, stacks []*fsm.Stack, svcs []*fsm.Service, insts []*fsm.Instance, self string) *api.NetMap {
-	nm := &api.NetMap{Grid: g.Name, GridSubnet: g.Subnet, Peers: []api.NetPeer{}, Records: []api.DNSRecord{}, Exposes: map[string]string{}}
-	var me *fsm.Node
-	for _, nd := range nodes {
-		if nd.ID == self {
-			me = nd
-		}
-	}
-	if me == nil {
-		return nm
-	}
-	nm.Self = api.NetNode{ID: me.ID, Name: me.Name, Subnet: me.Overlay.Subnet, Address: me.Overlay.Address,
-		PublicKey: me.Overlay.PublicKey, Port: me.Overlay.Port}
-	myRegion, _ := me.Label("region")
-	vpnVia := map[string][]string{} // node ID -> VPN client /32s routed through it
-	for _, v := range g.VPNPeers {
-		vpnVia[v.NodeID] = append(vpnVia[v.NodeID], v.Address+"/32")
-		if v.NodeID == self {
-			nm.Peers = append(nm.Peers, api.NetPeer{Name: "vpn:" + v.Name, PublicKey: v.PublicKey, AllowedIPs: []string{v.Address + "/32"}, VPN: true})
-		}
-	}
-	online := map[string]bool{}
-	for _, nd := range nodes {
-		if nd.Role == fsm.RoleVoter {
-			nm.Voters = append(nm.Voters, api.NetVoter{ID: nd.ID, Name: nd.Name})
-		}
-		online[nd.ID] = nd.Status == fsm.StatusOnline
-		if nd.ID == self || nd.Overlay.PublicKey == "" || nd.Overlay.Port == 0 || nd.Overlay.Subnet == "" {
-			continue
-		}
-		host := nd.Addr
-		if region, _ := nd.Label("region"); region != myRegion && nd.PublicAddr != "" {
-			host = nd.PublicAddr
-		}
-		peer := api.NetPeer{Name: nd.Name, PublicKey: nd.Overlay.PublicKey,
-			Endpoint:   net.JoinHostPort(host, strconv.Itoa(nd.Overlay.Port)),
-			AllowedIPs: append([]string{nd.Overlay.Subnet}, vpnVia[nd.ID]...)}
-		nm.Peers = append(nm.Peers, peer)
-	}
-	slices.SortFunc(nm.Peers, func(a, b api.NetPeer) int { return cmpString(a.Name, b.Name) })
-	for _, st := range stacks {
-		if st.Spec.Expose != "" {
-			nm.Exposes[dns.ExposeKey(g.Name, st.Name)] = st.Spec.Expose
-		}
-	}
-	svcByID := map[string]*fsm.Service{}
-	for _, s := range svcs {
-		svcByID[s.ID] = s
-	}
-	for _, in := range insts {
-		s := svcByID[in.ServiceID]
-		if s == nil || in.Actual.State != fsm.StateRunning || in.Actual.IP == "" || !online[in.NodeID] {
-			continue
-		}
-		nm.Records = append(nm.Records, api.DNSRecord{Stack: s.Stack, Service: s.Name, Instance: in.Number, IP: in.Actual.IP,
-			Healthy: in.Actual.Health == fsm.HealthNone || in.Actual.Health == fsm.HealthHealthy})
-	}
-	slices.SortFunc(nm.Records, func(a, b api.DNSRecord) int {
-		if c := cmpString(a.Stack+"/"+a.Service, b.Stack+"/"+b.Service); c != 0 {
-			return c
-		}
-		return a.Instance - b.Instance
-	})
-	return nm
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return writeJSON(w, v.Index(), nm)
 }
 
 // setOverlay records a node's WireGuard key and port; only the node itself
@@ -147,7 +49,11 @@ func (n *Node) setOverlay(w http.ResponseWriter, r *http.Request, p *principal) 
 	if p.Node != node.ID {
 		return api.Errorf(api.CodeForbidden, "only node %s itself may set its overlay key", node.Name)
 	}
-	res, idx, err := n.apply(r.Context(), &fsm.NodeOverlaySet{ID: node.ID, PublicKey: req.PublicKey, Port: req.Port, Interface: req.Interface}, nil)
+	cmd, err := dispatcher.Overlay(node.ID, req.PublicKey, req.Port, req.Interface)
+	if err != nil {
+		return err
+	}
+	res, idx, err := n.apply(r.Context(), cmd, nil)
 	if err != nil {
 		return err
 	}
@@ -191,7 +97,11 @@ func (n *Node) setResources(w http.ResponseWriter, r *http.Request, p *principal
 	if p.Node != node.ID {
 		return api.Errorf(api.CodeForbidden, "only node %s itself may report its resources", node.Name)
 	}
-	out, idx, err := n.apply(r.Context(), &fsm.NodeResourcesSet{ID: node.ID, Resources: res}, nil)
+	cmd, err := dispatcher.Resources(node.ID, res)
+	if err != nil {
+		return err
+	}
+	out, idx, err := n.apply(r.Context(), cmd, nil)
 	if err != nil {
 		return err
 	}

@@ -20,9 +20,11 @@ import (
 	"github.com/kontena-ng/kontena/agent"
 	"github.com/kontena-ng/kontena/agent/engine"
 	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/dataplane"
 	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/leader"
 	"github.com/kontena-ng/kontena/membership"
+	"github.com/kontena-ng/kontena/nodeagent"
 	"github.com/kontena-ng/kontena/pki"
 	"github.com/kontena-ng/kontena/raftnode"
 	"github.com/kontena-ng/kontena/vault"
@@ -50,7 +52,7 @@ type Node struct {
 	// leader pass plans or tracks.
 	servicePassHook func(pass string, svc *fsm.Service)
 
-	dp *dataPlane // overlay, container addresses and DNS of this node
+	dp *dataplane.DataPlane // overlay, container addresses and DNS of this node
 
 	eng *engine.Engine // this node's Docker engine; nil: none answered at start
 
@@ -210,7 +212,13 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 		n.log.Warn("no Docker engine: this node runs no containers", "err", err)
 	}
 	// Handlers read the data plane (node show, grid show): make it first.
-	n.dp = newDataPlane(n)
+	dpCfg := dataplane.Config{DataDir: n.cfg.DataDir, NodeName: n.id.Name, Advertise: n.cfg.AdvertiseAddr, Overlay: n.cfg.Overlay,
+		WireGuardPort: n.cfg.WireGuardPort, DNSListen: n.cfg.DNSListen, DNSUpstreams: n.cfg.DNSUpstreams, NoContainers: n.cfg.NoContainers,
+		Self: n.selfClient(), Log: n.log}
+	if n.eng != nil {
+		dpCfg.Engine = n.eng
+	}
+	n.dp = dataplane.New(dpCfg)
 	// Bounded: see limits.go for the timeouts, the requests that outlive
 	// them, and the connection limits.
 	lim := newLimitListener(ln)
@@ -249,9 +257,11 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 	go g.Reconnect(ctx, membership.Reconnect{Self: net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.GossipPort)),
 		Peers: peers, Known: n.knownGossip, Save: func(p []string) error { return savePeers(n.cfg.DataDir, p) }, Log: n.log})
 	go n.leader().Run(ctx)
-	go n.dp.run(ctx)
+	go n.dp.Run(ctx)
 	if !n.cfg.NoContainers {
-		go n.agentLoop(ctx)
+		if na, ok := n.nodeAgent(); ok {
+			go nodeagent.Run(ctx, na)
+		}
 	}
 
 	info := ReadyInfo{Grid: id.Grid, NodeName: id.Name, Role: id.Role, CACert: id.caPEM, CADigest: id.CADigest,
@@ -278,7 +288,7 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 func (n *Node) leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	_ = os.Remove(filepath.Join(n.cfg.DataDir, fileAssignments))
+	_ = os.Remove(filepath.Join(n.cfg.DataDir, nodeagent.FileAssignments))
 	if n.eng != nil {
 		defer n.eng.Close()
 	}
@@ -292,7 +302,7 @@ func (n *Node) leave() {
 		}
 	}
 	if n.dp != nil {
-		n.dp.leave(ctx)
+		n.dp.Leave(ctx)
 	}
 }
 
@@ -388,6 +398,36 @@ func (n *Node) voterKeys() api.VoterKeys {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	return api.VoterKeys{CAKey: string(n.id.caKeyPEM), MasterKey: n.id.masterKey}
+}
+
+// nodeAgent is the node agent's view of this node, or false when there is
+// no container engine to drive.
+func (n *Node) nodeAgent() (nodeagent.Config, bool) {
+	rt := n.cfg.Runtime
+	if rt == nil {
+		if n.eng == nil {
+			return nodeagent.Config{}, false // start said why: no Docker engine answered
+		}
+		rt = agent.NewRuntime(n.eng, n.log)
+	}
+	return nodeagent.Config{NodeID: n.id.ID, NodeName: n.id.Name, Grid: n.id.Grid, DataDir: n.cfg.DataDir, Runtime: rt,
+		Network: n.dp.Network, Resources: n.engineResources, Self: n.selfClient(), Log: n.log}, true
+}
+
+// engineResources asks this node's engine what it offers; a node running
+// a test runtime without an engine has nothing to report.
+func (n *Node) engineResources(ctx context.Context) (engine.Resources, error) {
+	if n.eng == nil {
+		return engine.Resources{}, errNoEngine()
+	}
+	return n.eng.Resources(ctx)
+}
+
+// selfClient is a client of this node's own API with its certificate: the
+// node-side loops speak the node protocol through it (a worker's API
+// forwards to a voter).
+func (n *Node) selfClient() *api.Client {
+	return api.NewClientTLS([]string{net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.APIPort))}, n.clientTLS, "")
 }
 
 // knownGossip are the gossip addresses of every node in a voter's state

@@ -3,11 +3,11 @@ package cluster
 import (
 	"errors"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 
 	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/dispatcher"
 	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/orchestrator"
 	"github.com/kontena-ng/kontena/stack"
@@ -185,45 +185,17 @@ func (n *Node) getAssignments(w http.ResponseWriter, r *http.Request, p *princip
 	if p.Node != node.ID && !p.admin() {
 		return api.Errorf(api.CodeForbidden, "only node %s itself may read its assignments", node.Name)
 	}
-	// The nodes table too: draining the node changes Drained, and nothing
-	// else may change with it.
-	if err := blockingWaitTables(r, store, fsm.TableInstances, fsm.TableServices, fsm.TableStacks, fsm.TableNodes); err != nil {
+	if err := blockingWaitTables(r, store, dispatcher.AssignmentTables()...); err != nil {
 		return err
 	}
 	// One read of the state: the instances, their services and stacks as
 	// they were after the same command.
 	view := store.Snapshot()
-	idx := view.Index()
-	if nd, err := view.Node(node.ID); err == nil {
-		node = nd
-	}
-	insts, err := view.InstancesOnNode(node.ID)
+	out, err := dispatcher.NodeAssignments(view, node.ID)
 	if err != nil {
 		return err
 	}
-	g, _ := view.Grid()
-	out := api.Assignments{Items: []api.Assignment{}}
-	if g != nil {
-		out.Grid = g.Name
-	}
-	for _, in := range insts {
-		svc, err := view.Service(in.ServiceID)
-		if err != nil {
-			continue
-		}
-		a := api.Assignment{Instance: *in, Stack: svc.Stack, Service: svc.Spec}
-		if st, err := view.Stack(svc.Stack); err == nil {
-			for _, m := range svc.Spec.Volumes {
-				if v := st.Spec.Volume(m.Volume); m.Volume != "" && v != nil && !slices.Contains(a.Volumes, v) {
-					a.Volumes = append(a.Volumes, v)
-				}
-			}
-		}
-		a.Drained = node.Availability == fsm.AvailabilityDrain && svc.Spec.Stateful
-		out.Items = append(out.Items, a)
-	}
-	sort.Slice(out.Items, func(i, j int) bool { return out.Items[i].Instance.ID < out.Items[j].Instance.ID })
-	return writeJSON(w, idx, out)
+	return writeJSON(w, view.Index(), out)
 }
 
 // reportInstances records what a node's agent found; only the node itself
@@ -240,7 +212,11 @@ func (n *Node) reportInstances(w http.ResponseWriter, r *http.Request, p *princi
 	if p.Node != node.ID {
 		return api.Errorf(api.CodeForbidden, "only node %s itself may report its instances", node.Name)
 	}
-	_, idx, err := n.apply(r.Context(), &fsm.InstancesReport{NodeID: node.ID, Reports: reports}, nil)
+	cmd, err := dispatcher.Report(node.ID, reports)
+	if err != nil {
+		return err
+	}
+	_, idx, err := n.apply(r.Context(), cmd, nil)
 	if err != nil {
 		return err
 	}
@@ -284,7 +260,7 @@ func serviceInfo(store *fsm.Store, svc *fsm.Service, nodeNames map[string]string
 		if in.Actual.State == fsm.StateRunning && in.Actual.Revision == svc.Revision {
 			info.Running++
 		}
-		info.Instances = append(info.Instances, api.InstanceInfo{Name: containerName(svc.Stack, svc.Name, in.Number),
+		info.Instances = append(info.Instances, api.InstanceInfo{Name: fsm.ContainerName(svc.Stack, svc.Name, in.Number),
 			Number: in.Number, Node: nodeNames[in.NodeID], Revision: in.Revision, Actual: in.Actual})
 	}
 	return info

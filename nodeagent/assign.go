@@ -1,4 +1,4 @@
-package cluster
+package nodeagent
 
 import (
 	"strconv"
@@ -143,4 +143,15 @@ func hooks(in []stack.Hook) []agent.Hook {
 		out = append(out, ah)
 	}
 	return out
+}
+
+// lifecycleSpec gives the agent what the lifecycle asks of an instance.
+func lifecycleSpec(spec *agent.ContainerSpec, a api.Assignment) {
+	in := a.Instance
+	spec.Stopped = in.Stopped || a.Drained
+	spec.RestartGen = in.Restart
+	if in.Actual.ContainerID != "" {
+		spec.RestartDone, spec.RestartDoneID = in.Actual.Restart, in.Actual.ContainerID
+	}
+	spec.WaitForPort = a.Service.Deploy.WaitForPort
 }

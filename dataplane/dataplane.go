@@ -1,4 +1,10 @@
-package cluster
+// Package dataplane is a node's share of the network: the WireGuard device
+// and its peers (overlay), the container address allocator, the engine
+// network containers join, and the DNS resolver (dns). It is fed by the
+// node's network map (a blocking query on the node's own API, the node
+// protocol) and never needs the masters to keep serving: the last map is
+// cached on disk and a restarted node resumes from it.
+package dataplane
 
 import (
 	"context"
@@ -6,21 +12,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/kontena-ng/kontena/agent"
+	"github.com/kontena-ng/kontena/agent/engine"
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/dns"
+	"github.com/kontena-ng/kontena/internal/atomicfile"
 	"github.com/kontena-ng/kontena/overlay"
 )
 
@@ -35,8 +43,8 @@ const (
 // container address allocator and the DNS resolver. It is fed from the
 // grid state but never needs it to keep serving: the last network map is
 // cached on disk and a restarted node resumes from it.
-type dataPlane struct {
-	n   *Node
+type DataPlane struct {
+	cfg Config
 	key wgtypes.Key // set before the data plane is shared, never changed
 
 	// applyMu serializes apply (which may take seconds to bring the device
@@ -59,24 +67,52 @@ type dataPlane struct {
 	fwdSubnet, fwdGrid netip.Prefix
 }
 
-func newDataPlane(n *Node) *dataPlane {
-	dp := &dataPlane{n: n, ready: make(chan struct{})}
-	switch n.cfg.Overlay {
+// Engine is the part of the node's container engine the data plane needs
+// (*engine.Engine); nil: the node has no engine.
+type Engine interface {
+	EnsureNetwork(ctx context.Context, spec engine.NetworkSpec) error
+	RemoveNetwork(ctx context.Context, name string) error
+}
+
+// Config is the data plane's narrow view of its node.
+type Config struct {
+	DataDir   string // netmap.json, wireguard.key, addresses.json live here
+	NodeName  string
+	Advertise string // the node's address: loopback means development mode
+	Overlay   string // auto, on, off
+	// WireGuardPort is the overlay's UDP port; DNSListen and DNSUpstreams
+	// configure the resolver (see cluster.Config).
+	WireGuardPort int
+	DNSListen     string
+	DNSUpstreams  []string
+	NoContainers  bool
+	// Engine is the node's container engine, nil for none.
+	Engine Engine
+	// Self is a client of the node's own API: the network map is watched
+	// and the WireGuard key announced through it.
+	Self *api.Client
+	Log  *slog.Logger
+}
+
+// New makes the data plane of a node; Run runs it.
+func New(cfg Config) *DataPlane {
+	dp := &DataPlane{cfg: cfg, ready: make(chan struct{})}
+	switch dp.cfg.Overlay {
 	case "on":
 		dp.enabled = true
 	case "off":
 		dp.reason = "--overlay off"
 	default:
-		if ip := net.ParseIP(n.cfg.AdvertiseAddr); ip != nil && ip.IsLoopback() {
+		if ip := net.ParseIP(dp.cfg.Advertise); ip != nil && ip.IsLoopback() {
 			dp.reason = "the node advertises a loopback address (development mode: several nodes share this host's network); start with --overlay on to force it"
 		} else {
 			dp.enabled = true
 		}
 	}
 	if dp.enabled {
-		key, err := overlay.LoadOrCreateKey(filepath.Join(n.cfg.DataDir, "wireguard.key"))
+		key, err := overlay.LoadOrCreateKey(filepath.Join(dp.cfg.DataDir, "wireguard.key"))
 		if err != nil {
-			n.log.Error("overlay off: WireGuard key", "err", err)
+			dp.cfg.Log.Error("overlay off: WireGuard key", "err", err)
 			dp.enabled, dp.reason = false, err.Error()
 		} else {
 			dp.key = key
@@ -86,22 +122,21 @@ func newDataPlane(n *Node) *dataPlane {
 }
 
 // isEnabled tells whether the node runs (or tries to run) the overlay.
-func (dp *dataPlane) isEnabled() bool {
+func (dp *DataPlane) isEnabled() bool {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
 	return dp.enabled
 }
 
-func (dp *dataPlane) markReady() { dp.once.Do(func() { close(dp.ready) }) }
+func (dp *DataPlane) markReady() { dp.once.Do(func() { close(dp.ready) }) }
 
-func (dp *dataPlane) cachePath() string { return filepath.Join(dp.n.cfg.DataDir, "netmap.json") }
+func (dp *DataPlane) cachePath() string { return filepath.Join(dp.cfg.DataDir, "netmap.json") }
 
-// run watches the node's network map and applies it until ctx ends.
-func (dp *dataPlane) run(ctx context.Context) {
-	n := dp.n
+// Run watches the node's network map and applies it until ctx ends.
+func (dp *DataPlane) Run(ctx context.Context) {
 	defer dp.close()
 	if !dp.enabled {
-		n.log.Warn("overlay network is off: containers use the engine's default bridge and cannot reach other nodes' containers", "reason", dp.reason)
+		dp.cfg.Log.Warn("overlay network is off: containers use the engine's default bridge and cannot reach other nodes' containers", "reason", dp.reason)
 	}
 	if data, err := os.ReadFile(dp.cachePath()); err == nil {
 		var nm api.NetMap
@@ -109,14 +144,14 @@ func (dp *dataPlane) run(ctx context.Context) {
 			if !dp.enabled {
 				dp.dropStaleForwarding(nm)
 			}
-			n.log.Info("network: resuming from the cached network map", "peers", len(nm.Peers), "records", len(nm.Records))
+			dp.cfg.Log.Info("network: resuming from the cached network map", "peers", len(nm.Peers), "records", len(nm.Records))
 			dp.apply(ctx, &nm)
 		}
 	}
 	go dp.repairLoop(ctx)
-	self := api.NewClientTLS([]string{net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.APIPort))}, n.clientTLS, "")
+	self := dp.cfg.Self
 	var last [32]byte
-	watchSelf(ctx, n, self, "/v1/nodes/"+url.PathEscape(n.id.Name)+"/netmap", "network map", func(nm *api.NetMap) {
+	api.Watch(ctx, self, "/v1/nodes/"+url.PathEscape(dp.cfg.NodeName)+"/netmap", func(err error) { dp.cfg.Log.Debug("watch network map", "err", err) }, func(nm *api.NetMap) {
 		dp.announce(ctx, self, nm)
 		data, _ := json.Marshal(nm)
 		dp.mu.Lock()
@@ -125,8 +160,8 @@ func (dp *dataPlane) run(ctx context.Context) {
 		if sum := sha256.Sum256(data); sum != last || retry {
 			last = sum
 			dp.apply(ctx, nm)
-			if err := writeFileAtomic(dp.cachePath(), data, 0o600); err != nil {
-				n.log.Warn("cache network map", "err", err)
+			if err := atomicfile.Write(dp.cachePath(), data, 0o600); err != nil {
+				dp.cfg.Log.Warn("cache network map", "err", err)
 			}
 		}
 	})
@@ -134,10 +169,10 @@ func (dp *dataPlane) run(ctx context.Context) {
 
 // announce tells the grid this node's WireGuard key and port when the
 // state has others.
-func (dp *dataPlane) announce(ctx context.Context, self *api.Client, nm *api.NetMap) {
+func (dp *DataPlane) announce(ctx context.Context, self *api.Client, nm *api.NetMap) {
 	want := api.OverlaySetRequest{}
 	if dp.isEnabled() {
-		want = api.OverlaySetRequest{PublicKey: dp.key.PublicKey().String(), Port: dp.n.cfg.WireGuardPort}
+		want = api.OverlaySetRequest{PublicKey: dp.key.PublicKey().String(), Port: dp.cfg.WireGuardPort}
 		dp.mu.Lock()
 		if dp.dev != nil {
 			want.Interface = dp.dev.Mode()
@@ -149,23 +184,23 @@ func (dp *dataPlane) announce(ctx context.Context, self *api.Client, nm *api.Net
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := self.Do(ctx, http.MethodPut, "/v1/nodes/"+url.PathEscape(dp.n.id.Name)+"/overlay", want, nil); err != nil {
-		dp.n.log.Warn("announce overlay key", "err", err)
+	if _, err := self.Do(ctx, http.MethodPut, "/v1/nodes/"+url.PathEscape(dp.cfg.NodeName)+"/overlay", want, nil); err != nil {
+		dp.cfg.Log.Warn("announce overlay key", "err", err)
 	}
 }
 
 // apply brings the data plane to nm: device up once the node knows its
 // subnet, peers reconciled, DNS records swapped.
-func (dp *dataPlane) apply(ctx context.Context, nm *api.NetMap) {
+func (dp *DataPlane) apply(ctx context.Context, nm *api.NetMap) {
 	dp.applyMu.Lock()
 	defer dp.applyMu.Unlock()
-	log := dp.n.log.With("component", "network")
+	log := dp.cfg.Log.With("component", "network")
 	dp.mu.Lock()
 	dp.nm = nm
 	dp.mu.Unlock()
 	if dp.enabled && dp.dev == nil && nm.Self.Subnet != "" {
 		if err := dp.up(ctx, nm); err != nil {
-			if dp.n.cfg.Overlay != "on" && (errors.Is(err, overlay.ErrNoTUN) || errors.Is(err, overlay.ErrUnsupported)) {
+			if dp.cfg.Overlay != "on" && (errors.Is(err, overlay.ErrNoTUN) || errors.Is(err, overlay.ErrUnsupported)) {
 				// This machine cannot have the overlay at all: run the
 				// containers without it rather than not at all.
 				log.Error("overlay network is off: this machine cannot run it; start with --overlay on to insist", "err", err)
@@ -238,7 +273,7 @@ func toPeer(p api.NetPeer) (overlay.Peer, error) {
 
 // up starts the WireGuard device, the engine network and the forwarding
 // rules, and opens the address allocator. Called with dp.applyMu held.
-func (dp *dataPlane) up(ctx context.Context, nm *api.NetMap) error {
+func (dp *DataPlane) up(ctx context.Context, nm *api.NetMap) error {
 	subnet, err := netip.ParsePrefix(nm.Self.Subnet)
 	if err != nil {
 		return fmt.Errorf("node subnet %q: %w", nm.Self.Subnet, err)
@@ -251,22 +286,22 @@ func (dp *dataPlane) up(ctx context.Context, nm *api.NetMap) error {
 	// 128 MiB: the userspace device kept ~80 MB RSS under load with 96 MiB
 	// at the same throughput (overlay package notes); Raft and the API
 	// need ~25 MB.
-	dev, err := overlay.Up(ctx, overlay.Config{Interface: overlayIface, ListenPort: dp.n.cfg.WireGuardPort, PrivateKey: dp.key, MemoryLimit: 128 << 20,
-		Address: addr, Subnet: subnet, Grid: grid, Logger: dp.n.log.With("component", "wireguard")})
+	dev, err := overlay.Up(ctx, overlay.Config{Interface: overlayIface, ListenPort: dp.cfg.WireGuardPort, PrivateKey: dp.key, MemoryLimit: 128 << 20,
+		Address: addr, Subnet: subnet, Grid: grid, Logger: dp.cfg.Log.With("component", "wireguard")})
 	if err != nil {
 		return err
 	}
-	if dp.n.cfg.NoContainers || !agent.EngineAvailable(ctx) {
+	if dp.cfg.NoContainers || dp.cfg.Engine == nil {
 		// No containers here: the node still routes its VPN clients and
 		// reaches the overlay itself, but has no container network.
 		dp.mu.Lock()
 		dp.dev, dp.self = dev, nm.Self
 		dp.mu.Unlock()
-		dp.n.log.Info("overlay network up (no container engine: no container network)", "interface", dev.Name(), "mode", dev.Mode(), "address", addr)
+		dp.cfg.Log.Info("overlay network up (no container engine: no container network)", "interface", dev.Name(), "mode", dev.Mode(), "address", addr)
 		dp.markReady()
 		return nil
 	}
-	if err := agent.EnsureDockerNetwork(ctx, agent.NetworkSpec{Name: overlayNetwork, Bridge: overlayBridge, Subnet: subnet,
+	if err := dp.cfg.Engine.EnsureNetwork(ctx, engine.NetworkSpec{Name: overlayNetwork, Bridge: overlayBridge, Subnet: subnet,
 		Gateway: addr, Dynamic: dynamicRange(subnet)}); err != nil {
 		dev.Close()
 		return err
@@ -275,7 +310,7 @@ func (dp *dataPlane) up(ctx context.Context, nm *api.NetMap) error {
 		dev.Close()
 		return err
 	}
-	alloc, err := overlay.OpenAllocator(filepath.Join(dp.n.cfg.DataDir, "addresses.json"), subnet, overlay.WithReserved(dynamicRange(subnet)))
+	alloc, err := overlay.OpenAllocator(filepath.Join(dp.cfg.DataDir, "addresses.json"), subnet, overlay.WithReserved(dynamicRange(subnet)))
 	if err != nil {
 		dev.Close()
 		return err
@@ -285,15 +320,15 @@ func (dp *dataPlane) up(ctx context.Context, nm *api.NetMap) error {
 	dp.self = nm.Self
 	dp.fwdSubnet, dp.fwdGrid = subnet, grid
 	dp.mu.Unlock()
-	dp.n.log.Info("overlay network up", "interface", dev.Name(), "mode", dev.Mode(), "address", addr, "subnet", subnet, "grid", grid)
+	dp.cfg.Log.Info("overlay network up", "interface", dev.Name(), "mode", dev.Mode(), "address", addr, "subnet", subnet, "grid", grid)
 	dp.markReady()
 	return nil
 }
 
 // startDNS starts the resolver on the overlay address (where containers
 // and VPN clients find it), or on the advertise address with the overlay off.
-func (dp *dataPlane) startDNS(ctx context.Context, nm *api.NetMap) {
-	listen := dp.n.cfg.DNSListen
+func (dp *DataPlane) startDNS(ctx context.Context, nm *api.NetMap) {
+	listen := dp.cfg.DNSListen
 	if listen == "off" {
 		return
 	}
@@ -302,14 +337,14 @@ func (dp *dataPlane) startDNS(ctx context.Context, nm *api.NetMap) {
 		case dp.dev != nil:
 			listen = net.JoinHostPort(nm.Self.Address, "53")
 		case !dp.enabled:
-			listen = net.JoinHostPort(dp.n.cfg.AdvertiseAddr, "53")
+			listen = net.JoinHostPort(dp.cfg.Advertise, "53")
 		default:
 			return // wait for the overlay address
 		}
 	}
-	res := dns.New(dns.Config{Upstreams: dp.n.cfg.DNSUpstreams, Logger: dp.n.log.With("component", "dns")})
+	res := dns.New(dns.Config{Upstreams: dp.cfg.DNSUpstreams, Logger: dp.cfg.Log.With("component", "dns")})
 	if err := res.Start(ctx, listen); err != nil {
-		dp.n.log.Warn("DNS resolver not started", "addr", listen, "err", err)
+		dp.cfg.Log.Warn("DNS resolver not started", "addr", listen, "err", err)
 		res.Close()
 		return
 	}
@@ -322,7 +357,7 @@ func (dp *dataPlane) startDNS(ctx context.Context, nm *api.NetMap) {
 // it answers on the overlay address at port 53 (what a container's
 // resolv.conf can name); otherwise none, and containers use the engine's
 // default (the host's resolvers) rather than an address nobody answers on.
-func (dp *dataPlane) containerDNS() []string {
+func (dp *DataPlane) containerDNS() []string {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
 	if dp.res == nil {
@@ -342,7 +377,7 @@ func (dp *dataPlane) containerDNS() []string {
 const forwardingRepair = 30 * time.Second
 
 // repairLoop puts back forwarding rules someone removed.
-func (dp *dataPlane) repairLoop(ctx context.Context) {
+func (dp *DataPlane) repairLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -354,7 +389,7 @@ func (dp *dataPlane) repairLoop(ctx context.Context) {
 		dp.mu.Unlock()
 		if subnet.IsValid() {
 			if err := overlay.EnsureForwarding(overlayIface, subnet, grid); err != nil {
-				dp.n.log.Warn("repair overlay forwarding rules", "err", err)
+				dp.cfg.Log.Warn("repair overlay forwarding rules", "err", err)
 			}
 		}
 	}
@@ -362,14 +397,14 @@ func (dp *dataPlane) repairLoop(ctx context.Context) {
 
 // dropStaleForwarding removes the rules an earlier run with the overlay on
 // left behind for the cached subnet, now that it is off.
-func (dp *dataPlane) dropStaleForwarding(nm api.NetMap) {
+func (dp *DataPlane) dropStaleForwarding(nm api.NetMap) {
 	subnet, err1 := netip.ParsePrefix(nm.Self.Subnet)
 	grid, err2 := netip.ParsePrefix(nm.GridSubnet)
 	if err1 != nil || err2 != nil {
 		return
 	}
 	if err := overlay.RemoveForwarding(overlayIface, subnet, grid); err != nil {
-		dp.n.log.Debug("remove forwarding rules of an earlier run", "err", err)
+		dp.cfg.Log.Debug("remove forwarding rules of an earlier run", "err", err)
 	}
 }
 
@@ -377,21 +412,24 @@ func (dp *dataPlane) dropStaleForwarding(nm api.NetMap) {
 // from the grid: the forwarding rules and the engine network (its
 // containers are gone by then). Addresses and keys stay in the data dir,
 // which the operator deletes to join again.
-func (dp *dataPlane) leave(ctx context.Context) {
+func (dp *DataPlane) Leave(ctx context.Context) {
 	dp.mu.Lock()
 	subnet, grid := dp.fwdSubnet, dp.fwdGrid
 	dp.mu.Unlock()
 	if subnet.IsValid() {
 		if err := overlay.RemoveForwarding(overlayIface, subnet, grid); err != nil {
-			dp.n.log.Warn("remove overlay forwarding rules", "err", err)
+			dp.cfg.Log.Warn("remove overlay forwarding rules", "err", err)
 		}
 	}
-	if err := agent.RemoveDockerNetwork(ctx, overlayNetwork); err != nil {
-		dp.n.log.Warn("remove the overlay's engine network", "err", err)
+	if dp.cfg.Engine == nil {
+		return
+	}
+	if err := dp.cfg.Engine.RemoveNetwork(ctx, overlayNetwork); err != nil {
+		dp.cfg.Log.Warn("remove the overlay's engine network", "err", err)
 	}
 }
 
-func (dp *dataPlane) close() {
+func (dp *DataPlane) close() {
 	dp.applyMu.Lock()
 	defer dp.applyMu.Unlock()
 	dp.mu.Lock()
@@ -408,7 +446,7 @@ func (dp *dataPlane) close() {
 }
 
 // status is the node's overlay as `node show` displays it.
-func (dp *dataPlane) status() *api.OverlayStatus {
+func (dp *DataPlane) Status() *api.OverlayStatus {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
 	st := &api.OverlayStatus{Enabled: dp.enabled, Reason: dp.reason}
@@ -443,7 +481,7 @@ func (dp *dataPlane) status() *api.OverlayStatus {
 }
 
 // network is what the agent attaches containers with, once ready.
-func (dp *dataPlane) network(ctx context.Context) (agent.Network, error) {
+func (dp *DataPlane) Network(ctx context.Context) (agent.Network, error) {
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -495,4 +533,15 @@ func dynamicRange(subnet netip.Prefix) netip.Prefix {
 	v := (uint32(last[0])<<24 | uint32(last[1])<<16 | uint32(last[2])<<8 | uint32(last[3])) | mask
 	a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 	return netip.PrefixFrom(a, 28).Masked()
+}
+
+// Voters are the grid's voters by the last network map (the state, as a
+// voter built it): a worker trusts node-to-node calls only from these.
+func (dp *DataPlane) Voters() []api.NetVoter {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.nm == nil {
+		return nil
+	}
+	return dp.nm.Voters
 }

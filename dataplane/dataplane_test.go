@@ -1,4 +1,4 @@
-package cluster
+package dataplane
 
 import (
 	"io"
@@ -21,9 +21,8 @@ func TestOverlayModeOnOneHost(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.overlay+" "+c.advertise, func(t *testing.T) {
-			n := &Node{cfg: Config{Overlay: c.overlay, AdvertiseAddr: c.advertise, DataDir: t.TempDir()}, log: quietLog}
-			dp := newDataPlane(n)
-			st := dp.status()
+			dp := New(Config{Overlay: c.overlay, Advertise: c.advertise, DataDir: t.TempDir(), Log: quietLog})
+			st := dp.Status()
 			if st.Enabled != c.enabled || !strings.Contains(st.Reason, c.reason) {
 				t.Fatalf("enabled %v reason %q; want %v with %q", st.Enabled, st.Reason, c.enabled, c.reason)
 			}

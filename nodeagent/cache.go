@@ -1,4 +1,4 @@
-package cluster
+package nodeagent
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/internal/atomicfile"
 	"github.com/kontena-ng/kontena/vault"
 )
 
@@ -21,20 +22,22 @@ type assignmentCache struct {
 }
 
 const (
-	fileAssignments   = "assignments.sealed"
-	fileAssignmentKey = "assignments.key"
+	// FileAssignments and FileAssignmentKey are the node's sealed
+	// assignment cache and its node-local key, in the data dir.
+	FileAssignments   = "assignments.sealed"
+	FileAssignmentKey = "assignments.key"
 	sealAssignments   = "node-assignments"
 )
 
 func newAssignmentCache(dataDir string) *assignmentCache {
-	return &assignmentCache{path: filepath.Join(dataDir, fileAssignments), keyPath: filepath.Join(dataDir, fileAssignmentKey)}
+	return &assignmentCache{path: filepath.Join(dataDir, FileAssignments), keyPath: filepath.Join(dataDir, FileAssignmentKey)}
 }
 
 func (c *assignmentCache) sealer(create bool) (*vault.Sealer, error) {
 	key, err := os.ReadFile(c.keyPath)
 	if errors.Is(err, fs.ErrNotExist) && create {
 		if key, err = vault.NewKey(); err == nil {
-			err = writeFileAtomic(c.keyPath, key, 0o600)
+			err = atomicfile.Write(c.keyPath, key, 0o600)
 		}
 	}
 	if err != nil {
@@ -57,7 +60,7 @@ func (c *assignmentCache) save(as *api.Assignments) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(c.path, sealed, 0o600)
+	return atomicfile.Write(c.path, sealed, 0o600)
 }
 
 // load returns the cached assignments; (nil, nil) when there are none.

@@ -1,14 +1,19 @@
-package cluster
+// Package nodeagent is the node-side loop of the node protocol: it watches
+// the node's assignments (a blocking query on the node's own API, which a
+// worker forwards to a voter), turns them into container specs for the
+// agent, reports what the agent saw back to the leader, tells the grid what
+// the node's engine offers, and keeps the last assignments sealed on disk
+// so a node restarted while no master answers runs what it ran.
+package nodeagent
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"net"
+	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
@@ -18,25 +23,41 @@ import (
 	"github.com/kontena-ng/kontena/fsm"
 )
 
-// agentLoop runs the node's containers: it watches the node's assignments
+// Config is the node agent's narrow view of its node.
+type Config struct {
+	NodeID, NodeName, Grid string
+	DataDir                string // assignments.sealed and its key
+	// Runtime is the container engine the agent drives.
+	Runtime agent.Runtime
+	// Network attaches containers to the overlay; it blocks until the
+	// node's overlay is up (or known to be off).
+	Network func(ctx context.Context) (agent.Network, error)
+	// Resources is what the engine offers (CPUs, memory, volume drivers).
+	Resources func(ctx context.Context) (engine.Resources, error)
+	// Self is a client of the node's own API, with its certificate.
+	Self *api.Client
+	Log  *slog.Logger
+}
+
+type nodeAgent struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// Run runs the node's containers until ctx ends: it watches the node's assignments
 // with a blocking query on its own API (which a worker forwards to a
 // voter) and hands them to the agent. When the masters cannot be reached
 // the agent keeps enforcing the last assignments it got.
-func (n *Node) agentLoop(ctx context.Context) {
-	rt := n.cfg.Runtime
-	if rt == nil {
-		if n.eng == nil {
-			return // start said why: no Docker engine answered
-		}
-		rt = agent.NewRuntime(n.eng, n.log)
-	}
+func Run(ctx context.Context, cfg Config) {
+	n := &nodeAgent{cfg: cfg, log: cfg.Log}
+	rt := cfg.Runtime
 	// Containers wait for the overlay: one created before it would sit on
 	// the engine's default bridge, unreachable from the grid.
-	netw, err := n.dp.network(ctx)
+	netw, err := cfg.Network(ctx)
 	if err != nil {
 		return
 	}
-	self := api.NewClientTLS([]string{net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.APIPort))}, n.clientTLS, "")
+	self := cfg.Self
 	go n.resourceLoop(ctx, self)
 	var lastReport [32]byte
 	var lastSent time.Time
@@ -51,7 +72,7 @@ func (n *Node) agentLoop(ctx context.Context) {
 		}
 	})
 	a, err := agent.New(agent.Config{Runtime: rt, Reporter: reporter, Logger: n.log.With("component", "agent"), Network: netw,
-		Node: agent.NodeInfo{NodeID: n.id.ID, NodeName: n.id.Name, GridName: n.id.Grid}})
+		Node: agent.NodeInfo{NodeID: n.cfg.NodeID, NodeName: n.cfg.NodeName, GridName: n.cfg.Grid}})
 	if err != nil {
 		n.log.Error("start container agent", "err", err)
 		return
@@ -101,7 +122,7 @@ func (n *Node) agentLoop(ctx context.Context) {
 		}
 	}()
 	var saved [32]byte
-	watchSelf(ctx, n, self, "/v1/nodes/"+url.PathEscape(n.id.Name)+"/assignments", "assignments", func(as *api.Assignments) {
+	api.Watch(ctx, self, "/v1/nodes/"+url.PathEscape(n.cfg.NodeName)+"/assignments", func(err error) { n.log.Debug("watch assignments", "err", err) }, func(as *api.Assignments) {
 		mu.Lock()
 		defer mu.Unlock()
 		answered = true
@@ -122,7 +143,7 @@ func (n *Node) agentLoop(ctx context.Context) {
 const assignmentCacheWait = 10 * time.Second
 
 // report sends the agent's view of the node's instances to the leader.
-func (n *Node) report(ctx context.Context, self *api.Client, statuses []agent.InstanceStatus) bool {
+func (n *nodeAgent) report(ctx context.Context, self *api.Client, statuses []agent.InstanceStatus) bool {
 	now := time.Now().UTC()
 	reports := make([]fsm.InstanceReport, 0, len(statuses))
 	for _, s := range statuses {
@@ -138,7 +159,7 @@ func (n *Node) report(ctx context.Context, self *api.Client, statuses []agent.In
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := self.Do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(n.id.Name)+"/instances", reports, nil); err != nil {
+	if _, err := self.Do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(n.cfg.NodeName)+"/instances", reports, nil); err != nil {
 		n.log.Warn("report instances", "err", err)
 		return false
 	}
@@ -158,15 +179,15 @@ func instanceActual(s agent.InstanceStatus, now time.Time) fsm.InstanceActual {
 // resourceLoop tells the grid what the node's engine has (CPUs, memory,
 // volume drivers) for the scheduler's filters: at start, then whenever it
 // changes (checked every 5 minutes).
-func (n *Node) resourceLoop(ctx context.Context, self *api.Client) {
+func (n *nodeAgent) resourceLoop(ctx context.Context, self *api.Client) {
 	var sent []byte
 	for {
-		if r, err := n.engineResources(ctx); err == nil {
+		if r, err := n.cfg.Resources(ctx); err == nil {
 			res := fsm.NodeResources{CPUs: r.CPUs, MemoryTotal: r.MemoryTotal, VolumeDrivers: r.VolumeDrivers, Engine: r.Engine}
 			data, _ := json.Marshal(res)
 			if !bytes.Equal(data, sent) {
 				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				_, err := self.Do(rctx, http.MethodPut, "/v1/nodes/"+url.PathEscape(n.id.Name)+"/resources", res, nil)
+				_, err := self.Do(rctx, http.MethodPut, "/v1/nodes/"+url.PathEscape(n.cfg.NodeName)+"/resources", res, nil)
 				cancel()
 				if err == nil {
 					sent = data
@@ -185,13 +206,4 @@ func (n *Node) resourceLoop(ctx context.Context, self *api.Client) {
 		case <-time.After(wait):
 		}
 	}
-}
-
-// engineResources asks this node's engine what it offers; a node running
-// a test runtime without an engine has nothing to report.
-func (n *Node) engineResources(ctx context.Context) (engine.Resources, error) {
-	if n.eng == nil {
-		return engine.Resources{}, errNoEngine()
-	}
-	return n.eng.Resources(ctx)
 }

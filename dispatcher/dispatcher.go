@@ -1,0 +1,127 @@
+// Package dispatcher is the node protocol as a Go API: what each node
+// reads (its assignments, its network map) and writes (its instance
+// reports, its WireGuard key, its engine's resources), built from and
+// turned into the state. It decides nothing about who may call it: the
+// API's admission path lets a node reach only its own node here. It
+// imports neither HTTP nor Raft; its answers are the wire types of the
+// node protocol (the api package serves them as they are).
+package dispatcher
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/kontena-ng/kontena/fsm"
+)
+
+// AssignmentTables are the tables a node's assignments are built from: a
+// blocking query on them wakes for nothing else. The nodes table is one of
+// them: draining a node changes only its row, and the stateful instances
+// on it stop.
+func AssignmentTables() []string {
+	return []string{fsm.TableInstances, fsm.TableServices, fsm.TableStacks, fsm.TableNodes}
+}
+
+// NetMapTables are the tables a network map is built from.
+func NetMapTables() []string {
+	return []string{fsm.TableNodes, fsm.TableGrid, fsm.TableStacks, fsm.TableServices, fsm.TableInstances}
+}
+
+// NodeAssignments is what node nodeID runs, from one view of the state:
+// its instances with their service specs and the stack's declarations of
+// the volumes they mount.
+func NodeAssignments(v *fsm.View, nodeID string) (Assignments, error) {
+	node, err := v.Node(nodeID)
+	if err != nil {
+		return Assignments{}, err
+	}
+	insts, err := v.InstancesOnNode(node.ID)
+	if err != nil {
+		return Assignments{}, err
+	}
+	out := Assignments{Items: []Assignment{}}
+	if g, err := v.Grid(); err == nil {
+		out.Grid = g.Name
+	}
+	for _, in := range insts {
+		svc, err := v.Service(in.ServiceID)
+		if err != nil {
+			continue
+		}
+		a := Assignment{Instance: *in, Stack: svc.Stack, Service: svc.Spec}
+		if st, err := v.Stack(svc.Stack); err == nil {
+			for _, m := range svc.Spec.Volumes {
+				if vol := st.Spec.Volume(m.Volume); m.Volume != "" && vol != nil && !slices.Contains(a.Volumes, vol) {
+					a.Volumes = append(a.Volumes, vol)
+				}
+			}
+		}
+		a.Drained = node.Availability == fsm.AvailabilityDrain && svc.Spec.Stateful
+		out.Items = append(out.Items, a)
+	}
+	sort.Slice(out.Items, func(i, j int) bool { return out.Items[i].Instance.ID < out.Items[j].Instance.ID })
+	return out, nil
+}
+
+// NodeNetMap is node nodeID's view of the data plane, from one view of the
+// state.
+func NodeNetMap(v *fsm.View, nodeID string) (*NetMap, error) {
+	g, err := v.Grid()
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := v.Nodes()
+	if err != nil {
+		return nil, err
+	}
+	stacks, err := v.Stacks()
+	if err != nil {
+		return nil, err
+	}
+	svcs, err := v.Services("")
+	if err != nil {
+		return nil, err
+	}
+	insts, err := v.Instances("")
+	if err != nil {
+		return nil, err
+	}
+	return buildNetMap(g, nodes, stacks, svcs, insts, nodeID), nil
+}
+
+// MaxReports bounds one report of a node: far above the instances a node
+// runs, low enough that one request cannot make a huge Raft entry.
+const MaxReports = 10000
+
+// Report is the command that records what node nodeID's agent found. Only
+// instances placed on that node are updated (the state machine checks it
+// again when it applies the command).
+func Report(nodeID string, reports []fsm.InstanceReport) (*fsm.InstancesReport, error) {
+	if len(reports) > MaxReports {
+		return nil, fmt.Errorf("%d instance reports: at most %d per request: %w", len(reports), MaxReports, fsm.ErrInvalid)
+	}
+	for i, r := range reports {
+		if r.ID == "" {
+			return nil, fmt.Errorf("report %d names no instance: %w", i, fsm.ErrInvalid)
+		}
+	}
+	return &fsm.InstancesReport{NodeID: nodeID, Reports: reports}, nil
+}
+
+// Overlay is the command that records node nodeID's WireGuard key and port
+// (both empty: the node runs no overlay).
+func Overlay(nodeID, publicKey string, port int, iface string) (*fsm.NodeOverlaySet, error) {
+	if (publicKey == "") != (port == 0) || port < 0 || port > 65535 || len(publicKey) > 64 {
+		return nil, fmt.Errorf("overlay of node %s: need a public key and a port 1-65535, got %q and %d: %w", nodeID, publicKey, port, fsm.ErrInvalid)
+	}
+	return &fsm.NodeOverlaySet{ID: nodeID, PublicKey: publicKey, Port: port, Interface: iface}, nil
+}
+
+// Resources is the command that records what node nodeID's engine offers.
+func Resources(nodeID string, res fsm.NodeResources) (*fsm.NodeResourcesSet, error) {
+	if res.CPUs < 0 || res.MemoryTotal < 0 || len(res.VolumeDrivers) > 64 {
+		return nil, fmt.Errorf("resources of node %s: negative or unbounded values: %w", nodeID, fsm.ErrInvalid)
+	}
+	return &fsm.NodeResourcesSet{ID: nodeID, Resources: res}, nil
+}
