@@ -319,6 +319,14 @@ func (v voterView) principal(id string) (*principal, error) {
 		if g, gerr := v.rn.Store().Grid(); gerr == nil && slices.Contains(g.RemovedNodes, id) {
 			return nil, api.Errorf(api.CodeUnauthorized, "certificate of node %s: the node was removed from the grid; its certificate is no longer accepted", id)
 		}
+		// A voter that restarted and has not caught up yet has only the
+		// state of its last snapshot; what it does have is its Raft
+		// configuration, read from its log at start. Its voters may make
+		// node-to-node calls (the leader telling it that it was removed).
+		if !v.rn.CaughtUp() && slices.Contains(v.rn.Voters(), id) {
+			leader := v.rn.Leader()
+			return &principal{Kind: kindNode, User: "node:" + id, Node: id, NodeName: id, NodeRole: fsm.RoleVoter, Leader: leader == id || leader == ""}, nil
+		}
 		return nil, api.Errorf(api.CodeUnauthorized, "certificate of node %s: node is not part of the grid", id)
 	}
 	// The leader is who Raft says it is. A voter that knows no leader (one
