@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kontena-ng/kontena/internal/atomicfile"
 	"github.com/kontena-ng/kontena/nodeagent"
 )
 
@@ -277,19 +278,20 @@ func TestDataDirDiskFull(t *testing.T) {
 		t.Fatalf("load identity: %v", err)
 	}
 	before := snapshotDir(t, dir)
-	writeData = func(f *os.File, b []byte) (int, error) {
-		n, _ := f.Write(b[:len(b)/2])
-		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	fullDisk := func(path string, data []byte, mode os.FileMode) error {
+		return atomicfile.WriteFunc(path, data, mode, func(f *os.File, b []byte) (int, error) {
+			n, _ := f.Write(b[:len(b)/2])
+			return n, &fs.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+		})
 	}
-	defer func() { writeData = func(f *os.File, b []byte) (int, error) { return f.Write(b) } }()
 	id.Name = "renamed"
-	err = id.save(dir)
+	err = id.saveWith(dir, fullDisk)
 	t.Log(err)
 	if err == nil || !strings.Contains(err.Error(), "the disk is full") || !strings.Contains(err.Error(), "is unchanged") ||
 		!strings.Contains(err.Error(), "Free space on the file system of "+dir) {
 		t.Errorf("identity save on a full disk: %v", err)
 	}
-	err = savePeers(dir, []string{"127.0.0.9:1"})
+	err = savePeersWith(dir, []string{"127.0.0.9:1"}, fullDisk)
 	if err == nil || !strings.Contains(err.Error(), "save "+filepath.Join(dir, filePeers)+": the disk is full") {
 		t.Errorf("peers save on a full disk: %v", err)
 	}

@@ -20,21 +20,21 @@ import (
 
 // Exec sessions (see the protocol in api/exec.go) take this path:
 //
-//	CLI ──upgrade, token──▶ entry node
+//	CLI ──upgrade, token──▶ entry node (the admission path, like every route)
 //	  worker: splices the connection to a live voter (it has no state)
 //	  voter:  authenticates the token (admins only), finds the instance's node in
 //	          the state; runs the exec itself if the container is local, else
 //	          splices the connection to the node's internal endpoint with its
 //	          own certificate (the user's token does not travel further)
-//	  node:   /v1/internal/containers/<name>/exec (a voter's certificate only):
+//	  node:   /v1/internal/containers/<name>/exec (a voter's certificate, by the
+//	          state or the worker's network map):
 //	          Docker exec create + attach, then frames ⇄ the process
 //
 // A node in the middle never parses frames: once both upgrades are answered
-// it copies bytes both ways, with no deadline, and closes both sides when
-// either ends.
+// it copies bytes both ways and closes both sides when either ends, or when
+// the session has been idle for execIdleTimeout (see limits.go).
 
-// Upgrade answers must come within these bounds; the session itself has
-// no deadline.
+// Upgrade answers must come within these bounds.
 const (
 	execDialTimeout    = 3 * time.Second
 	execUpgradeTimeout = 40 * time.Second
@@ -146,7 +146,7 @@ func (n *Node) execLocal(w http.ResponseWriter, r *http.Request) {
 		},
 		exitCode: func() (int, error) { return ex.ExitCode(ctx) },
 		close:    ex.Close,
-	})
+	}, execIdleTimeout)
 	n.log.Debug("exec session ended", "container", name, "took", time.Since(start).Round(time.Millisecond))
 }
 
@@ -164,14 +164,13 @@ type execProcess struct {
 
 // runExecSession moves frames between the client (in, out) and the
 // process until the process's output ends, then sends its exit code.
-func runExecSession(in io.Reader, out io.Writer, p execProcess) {
+func runExecSession(in io.Reader, out io.Writer, p execProcess, idleFor time.Duration) {
 	send := api.NewFrameSender(out)
 	left := make(chan struct{}) // closed before the streams are, so the output loop knows why it ended
-	// No input and no output for execIdleTimeout ends the session: the
+	// No input and no output for idleFor ends the session: the
 	// client learns why in an error frame (which a client that stopped
 	// reading cannot hold up: it gets a write deadline), then the process's
 	// streams end as when the client leaves.
-	idleFor := execIdleTimeout
 	idle := newIdleWatch(idleFor, func() {
 		if d, ok := out.(interface{ SetWriteDeadline(time.Time) error }); ok {
 			_ = d.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -288,7 +287,7 @@ func (n *Node) proxyUpgrade(w http.ResponseWriter, r *http.Request, targets []st
 			backend.Close()
 			return
 		}
-		splice(client, cbrw.Reader, backend, br)
+		splice(client, cbrw.Reader, backend, br, execIdleTimeout)
 		return
 	}
 	writeErr(w, api.Errorf(api.CodeUnavailable, "could not reach %s: %v", strings.Join(targets, ", "), lastErr))
@@ -300,9 +299,9 @@ func (n *Node) proxyUpgrade(w http.ResponseWriter, r *http.Request, targets []st
 // an idle session a little earlier and says why in a frame, so this only
 // catches a hop whose other end vanished (or a client that stopped
 // reading, blocking a write here).
-func splice(a net.Conn, ar io.Reader, b net.Conn, br io.Reader) {
+func splice(a net.Conn, ar io.Reader, b net.Conn, br io.Reader, idleFor time.Duration) {
 	done := make(chan struct{}, 2)
-	idle := newIdleWatch(spliceIdleTimeout(), func() {
+	idle := newIdleWatch(spliceIdle(idleFor), func() {
 		a.Close()
 		b.Close()
 	})

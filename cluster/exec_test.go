@@ -96,7 +96,7 @@ func TestRunExecSession(t *testing.T) {
 		client, server := net.Pipe()
 		_, proc := newFakeProcess(false, 3)
 		done := make(chan struct{})
-		go func() { runExecSession(server, server, proc); server.Close(); close(done) }()
+		go func() { runExecSession(server, server, proc, execIdleTimeout); server.Close(); close(done) }()
 		go func() {
 			_ = api.WriteFrame(client, api.FrameStdin, []byte("hello "))
 			_ = api.WriteFrame(client, api.FrameResize, api.ResizePayload(10, 10)) // ignored without tty
@@ -113,7 +113,7 @@ func TestRunExecSession(t *testing.T) {
 	t.Run("tty: raw output and resizes", func(t *testing.T) {
 		client, server := net.Pipe()
 		f, proc := newFakeProcess(true, 0)
-		go func() { runExecSession(server, server, proc); server.Close() }()
+		go func() { runExecSession(server, server, proc, execIdleTimeout); server.Close() }()
 		go func() {
 			_ = api.WriteFrame(client, api.FrameResize, api.ResizePayload(120, 40))
 			_ = api.WriteFrame(client, api.FrameStdin, []byte("x"))
@@ -135,7 +135,7 @@ func TestRunExecSession(t *testing.T) {
 		called := make(chan struct{}, 1)
 		proc.exitCode = func() (int, error) { called <- struct{}{}; return 0, nil }
 		done := make(chan struct{})
-		go func() { runExecSession(server, server, proc); close(done) }()
+		go func() { runExecSession(server, server, proc, execIdleTimeout); close(done) }()
 		if typ, p, err := api.ReadFrame(client); err != nil || typ != api.FrameStderr || string(p) != "ready\n" {
 			t.Fatalf("first frame %d %q %v", typ, p, err)
 		}
@@ -179,7 +179,7 @@ func TestProxyUpgrade(t *testing.T) {
 		defer conn.Close()
 		_, _ = io.WriteString(conn, api.SwitchingProtocols)
 		_, proc := newFakeProcess(false, 42)
-		runExecSession(brw.Reader, conn, proc)
+		runExecSession(brw.Reader, conn, proc, execIdleTimeout)
 	}))
 	back.StartTLS()
 	defer back.Close()

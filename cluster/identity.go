@@ -101,7 +101,13 @@ func loadIdentity(dir string) (*identity, error) {
 
 // save writes the identity; secrets are written 0600 and written before
 // node.json so a crash never leaves an identity without its keys.
-func (id *identity) save(dir string) error {
+func (id *identity) save(dir string) error { return id.saveWith(dir, atomicfile.Write) }
+
+// writeFunc writes one file atomically (atomicfile.Write; tests pass one
+// that fails as a full disk does).
+type writeFunc func(path string, data []byte, mode os.FileMode) error
+
+func (id *identity) saveWith(dir string, write writeFunc) error {
 	if err := ensurePrivateDir(dir); err != nil {
 		return err
 	}
@@ -122,7 +128,7 @@ func (id *identity) save(dir string) error {
 			removed = true
 			continue
 		}
-		if err := writeFileAtomic(path, f.data, 0o600); err != nil {
+		if err := write(path, f.data, 0o600); err != nil {
 			return err
 		}
 	}
@@ -135,7 +141,7 @@ func (id *identity) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, fileIdentity), data, 0o600); err != nil {
+	if err := write(filepath.Join(dir, fileIdentity), data, 0o600); err != nil {
 		return err
 	}
 	// node.json is on disk: the bootstrap or join that was under way is done.
@@ -156,16 +162,10 @@ func (id *identity) sealer() (*vault.Sealer, error) {
 	return vault.NewSealer(id.masterKey)
 }
 
-// writeData is the write of writeFileAtomic; tests replace it to inject a
-// full disk.
-var writeData = func(f *os.File, data []byte) (int, error) { return f.Write(data) }
-
-// writeFileAtomic replaces path with data: a temporary file in the same
-// directory, fsynced, renamed over path, then the directory fsynced so the
-// rename survives a power cut. On any failure (a full disk, say) the
-// temporary file is removed and path keeps its old content.
+// writeFileAtomic replaces path with data (see atomicfile: on any failure,
+// a full disk say, path keeps its old content).
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	return atomicfile.WriteFunc(path, data, mode, writeData)
+	return atomicfile.Write(path, data, mode)
 }
 
 func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
@@ -209,12 +209,14 @@ func parseJoinToken(s string) (joinToken, error) {
 
 // peersFile remembers gossip addresses of other nodes so that a restarted
 // node finds the grid again.
-func savePeers(dir string, peers []string) error {
+func savePeers(dir string, peers []string) error { return savePeersWith(dir, peers, atomicfile.Write) }
+
+func savePeersWith(dir string, peers []string, write writeFunc) error {
 	data, err := json.Marshal(peers)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, filePeers), data, 0o600)
+	return write(filepath.Join(dir, filePeers), data, 0o600)
 }
 
 func loadPeers(dir string) []string {

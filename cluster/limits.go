@@ -60,9 +60,11 @@ const (
 // tells the client in an error frame; a node that splices the connection
 // waits a little longer (spliceIdleTimeout) so the frame gets through,
 // and only then closes both sides.
-var execIdleTimeout = 15 * time.Minute
+const execIdleTimeout = 15 * time.Minute
 
-func spliceIdleTimeout() time.Duration { return execIdleTimeout + execIdleTimeout/15 }
+// spliceIdle is how long a splicing node waits on an idle session: a
+// little longer than the end node, so its error frame gets through first.
+func spliceIdle(idle time.Duration) time.Duration { return idle + idle/15 }
 
 type responseKey struct{}
 

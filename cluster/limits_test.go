@@ -173,10 +173,10 @@ func TestBoundedListener(t *testing.T) {
 	})
 }
 
+// idleTest is the exec idle bound of TestBoundedExecIdle.
+const idleTest = 400 * time.Millisecond
+
 func TestBoundedExecIdle(t *testing.T) {
-	saved := execIdleTimeout
-	execIdleTimeout = 400 * time.Millisecond
-	t.Cleanup(func() { execIdleTimeout = saved })
 
 	t.Run("session: traffic keeps it, idleness ends it with an error frame", func(t *testing.T) {
 		client, server := net.Pipe()
@@ -185,7 +185,7 @@ func TestBoundedExecIdle(t *testing.T) {
 		called := make(chan struct{}, 1)
 		proc.exitCode = func() (int, error) { called <- struct{}{}; return 0, nil }
 		done := make(chan struct{})
-		go func() { runExecSession(server, server, proc); server.Close(); close(done) }()
+		go func() { runExecSession(server, server, proc, idleTest); server.Close(); close(done) }()
 		type frame struct {
 			typ byte
 			p   string
@@ -254,7 +254,7 @@ func TestBoundedExecIdle(t *testing.T) {
 		defer cA.Close()
 		defer cB.Close()
 		done := make(chan struct{})
-		go func() { splice(a, a, b, b); close(done) }()
+		go func() { splice(a, a, b, b, idleTest); close(done) }()
 		buf := make([]byte, 1)
 		for i := range 8 {
 			time.Sleep(100 * time.Millisecond)
