@@ -62,6 +62,7 @@ func TestImportRules(t *testing.T) {
 		{"dispatcher", []string{nethttp, raft, apiPkg}, "the node protocol is built from the state alone; the API serves it"},
 		{"nodeagent", []string{raft, module + "/raftnode"}, "a node acts through its own API, never on a store"},
 		{"dataplane", []string{raft, module + "/raftnode"}, "the data plane runs from its network map, with or without the masters"},
+		{"httpapi", []string{module + "/leader", module + "/nodeagent", module + "/dataplane"}, "the API reads and writes the state; it does not run the node's loops"},
 		{"raftnode", []string{nethttp, module + "/membership", module + "/leader"}, "Raft knows nothing of the API or of gossip"},
 		{"leader", []string{nethttp, module + "/agent"}, "the leader decides through the state; node calls go through its Caller"},
 		{"pki", []string{nethttp, raft, apiPkg, module + "/fsm"}, "the CA is a leaf"},

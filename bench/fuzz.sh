@@ -14,7 +14,7 @@ targets=(
   "fsm FuzzDecode"
   "fsm FuzzApply"
   "fsm FuzzRestore"
-  "cluster FuzzDecodeBody"
+  "httpapi FuzzDecodeBody"
 )
 if [ $# -eq 2 ]; then targets=("$1 $2"); fi
 for t in "${targets[@]}"; do

@@ -1,15 +1,13 @@
 package cluster
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/internal/atomicfile"
 	"github.com/kontena-ng/kontena/pki"
 	"github.com/kontena-ng/kontena/raftnode"
@@ -170,42 +168,17 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 
 func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
-func newID() string {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
-}
+func newID() string { return pki.RandomHex(16) }
 
-func randomSecret(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
-}
+func randomSecret(n int) string { return pki.RandomHex(n) }
 
 // Join tokens look like K1.<grid>.<ca-sha256>.<secret>: the grid name for a
 // clear refusal, the CA digest so the joining node can verify the master
 // before it sends the secret.
-const tokenPrefix = "K1"
+// joinToken is the join token's format (api.JoinToken).
+type joinToken = api.JoinToken
 
-type joinToken struct {
-	Grid, CADigest, Secret string
-}
-
-func (t joinToken) String() string {
-	return strings.Join([]string{tokenPrefix, t.Grid, t.CADigest, t.Secret}, ".")
-}
-
-func parseJoinToken(s string) (joinToken, error) {
-	parts := strings.Split(strings.TrimSpace(s), ".")
-	if len(parts) != 4 || parts[0] != tokenPrefix || len(parts[2]) != 64 || parts[3] == "" {
-		return joinToken{}, errors.New("malformed join token: expected K1.<grid>.<ca digest>.<secret> as printed by `kontena grid token`")
-	}
-	return joinToken{Grid: parts[1], CADigest: parts[2], Secret: parts[3]}, nil
-}
+func parseJoinToken(s string) (joinToken, error) { return api.ParseJoinToken(s) }
 
 // peersFile remembers gossip addresses of other nodes so that a restarted
 // node finds the grid again.

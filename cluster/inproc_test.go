@@ -180,7 +180,7 @@ func TestRaftRefusesNonVoters(t *testing.T) {
 	if got := l.n.voter().Term(); got != term {
 		t.Fatalf("term moved from %d to %d", term, got)
 	}
-	store, _ := l.n.store()
+	store := l.n.voter().Store()
 	if _, err := store.TokenByHash(hashToken("ktn_evil")); err == nil {
 		t.Fatal("the worker's forged token is in the state")
 	}

@@ -2,9 +2,7 @@ package cluster
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +20,7 @@ import (
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/dataplane"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/httpapi"
 	"github.com/kontena-ng/kontena/leader"
 	"github.com/kontena-ng/kontena/membership"
 	"github.com/kontena-ng/kontena/nodeagent"
@@ -44,7 +43,7 @@ type Node struct {
 	gossip *membership.Gossip
 	http   *http.Server
 
-	joins joinGate
+	api *httpapi.Server // the HTTPS API this node serves
 
 	rnd *rand.Rand // the leader's scheduler randomness (random strategy)
 
@@ -219,14 +218,13 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 		dpCfg.Engine = n.eng
 	}
 	n.dp = dataplane.New(dpCfg)
-	// Bounded: see limits.go for the timeouts, the requests that outlive
-	// them, and the connection limits.
-	lim := newLimitListener(ln)
-	n.http = &http.Server{Handler: boundRequests(n.handler()), ReadHeaderTimeout: apiReadHeaderTimeout,
-		ReadTimeout: apiReadTimeout, WriteTimeout: apiWriteTimeout, IdleTimeout: apiIdleTimeout,
-		ConnState: lim.connState, ErrorLog: nil}
+	// Bounded: see httpapi/limits.go for the timeouts, the requests that
+	// outlive them, and the connection limits.
+	n.api = n.newAPI()
+	srv, tln := n.api.HTTPServer(ln, n.apiTLS)
+	n.http = srv
 	go func() {
-		if err := n.http.Serve(tls.NewListener(lim, n.apiTLS)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.http.Serve(tln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("API server stopped", "err", err)
 		}
 	}()
@@ -418,7 +416,7 @@ func (n *Node) nodeAgent() (nodeagent.Config, bool) {
 // a test runtime without an engine has nothing to report.
 func (n *Node) engineResources(ctx context.Context) (engine.Resources, error) {
 	if n.eng == nil {
-		return engine.Resources{}, errNoEngine()
+		return engine.Resources{}, errors.New("no Docker engine on this node")
 	}
 	return n.eng.Resources(ctx)
 }
@@ -473,10 +471,7 @@ func (n *Node) apply(ctx context.Context, cmd fsm.Command, audit *fsm.AuditInfo)
 	return res, idx, err
 }
 
-func hashToken(tok string) string {
-	sum := sha256.Sum256([]byte(tok))
-	return hex.EncodeToString(sum[:])
-}
+func hashToken(tok string) string { return httpapi.HashToken(tok) }
 
 // defaultAdvertise picks the address other nodes should use: the bind
 // address when it is specific, else the first non-loopback IPv4 address.

@@ -310,3 +310,13 @@ func ForNode(cfg *tls.Config, id string) *tls.Config {
 	}
 	return c
 }
+
+// RandomHex is n random bytes from the system's CSPRNG, hex-encoded: node
+// IDs, token IDs and secrets.
+func RandomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // the system's random source failed: nothing is safe to make
+	}
+	return hex.EncodeToString(b)
+}

@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"errors"
@@ -13,13 +13,15 @@ import (
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/leader"
 	"github.com/kontena-ng/kontena/raftnode"
 	"github.com/kontena-ng/kontena/stack"
 )
 
-// testVoter is a Node that is the leader of a one-voter in-memory Raft
-// over a real fsm.FSM: handlers run their whole path, Raft apply included.
-func testVoter(t *testing.T) *Node {
+// testVoter is an API server whose node is the leader of a one-voter
+// in-memory Raft over a real fsm.FSM: handlers run their whole path, Raft
+// apply included.
+func testVoter(t *testing.T) *testServer {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rn, err := raftnode.StartInmem("id1", log)
@@ -27,13 +29,20 @@ func testVoter(t *testing.T) *Node {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rn.Shutdown() })
-	n := &Node{log: log, rn: rn, rnd: rand.New(rand.NewPCG(1, 2))}
+	n := &testServer{Server: New(Config{ID: "id1", Name: "n1", Voter: func() *raftnode.Node { return rn }, Log: log}), rn: rn, log: log}
 	if _, _, err := n.apply(t.Context(), &fsm.GridInit{Grid: fsm.Grid{Name: "g", Subnet: "10.81.0.0/16", Supernet: "10.80.0.0/12", InitialSize: 1},
 		Node: fsm.Node{ID: "id1", Name: "n1", Role: fsm.RoleVoter}, Admin: fsm.User{Name: "admin", Roles: []string{RoleMasterAdmin}},
 		AdminToken: fsm.Token{ID: "t1", Hash: "h", User: "admin"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// testServer is a Server with the voter it serves.
+type testServer struct {
+	*Server
+	rn  *raftnode.Node
+	log *slog.Logger
 }
 
 var admin = &principal{Kind: kindUser, User: "admin", Roles: []string{RoleMasterAdmin}}
@@ -176,7 +185,7 @@ func TestScaleServiceValidates(t *testing.T) {
 		t.Fatalf("fsm scale 2^62: %v", err)
 	}
 	// The leader's pass over what is stored survives and plans.
-	n.leader().Pass(t.Context())
+	leader.New(leader.Config{Raft: func() (leader.Raft, bool) { return n.rn, true }, Log: n.log, Rand: rand.New(rand.NewPCG(1, 2))}).Pass(t.Context())
 	if insts, _ := n.rn.Store().Instances("shop/web"); len(insts) != 1000 {
 		t.Fatalf("%d instances placed, want 1000", len(insts))
 	}

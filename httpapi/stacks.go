@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 	"github.com/kontena-ng/kontena/stack"
 )
 
-func (n *Node) installStack(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) installStack(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var req api.StackInstallRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
@@ -30,7 +30,7 @@ func (n *Node) installStack(w http.ResponseWriter, r *http.Request, p *principal
 	return writeJSON(w, idx, stackInfo(store, res.(*fsm.Stack)))
 }
 
-func (n *Node) upgradeStack(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) upgradeStack(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var req api.StackInstallRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
@@ -97,7 +97,7 @@ func problems(err error) string {
 	return err.Error()
 }
 
-func (n *Node) listStacks(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) listStacks(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, err := n.store()
 	if err != nil {
 		return err
@@ -116,7 +116,7 @@ func (n *Node) listStacks(w http.ResponseWriter, r *http.Request, p *principal) 
 	return writeJSON(w, store.Index(), out)
 }
 
-func (n *Node) getStack(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) getStack(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, err := n.store()
 	if err != nil {
 		return err
@@ -131,7 +131,7 @@ func (n *Node) getStack(w http.ResponseWriter, r *http.Request, p *principal) er
 	return writeJSON(w, store.Index(), stackInfo(store, st))
 }
 
-func (n *Node) deleteStack(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) deleteStack(w http.ResponseWriter, r *http.Request, p *principal) error {
 	_, idx, err := n.apply(r.Context(), &fsm.StackRemove{Name: r.PathValue("name")}, auditOf(r, p))
 	if err != nil {
 		return err
@@ -139,7 +139,7 @@ func (n *Node) deleteStack(w http.ResponseWriter, r *http.Request, p *principal)
 	return writeJSON(w, idx, map[string]string{"removed": r.PathValue("name")})
 }
 
-func (n *Node) listServices(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) listServices(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, err := n.store()
 	if err != nil {
 		return err
@@ -159,7 +159,7 @@ func (n *Node) listServices(w http.ResponseWriter, r *http.Request, p *principal
 	return writeJSON(w, store.Index(), out)
 }
 
-func (n *Node) scaleService(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) scaleService(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var req api.ScaleRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
@@ -177,7 +177,7 @@ func (n *Node) scaleService(w http.ResponseWriter, r *http.Request, p *principal
 
 // getAssignments is what a node's agent watches (a blocking query): the
 // instances placed on the node with their service specs.
-func (n *Node) getAssignments(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) getAssignments(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, node, err := n.pathNode(r)
 	if err != nil {
 		return err
@@ -200,7 +200,7 @@ func (n *Node) getAssignments(w http.ResponseWriter, r *http.Request, p *princip
 
 // reportInstances records what a node's agent found; only the node itself
 // may report on its instances.
-func (n *Node) reportInstances(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) reportInstances(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var reports []fsm.InstanceReport
 	if err := decodeBody(r, &reports); err != nil {
 		return err

@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"context"
@@ -13,33 +13,71 @@ import (
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/membership"
 	"github.com/kontena-ng/kontena/pki"
+	"github.com/kontena-ng/kontena/raftnode"
 )
 
-// startNode bootstraps a real one-node grid in this process and returns
-// the node itself.
-func startNode(t *testing.T) (*Node, ReadyInfo) {
-	t.Helper()
-	ready := make(chan ReadyInfo, 1)
-	nodeCh := make(chan *Node, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	cfg := Config{DataDir: t.TempDir(), Name: "n1", Grid: "unit", InitialSize: 1, Subnet: "10.81.0.0/16", Supernet: "10.80.0.0/12",
-		BindAddr: "127.0.0.1", APIPort: freePort(t), RaftPort: freePort(t), GossipPort: freePort(t), NoContainers: true, DNSListen: "off",
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), OnReady: func(i ReadyInfo) { ready <- i },
-		onNode: func(n *Node) { nodeCh <- n }}
-	go func() { done <- Run(ctx, cfg) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case info := <-ready:
-		return <-nodeCh, info
-	case err := <-done:
-		t.Fatalf("node stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("node did not start")
-	}
-	return nil, ReadyInfo{}
+// tableGrid is an API server on a one-voter in-memory Raft with a real
+// grid CA: the leader is node id1 (the voter's own ID), and the test signs
+// certificates for the other principals with the CA.
+type tableGrid struct {
+	srv   *Server
+	rn    *raftnode.Node
+	ca    *pki.CA
+	admin string
 }
+
+func newTableGrid(t *testing.T) *tableGrid {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rn, err := raftnode.StartInmem("id1", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rn.Shutdown() })
+	ca, err := pki.NewCA("unit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &tableGrid{rn: rn, ca: ca, admin: "ktn_" + pki.RandomHex(24)}
+	g.srv = New(Config{ID: "id1", Name: "n1", Voter: func() *raftnode.Node { return rn }, Gossip: noMembers{}, Node: noActions{}, Log: log})
+	if _, _, err := g.srv.apply(context.Background(), &fsm.GridInit{Grid: fsm.Grid{Name: "unit", Subnet: "10.81.0.0/16", Supernet: "10.80.0.0/12", InitialSize: 1},
+		Node:  fsm.Node{ID: "id1", Name: "n1", Role: fsm.RoleVoter, Status: fsm.StatusOnline},
+		Admin: fsm.User{Name: "admin", Roles: []string{RoleMasterAdmin}}, AdminToken: fsm.Token{ID: "t1", Hash: HashToken(g.admin), User: "admin"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// cert signs a certificate for node id.
+func (g *tableGrid) cert(t *testing.T, id, name string) *tls.Certificate {
+	t.Helper()
+	keyPEM, pubPEM, err := pki.NewNodeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := g.ca.IssueNode(pubPEM, id, name, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := pki.KeyPair(certPEM, keyPEM, g.ca.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kp
+}
+
+type noMembers struct{}
+
+func (noMembers) Members() map[string]membership.Member { return map[string]membership.Member{} }
+
+type noActions struct{}
+
+func (noActions) Keys() (Keys, bool)          { return Keys{}, false }
+func (noActions) Promote(api.VoterKeys) error { return nil }
+func (noActions) Demote() error               { return nil }
+func (noActions) Removed()                    {}
 
 // caller is one principal of the table: a token, a certificate, or both.
 type caller struct {
@@ -50,33 +88,21 @@ type caller struct {
 
 // registerFake puts a node into the state (nothing runs it) and returns a
 // certificate the grid CA signed for it.
-func registerFake(t *testing.T, n *Node, name, role string) (*tls.Certificate, string) {
+func registerFake(t *testing.T, g *tableGrid, name, role string) (*tls.Certificate, string) {
 	t.Helper()
-	keyPEM, pubPEM, err := pki.NewNodeKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := newID()
-	certPEM, err := n.ca.IssueNode(pubPEM, id, name, []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := pki.RandomHex(16)
 	node := fsm.Node{ID: id, Name: name, Role: role, Status: fsm.StatusOnline, Availability: "active", Addr: "127.0.0.9",
-		APIPort: 1, RaftPort: 2, GossipPort: 3, Version: Version, JoinedAt: time.Now().UTC()}
-	if _, _, err := n.apply(context.Background(), &fsm.NodeRegister{Node: node}, nil); err != nil {
+		APIPort: 1, RaftPort: 2, GossipPort: 3, Version: "test", JoinedAt: time.Now().UTC()}
+	if _, _, err := g.srv.apply(context.Background(), &fsm.NodeRegister{Node: node}, nil); err != nil {
 		t.Fatalf("register %s: %v", name, err)
 	}
-	kp, err := pki.KeyPair(certPEM, keyPEM, n.id.caPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &kp, id
+	return g.cert(t, id, name), id
 }
 
-func addToken(t *testing.T, n *Node, expires time.Time) string {
+func addToken(t *testing.T, n *Server, expires time.Time) string {
 	t.Helper()
-	value := "ktn_" + randomSecret(24)
-	tok := fsm.Token{ID: randomSecret(4), User: "admin", Hash: hashToken(value), CreatedAt: time.Now().UTC().Add(-2 * time.Hour), ExpiresAt: expires}
+	value := "ktn_" + pki.RandomHex(24)
+	tok := fsm.Token{ID: pki.RandomHex(4), User: "admin", Hash: HashToken(value), CreatedAt: time.Now().UTC().Add(-2 * time.Hour), ExpiresAt: expires}
 	if _, _, err := n.apply(context.Background(), &fsm.TokenCreate{Token: tok}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -88,13 +114,14 @@ func addToken(t *testing.T, n *Node, expires time.Time) string {
 // state), with the handlers replaced by a stub that answers 200: what is
 // tested is who gets through. A route without an expected row fails.
 func TestAdmissionTable(t *testing.T) {
-	n, info := startNode(t)
+	g := newTableGrid(t)
+	n := g.srv
 	ctx := context.Background()
 
-	w1, _ := registerFake(t, n, "w1", fsm.RoleWorker)
-	w2, _ := registerFake(t, n, "w2", fsm.RoleWorker)
-	v2, _ := registerFake(t, n, "v2", fsm.RoleVoter)
-	gone, goneID := registerFake(t, n, "gone", fsm.RoleWorker)
+	w1, _ := registerFake(t, g, "w1", fsm.RoleWorker)
+	w2, _ := registerFake(t, g, "w2", fsm.RoleWorker)
+	v2, _ := registerFake(t, g, "v2", fsm.RoleVoter)
+	gone, goneID := registerFake(t, g, "gone", fsm.RoleWorker)
 	if _, _, err := n.apply(ctx, &fsm.NodeStatus{Updates: []fsm.NodeStatusUpdate{{ID: goneID, Status: fsm.StatusOffline, At: time.Now().UTC()}}}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -106,24 +133,24 @@ func TestAdmissionTable(t *testing.T) {
 	store, _ := n.store()
 	toks, _ := store.Tokens("")
 	for _, tk := range toks {
-		if tk.Hash == hashToken(revoked) {
+		if tk.Hash == HashToken(revoked) {
 			if _, _, err := n.apply(ctx, &fsm.TokenRemove{ID: tk.ID}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	leader := n.kp
+	leader := g.cert(t, "id1", "n1")
 
 	callers := []caller{
 		{name: "none"},
 		{name: "garbage", token: "ktn_garbage"},
 		{name: "expired", token: expired},
 		{name: "revoked", token: revoked},
-		{name: "admin", token: info.AdminToken},
+		{name: "admin", token: g.admin},
 		{name: "self", cert: w1},  // worker w1; node paths name w1
 		{name: "other", cert: w2}, // worker w2 acting on w1
 		{name: "voter", cert: v2}, // a voter that does not lead
-		{name: "leader", cert: &leader},
+		{name: "leader", cert: leader},
 		{name: "removed", cert: gone},
 	}
 	// A: admitted (the stub answered), U: 401, F: 403; one letter per
@@ -215,13 +242,17 @@ func TestAdmissionTable(t *testing.T) {
 		}
 	}
 	srv := httptest.NewUnstartedServer(n.mux(routes))
-	srv.TLS = n.apiTLS
+	srvTLS, err := pki.ServerConfig(*g.cert(t, "id1", "n1"), g.ca.CertPEM, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.TLS = srvTLS
 	srv.StartTLS()
 	defer srv.Close()
 
 	clients := map[string]*http.Client{}
 	for _, c := range callers {
-		cfg, err := pki.ClientConfig(n.id.caPEM, c.cert)
+		cfg, err := pki.ClientConfig(g.ca.CertPEM, c.cert)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"net/http"
@@ -6,9 +6,10 @@ import (
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/pki"
 )
 
-func (n *Node) getWhoAmI(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) getWhoAmI(w http.ResponseWriter, r *http.Request, p *principal) error {
 	return writeJSON(w, 0, api.WhoAmI{User: p.User, Roles: p.Roles, Node: p.Node})
 }
 
@@ -19,7 +20,7 @@ func publicToken(t *fsm.Token) *fsm.Token {
 	return &cp
 }
 
-func (n *Node) listTokens(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) listTokens(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, err := n.store()
 	if err != nil {
 		return err
@@ -39,7 +40,7 @@ func (n *Node) listTokens(w http.ResponseWriter, r *http.Request, p *principal) 
 	return writeJSON(w, store.Index(), out)
 }
 
-func (n *Node) createToken(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) createToken(w http.ResponseWriter, r *http.Request, p *principal) error {
 	if p.Node != "" {
 		return api.Errorf(api.CodeForbidden, "nodes cannot create API tokens")
 	}
@@ -48,7 +49,7 @@ func (n *Node) createToken(w http.ResponseWriter, r *http.Request, p *principal)
 		return err
 	}
 	now := time.Now().UTC()
-	t := fsm.Token{ID: randomSecret(4), User: p.User, Description: req.Description, CreatedAt: now}
+	t := fsm.Token{ID: pki.RandomHex(4), User: p.User, Description: req.Description, CreatedAt: now}
 	if req.ExpiresIn != "" {
 		d, err := time.ParseDuration(req.ExpiresIn)
 		if err != nil || d <= 0 {
@@ -56,8 +57,8 @@ func (n *Node) createToken(w http.ResponseWriter, r *http.Request, p *principal)
 		}
 		t.ExpiresAt = now.Add(d)
 	}
-	value := "ktn_" + randomSecret(24)
-	t.Hash = hashToken(value)
+	value := "ktn_" + pki.RandomHex(24)
+	t.Hash = HashToken(value)
 	res, idx, err := n.apply(r.Context(), &fsm.TokenCreate{Token: t}, auditOf(r, p))
 	if err != nil {
 		return err
@@ -65,7 +66,7 @@ func (n *Node) createToken(w http.ResponseWriter, r *http.Request, p *principal)
 	return writeJSON(w, idx, api.TokenCreateResponse{Token: *publicToken(res.(*fsm.Token)), Value: value})
 }
 
-func (n *Node) deleteToken(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) deleteToken(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, err := n.store()
 	if err != nil {
 		return err

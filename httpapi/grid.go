@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"context"
@@ -11,11 +11,12 @@ import (
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/pki"
 	"github.com/kontena-ng/kontena/raftnode"
 	"github.com/kontena-ng/kontena/scheduler"
 )
 
-func (n *Node) gridInfo(rn *raftnode.Node) api.GridInfo {
+func (n *Server) gridInfo(rn *raftnode.Node) api.GridInfo {
 	g, err := rn.Store().Grid()
 	if err != nil {
 		return api.GridInfo{}
@@ -52,7 +53,7 @@ func (n *Node) gridInfo(rn *raftnode.Node) api.GridInfo {
 
 // voterInfo joins the voters in the state with the Raft configuration as
 // this node sees it.
-func (n *Node) voterInfo(rn *raftnode.Node, nodes []*fsm.Node) []api.VoterInfo {
+func (n *Server) voterInfo(rn *raftnode.Node, nodes []*fsm.Node) []api.VoterInfo {
 	inRaft := map[string]bool{}
 	for _, id := range rn.Voters() {
 		inRaft[id] = true
@@ -70,7 +71,7 @@ func (n *Node) voterInfo(rn *raftnode.Node, nodes []*fsm.Node) []api.VoterInfo {
 	return out
 }
 
-func (n *Node) getGrid(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) getGrid(w http.ResponseWriter, r *http.Request, p *principal) error {
 	rn := n.voter()
 	if rn == nil {
 		return api.Errorf(api.CodeUnavailable, "this node is not a voter")
@@ -79,7 +80,7 @@ func (n *Node) getGrid(w http.ResponseWriter, r *http.Request, p *principal) err
 }
 
 // updateGrid changes the grid settings (`kontena grid update`).
-func (n *Node) updateGrid(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) updateGrid(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var req api.GridUpdateRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
@@ -115,7 +116,7 @@ func (n *Node) updateGrid(w http.ResponseWriter, r *http.Request, p *principal) 
 
 // getHealth answers ok, warning (a voter is down but there is quorum) or
 // error (no leader: the grid cannot change).
-func (n *Node) getHealth(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) getHealth(w http.ResponseWriter, r *http.Request, p *principal) error {
 	rn := n.voter()
 	if rn == nil {
 		return api.Errorf(api.CodeUnavailable, "this node is not a voter")
@@ -172,7 +173,7 @@ const maxHealthyLag = 64
 
 // voterLag asks every voter (in parallel, briefly) how far its state is
 // applied, and fills in Lag against the most advanced commit index seen.
-func (n *Node) voterLag(ctx context.Context, voters []api.VoterInfo) {
+func (n *Server) voterLag(ctx context.Context, voters []api.VoterInfo) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	statuses := make([]*api.NodeStatus, len(voters))
@@ -212,28 +213,31 @@ func (n *Node) voterLag(ctx context.Context, voters []api.VoterInfo) {
 	}
 }
 
-func (n *Node) getJoinToken(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) getJoinToken(w http.ResponseWriter, r *http.Request, p *principal) error {
 	rn := n.voter()
 	g, err := rn.Store().Grid()
 	if err != nil {
 		return err
 	}
-	n.mu.RLock()
-	seal := n.seal
-	n.mu.RUnlock()
-	secret, err := seal.Open(g.JoinTokenSealed, "join-token")
+	keys, ok := n.node.Keys()
+	if !ok {
+		return api.Errorf(api.CodeUnavailable, "this node holds no grid keys (not a voter)")
+	}
+	secret, err := keys.Seal.Open(g.JoinTokenSealed, "join-token")
 	if err != nil {
 		return err
 	}
-	tok := joinToken{Grid: g.Name, CADigest: g.CADigest, Secret: string(secret)}
+	tok := api.JoinToken{Grid: g.Name, CADigest: g.CADigest, Secret: string(secret)}
 	return writeJSON(w, rn.Store().Index(), api.JoinTokenResponse{Token: tok.String()})
 }
 
-func (n *Node) rotateJoinToken(w http.ResponseWriter, r *http.Request, p *principal) error {
-	n.mu.RLock()
-	seal := n.seal
-	n.mu.RUnlock()
-	secret := randomSecret(24)
+func (n *Server) rotateJoinToken(w http.ResponseWriter, r *http.Request, p *principal) error {
+	keys, ok := n.node.Keys()
+	if !ok {
+		return api.Errorf(api.CodeUnavailable, "this node holds no grid keys (not a voter)")
+	}
+	seal := keys.Seal
+	secret := pki.RandomHex(24)
 	sealed, err := seal.Seal([]byte(secret), "join-token")
 	if err != nil {
 		return err
@@ -243,6 +247,6 @@ func (n *Node) rotateJoinToken(w http.ResponseWriter, r *http.Request, p *princi
 		return err
 	}
 	g := res.(*fsm.Grid)
-	tok := joinToken{Grid: g.Name, CADigest: g.CADigest, Secret: secret}
+	tok := api.JoinToken{Grid: g.Name, CADigest: g.CADigest, Secret: secret}
 	return writeJSON(w, idx, api.JoinTokenResponse{Token: tok.String()})
 }

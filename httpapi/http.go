@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func auditOf(r *http.Request, p *principal) *fsm.AuditInfo {
 
 // forward proxies a request to the first target that answers, with this
 // node's certificate. The caller's token travels along unchanged.
-func (n *Node) forward(w http.ResponseWriter, r *http.Request, targets []string) {
+func (n *Server) forward(w http.ResponseWriter, r *http.Request, targets []string) {
 	hops, _ := strconv.Atoi(r.Header.Get(api.HeaderHops))
 	if hops >= 3 {
 		writeErr(w, api.Errorf(api.CodeUnavailable, "request forwarded too many times (leadership is changing); retry"))

@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"context"
@@ -162,7 +162,7 @@ func locate(store *fsm.Store, name string) (located, error) {
 }
 
 // listContainers answers `container ls` from the state: no node is asked.
-func (n *Node) listContainers(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) listContainers(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, err := n.store()
 	if err != nil {
 		return err
@@ -189,7 +189,7 @@ func (n *Node) listContainers(w http.ResponseWriter, r *http.Request, p *princip
 }
 
 // inspectContainer asks the node that runs a container for its details.
-func (n *Node) inspectContainer(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) inspectContainer(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, err := n.store()
 	if err != nil {
 		return err
@@ -216,7 +216,7 @@ func (n *Node) inspectContainer(w http.ResponseWriter, r *http.Request, p *princ
 }
 
 // containerLogs streams one container's log from its node.
-func (n *Node) containerLogs(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) containerLogs(w http.ResponseWriter, r *http.Request, p *principal) error {
 	q, err := parseLogQuery(r)
 	if err != nil {
 		return err
@@ -252,7 +252,7 @@ func (n *Node) containerLogs(w http.ResponseWriter, r *http.Request, p *principa
 
 // containerStats samples the selected containers on their nodes, in
 // parallel. A node that cannot be asked gives an error row, not an error.
-func (n *Node) containerStats(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) containerStats(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, err := n.store()
 	if err != nil {
 		return err
@@ -299,7 +299,7 @@ func (n *Node) containerStats(w http.ResponseWriter, r *http.Request, p *princip
 
 // peerGet GETs /v1/internal/containers/<name><suffix> on the container's
 // node and decodes the JSON answer.
-func (n *Node) peerGet(ctx context.Context, l located, suffix string, out any) error {
+func (n *Server) peerGet(ctx context.Context, l located, suffix string, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	resp, err := n.peerOpen(ctx, l, suffix, l.name)
@@ -316,7 +316,7 @@ func (n *Node) peerGet(ctx context.Context, l located, suffix string, out any) e
 // peerOpen asks the node running container l for suffix of its internal
 // container endpoint; a non-200 answer becomes an API error with its code.
 // The caller closes the body.
-func (n *Node) peerOpen(ctx context.Context, l located, suffix, what string) (*http.Response, error) {
+func (n *Server) peerOpen(ctx context.Context, l located, suffix, what string) (*http.Response, error) {
 	u := api.BaseURL(l.addr()) + "/v1/internal/containers/" + url.PathEscape(l.name) + suffix
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -351,7 +351,7 @@ func errNoEngine() error {
 
 // managedContainer inspects a container of this node's agent. Node
 // certificates do not open the whole engine: anything else is "not found".
-func (n *Node) managedContainer(ctx context.Context, name string) (container.InspectResponse, error) {
+func (n *Server) managedContainer(ctx context.Context, name string) (container.InspectResponse, error) {
 	if n.eng == nil {
 		return container.InspectResponse{}, errNoEngine()
 	}
@@ -366,7 +366,7 @@ func (n *Node) managedContainer(ctx context.Context, name string) (container.Ins
 }
 
 // serveContainerInspect is the internal endpoint behind `container inspect`.
-func (n *Node) serveContainerInspect(w http.ResponseWriter, r *http.Request) {
+func (n *Server) serveContainerInspect(w http.ResponseWriter, r *http.Request) {
 	d, err := n.inspectLocal(r.Context(), r.PathValue("name"))
 	if err != nil {
 		writeErr(w, err)
@@ -375,7 +375,7 @@ func (n *Node) serveContainerInspect(w http.ResponseWriter, r *http.Request) {
 	_ = writeJSON(w, 0, d)
 }
 
-func (n *Node) inspectLocal(ctx context.Context, name string) (*api.ContainerDetails, error) {
+func (n *Server) inspectLocal(ctx context.Context, name string) (*api.ContainerDetails, error) {
 	ins, err := n.managedContainer(ctx, name)
 	if err != nil {
 		return nil, err
@@ -435,7 +435,7 @@ func trimInspect(ins container.InspectResponse) *api.ContainerDetails {
 }
 
 // serveContainerStats is the internal endpoint behind the stats commands.
-func (n *Node) serveContainerStats(w http.ResponseWriter, r *http.Request) {
+func (n *Server) serveContainerStats(w http.ResponseWriter, r *http.Request) {
 	st, err := n.statsLocal(r.Context(), r.PathValue("name"))
 	if err != nil {
 		writeErr(w, err)
@@ -444,7 +444,7 @@ func (n *Node) serveContainerStats(w http.ResponseWriter, r *http.Request) {
 	_ = writeJSON(w, 0, st)
 }
 
-func (n *Node) statsLocal(ctx context.Context, name string) (*api.ContainerStats, error) {
+func (n *Server) statsLocal(ctx context.Context, name string) (*api.ContainerStats, error) {
 	ins, err := n.managedContainer(ctx, name)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"net/http"
@@ -7,16 +7,16 @@ import (
 	"github.com/kontena-ng/kontena/fsm"
 )
 
-func (n *Node) listEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) listEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
 	return listSince(n, w, r, (*fsm.Store).Events)
 }
 
-func (n *Node) listAudit(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) listAudit(w http.ResponseWriter, r *http.Request, p *principal) error {
 	return listSince(n, w, r, (*fsm.Store).Audit)
 }
 
 // listSince answers the records a log-like table holds after ?since=N.
-func listSince[T any](n *Node, w http.ResponseWriter, r *http.Request, get func(*fsm.Store, uint64) ([]T, error)) error {
+func listSince[T any](n *Server, w http.ResponseWriter, r *http.Request, get func(*fsm.Store, uint64) ([]T, error)) error {
 	store, err := n.store()
 	if err != nil {
 		return err

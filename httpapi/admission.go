@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"context"
@@ -183,7 +183,7 @@ func peerNode(r *http.Request) string {
 }
 
 // admit is the one admission middleware.
-func (n *Node) admit(rt route) http.Handler {
+func (n *Server) admit(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer n.recoverHandler(w, r, rt)
 		tok, err := bearer(r)
@@ -249,7 +249,7 @@ func (n *Node) admit(rt route) http.Handler {
 
 // admitHere serves a node-to-node call about this node: the caller must be
 // a node this node's view of the state trusts for the route.
-func (n *Node) admitHere(w http.ResponseWriter, r *http.Request, rt route) {
+func (n *Server) admitHere(w http.ResponseWriter, r *http.Request, rt route) {
 	id := peerNode(r)
 	if id == "" {
 		writeErr(w, api.Errorf(api.CodeUnauthorized, "%s: a grid node certificate is required", rt))
@@ -270,7 +270,7 @@ func (n *Node) admitHere(w http.ResponseWriter, r *http.Request, rt route) {
 }
 
 // identify resolves the caller on a voter against its state.
-func (n *Node) identify(r *http.Request, tok string, rn *raftnode.Node) (*principal, error) {
+func (n *Server) identify(r *http.Request, tok string, rn *raftnode.Node) (*principal, error) {
 	if tok != "" {
 		return userPrincipal(rn.Store(), tok, time.Now())
 	}
@@ -282,7 +282,7 @@ func (n *Node) identify(r *http.Request, tok string, rn *raftnode.Node) (*princi
 
 // userPrincipal looks a bearer token up in the state.
 func userPrincipal(store *fsm.Store, tok string, now time.Time) (*principal, error) {
-	t, err := store.TokenByHash(hashToken(tok))
+	t, err := store.TokenByHash(HashToken(tok))
 	if err != nil {
 		return nil, api.Errorf(api.CodeUnauthorized, "invalid or revoked token: log in again or create a token with `kontena token create`")
 	}
@@ -303,7 +303,7 @@ type trustView interface {
 	principal(id string) (*principal, error)
 }
 
-func (n *Node) trust() trustView {
+func (n *Server) trust() trustView {
 	if rn := n.voter(); rn != nil {
 		return voterView{rn: rn}
 	}
@@ -359,7 +359,7 @@ func (v workerView) principal(id string) (*principal, error) {
 }
 
 // trustedVoters are the voters of this worker's last network map.
-func (n *Node) trustedVoters() []api.NetVoter {
+func (n *Server) trustedVoters() []api.NetVoter {
 	if n.dp == nil {
 		return nil
 	}
@@ -369,7 +369,7 @@ func (n *Node) trustedVoters() []api.NetVoter {
 // toLeader sends a request this voter may not serve to the leader: a
 // user's request (token) or a public one is relayed; a node's own request
 // is redirected, so the node presents its own certificate to the leader.
-func (n *Node) toLeader(w http.ResponseWriter, r *http.Request, rt route, tok string, rn *raftnode.Node) {
+func (n *Server) toLeader(w http.ResponseWriter, r *http.Request, rt route, tok string, rn *raftnode.Node) {
 	id := rn.Leader()
 	if id == "" {
 		writeErr(w, api.Errorf(api.CodeUnavailable, "no leader: this node cannot reach a majority of the voters, so the grid cannot accept changes here (see `kontena grid health`)"))
@@ -398,7 +398,7 @@ func (n *Node) toLeader(w http.ResponseWriter, r *http.Request, rt route, tok st
 // node's certificate. Only a user's token or this node's own request
 // travels: a node certificate of anyone else is not relayed, since this
 // node would then speak for it.
-func (n *Node) relay(w http.ResponseWriter, r *http.Request, rt route, tok string, targets []string) {
+func (n *Server) relay(w http.ResponseWriter, r *http.Request, rt route, tok string, targets []string) {
 	if tok == "" && rt.allow&allowPublic == 0 && peerNode(r) != n.id.ID {
 		writeErr(w, api.Errorf(api.CodeForbidden, "%s: this node (%s) does not serve it and relays only user tokens and its own requests; node %s must call a voter itself", rt, n.id.Name, peerNode(r)))
 		return
@@ -416,7 +416,7 @@ func (n *Node) relay(w http.ResponseWriter, r *http.Request, rt route, tok strin
 
 // recoverHandler turns a panic in a handler into a 500 that says so: one
 // bad request must never take the node down.
-func (n *Node) recoverHandler(w http.ResponseWriter, r *http.Request, rt route) {
+func (n *Server) recoverHandler(w http.ResponseWriter, r *http.Request, rt route) {
 	v := recover()
 	if v == nil {
 		return

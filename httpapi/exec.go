@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"fmt"
@@ -43,7 +43,7 @@ const (
 // serveExec is the user-facing exec endpoint. The admission path has
 // checked the token (admins) on a caught-up voter; this finds the
 // container's node and runs the session here or splices it there.
-func (n *Node) serveExec(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) serveExec(w http.ResponseWriter, r *http.Request, p *principal) error {
 	if !api.IsExecUpgrade(r.Header) {
 		return api.Errorf(api.CodeInvalid, "exec needs an HTTP/1.1 upgrade to %q (use `kontena container exec`)", api.ExecUpgrade)
 	}
@@ -74,7 +74,7 @@ func (n *Node) serveExec(w http.ResponseWriter, r *http.Request, p *principal) e
 // serveContainerExec is the internal endpoint: it runs the exec on this
 // node's engine. Only a voter (by the state, see the route table) calls it,
 // after checking the user's token.
-func (n *Node) serveContainerExec(w http.ResponseWriter, r *http.Request) {
+func (n *Server) serveContainerExec(w http.ResponseWriter, r *http.Request) {
 	if !api.IsExecUpgrade(r.Header) {
 		writeErr(w, api.Errorf(api.CodeInvalid, "exec needs an HTTP/1.1 upgrade to %q", api.ExecUpgrade))
 		return
@@ -84,7 +84,7 @@ func (n *Node) serveContainerExec(w http.ResponseWriter, r *http.Request) {
 
 // execLocal starts the process in a container of this node, answers the
 // upgrade and runs the session until the process ends or the client leaves.
-func (n *Node) execLocal(w http.ResponseWriter, r *http.Request) {
+func (n *Server) execLocal(w http.ResponseWriter, r *http.Request) {
 	opts, err := api.ParseExecQuery(r.URL.Query())
 	if err != nil {
 		writeErr(w, err)
@@ -233,7 +233,7 @@ func runExecSession(in io.Reader, out io.Writer, p execProcess, idleFor time.Dur
 // protocols splices the two connections. keepToken forwards the caller's
 // bearer token (to a voter that must check it); the hop to the node that
 // runs the container goes without it.
-func (n *Node) proxyUpgrade(w http.ResponseWriter, r *http.Request, targets []string, path string, keepToken bool) {
+func (n *Server) proxyUpgrade(w http.ResponseWriter, r *http.Request, targets []string, path string, keepToken bool) {
 	hops, _ := strconv.Atoi(r.Header.Get(api.HeaderHops))
 	if hops >= 3 {
 		writeErr(w, api.Errorf(api.CodeUnavailable, "exec forwarded too many times (leadership is changing); retry"))
@@ -319,7 +319,7 @@ func splice(a net.Conn, ar io.Reader, b net.Conn, br io.Reader, idleFor time.Dur
 }
 
 // voterTargets are the API addresses of the live voters gossip knows.
-func (n *Node) voterTargets() []string {
+func (n *Server) voterTargets() []string {
 	var targets []string
 	for _, m := range n.gossip.Members() {
 		if m.Meta.Role == fsm.RoleVoter && m.ID != n.id.ID {

@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"bytes"
@@ -184,7 +184,7 @@ func TestProxyUpgrade(t *testing.T) {
 	back.StartTLS()
 	defer back.Close()
 	dead := freeAddr(t)
-	n := &Node{id: &identity{ID: "front-id"}, clientTLS: &tls.Config{InsecureSkipVerify: true}}
+	n := New(Config{ID: "front-id", PeerTLS: &tls.Config{InsecureSkipVerify: true}})
 	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.proxyUpgrade(w, r, []string{dead, strings.TrimPrefix(back.URL, "https://")},
 			"/v1/internal/containers/"+r.PathValue("name")+"/exec?"+r.URL.RawQuery, false)

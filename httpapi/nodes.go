@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"net/http"
@@ -8,7 +8,7 @@ import (
 	"github.com/kontena-ng/kontena/fsm"
 )
 
-func (n *Node) store() (*fsm.Store, error) {
+func (n *Server) store() (*fsm.Store, error) {
 	rn := n.voter()
 	if rn == nil {
 		return nil, api.Errorf(api.CodeUnavailable, "this node is not a voter")
@@ -17,7 +17,7 @@ func (n *Node) store() (*fsm.Store, error) {
 }
 
 // pathNode is the local state and the node named by the {name} path value.
-func (n *Node) pathNode(r *http.Request) (*fsm.Store, *fsm.Node, error) {
+func (n *Server) pathNode(r *http.Request) (*fsm.Store, *fsm.Node, error) {
 	store, err := n.store()
 	if err != nil {
 		return nil, nil, err
@@ -26,7 +26,7 @@ func (n *Node) pathNode(r *http.Request) (*fsm.Store, *fsm.Node, error) {
 	return store, node, err
 }
 
-func (n *Node) listNodes(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) listNodes(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, err := n.store()
 	if err != nil {
 		return err
@@ -46,7 +46,7 @@ func (n *Node) listNodes(w http.ResponseWriter, r *http.Request, p *principal) e
 	return writeJSON(w, idx, out)
 }
 
-func (n *Node) getNode(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) getNode(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, node, err := n.pathNode(r)
 	if err != nil {
 		return err
@@ -65,7 +65,7 @@ func seenNow(node *fsm.Node) *fsm.Node {
 	return &cp
 }
 
-func (n *Node) patchNode(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) patchNode(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var req api.NodeUpdateRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
@@ -94,7 +94,7 @@ func derefLabels(p *[]string) []string {
 	return *p
 }
 
-func (n *Node) deleteNode(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) deleteNode(w http.ResponseWriter, r *http.Request, p *principal) error {
 	_, node, err := n.pathNode(r)
 	if err != nil {
 		return err
@@ -110,7 +110,7 @@ func (n *Node) deleteNode(w http.ResponseWriter, r *http.Request, p *principal) 
 }
 
 // roleNode records the new role; the leader's reconciler then changes Raft.
-func (n *Node) roleNode(role string) func(http.ResponseWriter, *http.Request, *principal) error {
+func (n *Server) roleNode(role string) func(http.ResponseWriter, *http.Request, *principal) error {
 	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
 		store, node, err := n.pathNode(r)
 		if err != nil {

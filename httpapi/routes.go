@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"net/http"
@@ -10,7 +10,7 @@ import (
 // routes is the API: every endpoint with who may call it and where it is
 // served. A route that is not here does not exist (the admission table
 // test fails for any route without an expected answer).
-func (n *Node) routes() []route {
+func (n *Server) routes() []route {
 	const (
 		user      = allowUser | allowAdmin
 		admin     = allowAdmin
@@ -100,11 +100,11 @@ func plain(h http.HandlerFunc) func(http.ResponseWriter, *http.Request, *princip
 
 // handler builds the API from the route table: every route behind the one
 // admission middleware.
-func (n *Node) handler() http.Handler {
+func (n *Server) handler() http.Handler {
 	return n.mux(n.routes())
 }
 
-func (n *Node) mux(routes []route) http.Handler {
+func (n *Server) mux(routes []route) http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range routes {
 		mux.Handle(rt.method+" "+rt.pattern, n.admit(rt))

@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 // getNetMap is what a node's network loop watches (a blocking query): its
 // WireGuard peers and the DNS records of the grid.
-func (n *Node) getNetMap(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) getNetMap(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, node, err := n.pathNode(r)
 	if err != nil {
 		return err
@@ -37,7 +37,7 @@ func (n *Node) getNetMap(w http.ResponseWriter, r *http.Request, p *principal) e
 
 // setOverlay records a node's WireGuard key and port; only the node itself
 // may set them.
-func (n *Node) setOverlay(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) setOverlay(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var req api.OverlaySetRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
@@ -62,7 +62,7 @@ func (n *Node) setOverlay(w http.ResponseWriter, r *http.Request, p *principal) 
 
 // getOverlayStatus asks a node how its overlay runs: device, peers and
 // their last handshakes, resolver addresses.
-func (n *Node) getOverlayStatus(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) getOverlayStatus(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, node, err := n.pathNode(r)
 	if err != nil {
 		return err
@@ -85,7 +85,7 @@ func (n *Node) getOverlayStatus(w http.ResponseWriter, r *http.Request, p *princ
 }
 
 // setResources records what a node's engine has; only the node itself may.
-func (n *Node) setResources(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) setResources(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var res fsm.NodeResources
 	if err := decodeBody(r, &res); err != nil {
 		return err

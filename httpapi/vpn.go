@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"net"
@@ -12,7 +12,7 @@ import (
 
 // createVPN admits an admin machine's WireGuard public key. The private key
 // was made by the CLI and never reaches the grid.
-func (n *Node) createVPN(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) createVPN(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var req api.VPNCreateRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
@@ -51,7 +51,7 @@ func (n *Node) createVPN(w http.ResponseWriter, r *http.Request, p *principal) e
 	return writeJSON(w, idx, vpnInfo(g, node, *res.(*fsm.VPNPeer)))
 }
 
-func (n *Node) listVPN(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) listVPN(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, _ := n.store()
 	g, err := store.Grid()
 	if err != nil {
@@ -68,7 +68,7 @@ func (n *Node) listVPN(w http.ResponseWriter, r *http.Request, p *principal) err
 	return writeJSON(w, store.Index(), out)
 }
 
-func (n *Node) deleteVPN(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) deleteVPN(w http.ResponseWriter, r *http.Request, p *principal) error {
 	_, idx, err := n.apply(r.Context(), &fsm.VPNRemove{Name: r.PathValue("name")}, auditOf(r, p))
 	if err != nil {
 		return err

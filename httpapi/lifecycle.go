@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"net/http"
@@ -51,7 +51,7 @@ func skipReason(action string, svc *fsm.Service) string {
 
 // stackAction runs deploy, stop, start or restart on every service of a
 // stack it applies to, in one change.
-func (n *Node) stackAction(action string) func(http.ResponseWriter, *http.Request, *principal) error {
+func (n *Server) stackAction(action string) func(http.ResponseWriter, *http.Request, *principal) error {
 	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
 		store, err := n.store()
 		if err != nil {
@@ -92,7 +92,7 @@ func (n *Node) stackAction(action string) func(http.ResponseWriter, *http.Reques
 }
 
 // serviceAction runs deploy, stop, start or restart on one service.
-func (n *Node) serviceAction(action string) func(http.ResponseWriter, *http.Request, *principal) error {
+func (n *Server) serviceAction(action string) func(http.ResponseWriter, *http.Request, *principal) error {
 	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
 		id := fsm.ServiceID(r.PathValue("stack"), r.PathValue("service"))
 		var req api.ServiceDeployRequest
@@ -139,7 +139,7 @@ func lifecycleResult(store *fsm.Store, ids, skipped []string) *api.LifecycleResu
 
 // getService is `service show`: the service with its spec and instances.
 // Environment values are shown to admins only.
-func (n *Node) getService(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) getService(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, err := n.store()
 	if err != nil {
 		return err
@@ -163,7 +163,7 @@ func (n *Node) getService(w http.ResponseWriter, r *http.Request, p *principal) 
 	return writeJSON(w, store.Index(), info)
 }
 
-func (n *Node) deleteService(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) deleteService(w http.ResponseWriter, r *http.Request, p *principal) error {
 	id := fsm.ServiceID(r.PathValue("stack"), r.PathValue("service"))
 	_, idx, err := n.apply(r.Context(), &fsm.ServiceRemove{ID: id}, auditOf(r, p))
 	if err != nil {
@@ -174,7 +174,7 @@ func (n *Node) deleteService(w http.ResponseWriter, r *http.Request, p *principa
 
 // serviceEvents is the grid event log filtered to one service and its
 // instances; a removed service still has its events.
-func (n *Node) serviceEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) serviceEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
 	store, err := n.store()
 	if err != nil {
 		return err
@@ -193,7 +193,7 @@ func (n *Node) serviceEvents(w http.ResponseWriter, r *http.Request, p *principa
 }
 
 // stackLogs merges the logs of every instance of every service of a stack.
-func (n *Node) stackLogs(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) stackLogs(w http.ResponseWriter, r *http.Request, p *principal) error {
 	q, err := parseLogQuery(r)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 )
 
 // status is this node's own view of its Raft progress.
-func (n *Node) status() api.NodeStatus {
+func (n *Server) status() api.NodeStatus {
 	var ov *api.OverlayStatus
 	if n.dp != nil {
 		ov = n.dp.Status()
@@ -23,13 +23,13 @@ func (n *Node) status() api.NodeStatus {
 		CommitIndex: rn.CommitIndex(), Overlay: ov}
 }
 
-func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
+func (n *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 	_ = writeJSON(w, 0, n.status())
 }
 
 // serveJoin admits a node. It is authenticated by the join token inside the
 // request, which only the leader can check (the route is served there).
-func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request, _ *principal) error {
+func (n *Server) serveJoin(w http.ResponseWriter, r *http.Request, _ *principal) error {
 	var req api.JoinRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		return api.Errorf(api.CodeInvalid, "join request: %v", err)
@@ -41,53 +41,37 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request, _ *principal) e
 	return writeJSON(w, 0, resp)
 }
 
-// servePromote is called by the leader on a node it promoted: store the
-// voter keys and start Raft; the leader then adds it to the configuration.
-func (n *Node) servePromote(w http.ResponseWriter, r *http.Request) {
+// servePromote is called by the leader on a node it promoted: the node
+// stores the voter keys and starts Raft; the leader then adds it to the
+// configuration.
+func (n *Server) servePromote(w http.ResponseWriter, r *http.Request) {
 	var keys api.VoterKeys
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&keys); err != nil {
 		writeErr(w, api.Errorf(api.CodeInvalid, "promote: %v", err))
 		return
 	}
-	if n.voter() != nil {
-		_ = writeJSON(w, 0, map[string]string{"role": fsm.RoleVoter})
-		return
+	if n.voter() == nil {
+		if err := n.node.Promote(keys); err != nil {
+			writeErr(w, fmt.Errorf("promote: %w", err))
+			return
+		}
 	}
-	if err := saveRaftTrust(n.cfg.DataDir, keys.Voters); err != nil {
-		writeErr(w, fmt.Errorf("promote: %w", err))
-		return
-	}
-	n.mu.Lock()
-	n.id.Role = fsm.RoleVoter
-	n.id.caKeyPEM, n.id.masterKey = []byte(keys.CAKey), keys.MasterKey
-	err := n.id.save(n.cfg.DataDir)
-	n.mu.Unlock()
-	if err == nil {
-		err = n.becomeVoter(false)
-	}
-	if err != nil {
-		writeErr(w, fmt.Errorf("promote: %w", err))
-		return
-	}
-	n.gossip.SetRole(fsm.RoleVoter)
-	n.log.Info("promoted to voter")
 	_ = writeJSON(w, 0, map[string]string{"role": fsm.RoleVoter})
 }
 
 // serveDemote is called by the leader once it removed this node from the
 // Raft configuration (a removed node may never hear of its own removal).
-func (n *Node) serveDemote(w http.ResponseWriter, r *http.Request) {
-	if err := n.becomeWorker(); err != nil {
+func (n *Server) serveDemote(w http.ResponseWriter, r *http.Request) {
+	if err := n.node.Demote(); err != nil {
 		writeErr(w, err)
 		return
 	}
-	n.log.Info("demoted to worker")
 	_ = writeJSON(w, 0, map[string]string{"role": fsm.RoleWorker})
 }
 
 // serveRemoved is called by the leader when this node was removed from the
 // grid while it was away. The node stops: its identity is no longer valid.
-func (n *Node) serveRemoved(w http.ResponseWriter, r *http.Request) {
+func (n *Server) serveRemoved(w http.ResponseWriter, r *http.Request) {
 	_ = writeJSON(w, 0, map[string]string{"stopping": n.id.Name})
-	n.removedOnce.Do(func() { close(n.removed) })
+	n.node.Removed()
 }

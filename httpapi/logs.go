@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"bufio"
@@ -59,7 +59,7 @@ func (q logQuery) values() url.Values {
 // serviceLogs merges the logs of every instance of a service, each line
 // prefixed with its timestamp and instance name. Without follow the lines
 // are sorted by time; with follow they stream as they come.
-func (n *Node) serviceLogs(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (n *Server) serviceLogs(w http.ResponseWriter, r *http.Request, p *principal) error {
 	q, err := parseLogQuery(r)
 	if err != nil {
 		return err
@@ -108,7 +108,7 @@ func logSources(store *fsm.Store, svc *fsm.Service) ([]logSource, error) {
 
 // mergeLogs fans out to the node of every source and merges the lines: by
 // time without follow, as they come with follow (see followLogs).
-func (n *Node) mergeLogs(w http.ResponseWriter, r *http.Request, q logQuery, sources func() ([]logSource, error)) error {
+func (n *Server) mergeLogs(w http.ResponseWriter, r *http.Request, q logQuery, sources func() ([]logSource, error)) error {
 	srcs, err := sources()
 	if err != nil {
 		return err
@@ -157,7 +157,7 @@ const followRescan = time.Second
 // followRescan the sources are listed again and each one without a stream
 // gets a new one that resumes after the last line it printed (a new
 // instance starts from the query's own tail and since).
-func (n *Node) followLogs(w http.ResponseWriter, r *http.Request, q logQuery, first []logSource, sources func() ([]logSource, error)) error {
+func (n *Server) followLogs(w http.ResponseWriter, r *http.Request, q logQuery, first []logSource, sources func() ([]logSource, error)) error {
 	ctx := r.Context()
 	flusher, _ := w.(http.Flusher)
 	// The stream ends after followMaxIdle without a line or followMaxLife
@@ -249,7 +249,7 @@ func trailingNL(lines []string) string {
 }
 
 // fetchLogs reads one container's log lines from the node that runs it.
-func (n *Node) fetchLogs(ctx context.Context, addr, name string, q logQuery, out chan<- logLine) error {
+func (n *Server) fetchLogs(ctx context.Context, addr, name string, q logQuery, out chan<- logLine) error {
 	u := api.BaseURL(addr) + "/v1/internal/containers/" + url.PathEscape(name) + "/logs?" + q.values().Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -279,7 +279,7 @@ func (n *Node) fetchLogs(ctx context.Context, addr, name string, q logQuery, out
 
 // serveContainerLogs streams a container's log from this node's engine:
 // one "timestamp message" line per log line, stdout and stderr together.
-func (n *Node) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
+func (n *Server) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
 	q, err := parseLogQuery(r)
 	if err != nil {
 		writeErr(w, err)
