@@ -94,7 +94,7 @@ func (n *Node) initGrid(ctx context.Context, boot *bootstrapSecrets) error {
 		Admin:      fsm.User{Name: "admin", Roles: []string{httpapi.RoleMasterAdmin}, CreatedAt: now},
 		AdminToken: fsm.Token{ID: randomSecret(4), Hash: hashToken(boot.adminToken), User: "admin", Description: "bootstrap admin", CreatedAt: now},
 	}
-	if _, _, err := n.apply(ctx, cmd, &fsm.AuditInfo{User: "bootstrap", Time: now}); err != nil {
+	if _, _, err := n.voter().Apply(ctx, cmd, &fsm.AuditInfo{User: "bootstrap", Time: now}); err != nil {
 		return fmt.Errorf("bootstrap: write grid settings: %w", err)
 	}
 	return n.id.save(n.cfg.DataDir)

@@ -458,19 +458,6 @@ func (n *Node) isLeader() bool {
 	return rn != nil && rn.IsLeader()
 }
 
-// apply commits a command through Raft. It must run on the leader.
-func (n *Node) apply(ctx context.Context, cmd fsm.Command, audit *fsm.AuditInfo) (any, uint64, error) {
-	rn := n.voter()
-	if rn == nil {
-		return nil, 0, api.Errorf(api.CodeUnavailable, "this node is not a voter")
-	}
-	res, idx, err := rn.Apply(ctx, cmd, audit)
-	if errors.Is(err, raftnode.ErrNotLeader) || errors.Is(err, raftnode.ErrNoQuorum) {
-		return nil, 0, api.Errorf(api.CodeUnavailable, "%v", err)
-	}
-	return res, idx, err
-}
-
 func hashToken(tok string) string { return httpapi.HashToken(tok) }
 
 // defaultAdvertise picks the address other nodes should use: the bind

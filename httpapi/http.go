@@ -164,58 +164,50 @@ func decodeBody(r *http.Request, v any) error {
 // blockingWait implements blocking queries: ?index=N&wait=D waits until the
 // state passes N (or D ends, at most 5 minutes).
 func blockingWait(r *http.Request, store *fsm.Store) error {
-	idx, _ := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
-	if idx == 0 {
-		return nil
-	}
-	wait := 30 * time.Second
-	if s := r.URL.Query().Get("wait"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return api.Errorf(api.CodeInvalid, "wait=%q: %v", s, err)
-		}
-		wait = min(d, 5*time.Minute)
-	}
-	// The wait may outlast the server's read and write timeouts (limits.go).
-	if w := responseOf(r); w != nil {
-		extendDeadline(w, wait+blockingMargin)
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
-	defer cancel()
-	_, err := store.Wait(ctx, idx)
-	if err != nil && r.Context().Err() != nil {
-		return r.Context().Err()
-	}
-	return nil
+	return waitQuery(r, func(ctx context.Context, idx uint64) error {
+		_, err := store.Wait(ctx, idx)
+		return err
+	})
 }
 
 // blockingWaitTables is blockingWait for a query whose answer is read from
 // tables only: it wakes when one of them changes past ?index=N, not on
 // every commit (node status, events, audit records...).
 func blockingWaitTables(r *http.Request, store *fsm.Store, tables ...string) error {
+	return waitQuery(r, func(ctx context.Context, idx uint64) error {
+		_, err := store.WaitTables(ctx, idx, tables...)
+		if errors.Is(err, fsm.ErrInvalid) {
+			return err // a table the store does not have: a bug of the caller
+		}
+		return nil
+	})
+}
+
+// waitQuery reads ?index and ?wait and runs wait with them; it returns an
+// error for a bad query or a caller that went away.
+func waitQuery(r *http.Request, wait func(ctx context.Context, idx uint64) error) error {
 	idx, _ := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
 	if idx == 0 {
 		return nil
 	}
-	wait := 30 * time.Second
+	d := 30 * time.Second
 	if s := r.URL.Query().Get("wait"); s != "" {
-		d, err := time.ParseDuration(s)
+		w, err := time.ParseDuration(s)
 		if err != nil {
 			return api.Errorf(api.CodeInvalid, "wait=%q: %v", s, err)
 		}
-		wait = min(d, 5*time.Minute)
+		d = min(w, 5*time.Minute)
 	}
 	// The wait may outlast the server's read and write timeouts (limits.go).
 	if w := responseOf(r); w != nil {
-		extendDeadline(w, wait+blockingMargin)
+		extendDeadline(w, d+blockingMargin)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
-	_, err := store.WaitTables(ctx, idx, tables...)
-	if errors.Is(err, fsm.ErrInvalid) {
-		return err // a table the store does not have: a bug of the caller
+	if err := wait(ctx, idx); errors.Is(err, fsm.ErrInvalid) {
+		return err
 	}
-	if err != nil && r.Context().Err() != nil {
+	if r.Context().Err() != nil {
 		return r.Context().Err()
 	}
 	return nil

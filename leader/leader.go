@@ -295,24 +295,27 @@ func (l *Leader) deploy(ctx context.Context, rn Raft, tracker *orchestrator.Trac
 			l.cfg.Log.Error("deploy pass failed", "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
-	nodes, err := rn.Store().Nodes()
+	// One view of the state for the whole pass: nodes, services,
+	// instances and stacks as they were after the same command.
+	view := rn.Store().Snapshot()
+	nodes, err := view.Nodes()
 	if err != nil {
 		return
 	}
-	services, err := rn.Store().Services("")
+	services, err := view.Services("")
 	if err != nil || len(services) == 0 {
 		return
 	}
-	instances, err := rn.Store().Instances("")
+	instances, err := view.Instances("")
 	if err != nil {
 		return
 	}
 	now := time.Now().UTC()
 	v := orchestrator.View{Now: now, Nodes: nodes, Services: services, Instances: instances, Volumes: map[string][]*stack.Volume{}, Hook: l.cfg.Hook}
-	if g, err := rn.Store().Grid(); err == nil {
+	if g, err := view.Grid(); err == nil {
 		v.Grace, v.DefaultAffinity = g.OfflineGrace, g.DefaultAffinity
 	}
-	if stacks, err := rn.Store().Stacks(); err == nil {
+	if stacks, err := view.Stacks(); err == nil {
 		for _, st := range stacks {
 			v.Volumes[st.Name] = st.Spec.Volumes
 		}
