@@ -65,6 +65,9 @@ type Config struct {
 	Log       *slog.Logger
 	// Hook, when set (tests), runs first for every service a pass plans.
 	Hook func(pass string, svc *fsm.Service)
+	// Clock is the time of a pass (nil: time.Now): the leader reads no
+	// clock of its own, so tests can move it.
+	Clock func() time.Time
 }
 
 // Leader runs the passes. What it remembers between passes is only what
@@ -75,6 +78,13 @@ type Leader struct {
 	barrierTerm uint64
 	lastAlive   map[string]time.Time
 	tracker     *orchestrator.Tracker
+}
+
+func (l *Leader) now() time.Time {
+	if l.cfg.Clock != nil {
+		return l.cfg.Clock().UTC()
+	}
+	return time.Now().UTC()
 }
 
 // New returns a leader for cfg; Run runs it.
@@ -141,7 +151,7 @@ func (l *Leader) reconcileMembership(ctx context.Context, rn Raft, lastAlive map
 		return
 	}
 	live := l.cfg.Gossip.Members()
-	now := time.Now().UTC()
+	now := l.now()
 	var ups []fsm.NodeStatusUpdate
 	for _, node := range nodes {
 		m, alive := live[node.ID]
@@ -310,7 +320,7 @@ func (l *Leader) deploy(ctx context.Context, rn Raft, tracker *orchestrator.Trac
 	if err != nil {
 		return
 	}
-	now := time.Now().UTC()
+	now := l.now()
 	v := orchestrator.View{Now: now, Nodes: nodes, Services: services, Instances: instances, Volumes: map[string][]*stack.Volume{}, Hook: l.cfg.Hook}
 	if g, err := view.Grid(); err == nil {
 		v.Grace, v.DefaultAffinity = g.OfflineGrace, g.DefaultAffinity
