@@ -219,7 +219,7 @@ func (n *Server) admit(rt route) http.Handler {
 		}
 		p := &principal{}
 		if rt.allow&allowPublic == 0 {
-			if p, err = n.identify(r, tok, rn); err != nil {
+			if p, err = n.identify(r, tok, rn, rt.at != atAnyState); err != nil {
 				// A follower may not have applied a token the leader just
 				// created: the leader has the final word on tokens.
 				if tok != "" && !rn.IsLeader() {
@@ -270,14 +270,41 @@ func (n *Server) admitHere(w http.ResponseWriter, r *http.Request, rt route) {
 }
 
 // identify resolves the caller on a voter against its state.
-func (n *Server) identify(r *http.Request, tok string, rn *raftnode.Node) (*principal, error) {
+func (n *Server) identify(r *http.Request, tok string, rn *raftnode.Node, fresh bool) (*principal, error) {
 	if tok != "" {
+		if err := tokensTrusted(rn, time.Now(), fresh); err != nil {
+			return nil, err
+		}
 		return userPrincipal(rn.Store(), tok, time.Now())
 	}
 	if id := peerNode(r); id != "" {
 		return voterView{rn: rn}.principal(id)
 	}
 	return nil, authorize(route{}, &principal{}, "")
+}
+
+// tokenStaleness is how long a voter may go without hearing from a
+// leader and still trust its state's tokens: a token revoked meanwhile
+// would look valid on it. Heartbeats come every fraction of a second, so a
+// voter in contact with a leader is never near it.
+const tokenStaleness = 3 * time.Second
+
+// tokensTrusted says whether this voter's state is fresh enough to decide
+// on tokens: a voter cut off from the leader for longer than
+// tokenStaleness refuses every token (503, the CLI tries another master)
+// rather than accept one that was revoked on the other side of the cut.
+// Routes that answer from any state (grid health) say fresh=false: they
+// hold nothing a revoked token could take.
+func tokensTrusted(rn *raftnode.Node, now time.Time, fresh bool) error {
+	if !fresh || rn.IsLeader() || rn.Leader() != "" {
+		return nil
+	}
+	last := rn.LastContact()
+	if last.IsZero() || now.Sub(last) <= tokenStaleness {
+		return nil
+	}
+	return api.Errorf(api.CodeUnavailable, "this voter has not heard from a leader for %s, so it cannot tell whether your token was revoked meanwhile: it refuses tokens until it hears from one (ask another master; see `kontena grid health`)",
+		now.Sub(last).Round(time.Second))
 }
 
 // userPrincipal looks a bearer token up in the state.

@@ -329,6 +329,19 @@ func TestGrid(t *testing.T) {
 			return nil
 		})
 		phase("isolated voter refuses writes (exit 4)")
+		// Nor does it decide on tokens once it has been cut off for a few
+		// seconds: one revoked on the majority's side would look valid here.
+		eventually(t, 30*time.Second, "isolated voter refuses tokens", func() error {
+			_, errOut, code, err := n.Exec(ctx, "kontena", "--config", "/tmp/cli.json", "node", "ls")
+			if err != nil {
+				return err
+			}
+			if code != 4 || !strings.Contains(errOut, "cannot tell whether your token was revoked") {
+				return fmt.Errorf("read on the isolated voter: exit %d %q", code, errOut)
+			}
+			return nil
+		})
+		phase("isolated voter refuses tokens (exit 4)")
 		eventually(t, 30*time.Second, "grid health on the isolated voter says no quorum (exit 8)", func() error {
 			out, _, code, err := n.Exec(ctx, "kontena", "--config", "/tmp/cli.json", "grid", "health")
 			if err != nil || code != 8 {

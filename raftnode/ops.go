@@ -34,6 +34,15 @@ func (r *Node) Leader() string {
 	return string(id)
 }
 
+// LastContact is when this follower last heard from a leader (zero on the
+// leader itself, which is its own).
+func (r *Node) LastContact() time.Time {
+	if r.raft.State() == raft.Leader {
+		return time.Time{}
+	}
+	return r.raft.LastContact()
+}
+
 // Term, CommitIndex and AppliedIndex report the log's progress.
 func (r *Node) Term() uint64         { return r.raft.CurrentTerm() }
 func (r *Node) CommitIndex() uint64  { return r.raft.CommitIndex() }
