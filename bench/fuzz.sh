@@ -24,6 +24,9 @@ for t in "${targets[@]}"; do
   if ! go test "./$1" -run '^$' -fuzz "^$2\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 5s -parallel 1 >"$log" 2>&1; then
     tail -30 "$log"; echo "FAIL $1 $2"; exit 1
   fi
-  grep -E "fuzz: elapsed" "$log" | tail -1 || true
+  if ! grep -q "fuzz: elapsed" "$log"; then
+    tail -5 "$log"; echo "FAIL $1 $2: no such fuzz target ran"; exit 1
+  fi
+  grep -E "fuzz: elapsed" "$log" | tail -1
   echo "ok $1 $2"
 done
