@@ -211,6 +211,22 @@ func TestDataDirEmptyRaftLog(t *testing.T) {
 	assertUnchanged(t, dir, before)
 }
 
+// A voter whose node.json says it wrote a Raft log, but whose raft.db is
+// gone, refuses to start: a fresh empty log would vote as if it had seen
+// nothing.
+func TestDataDirMissingRaftLog(t *testing.T) {
+	dir := t.TempDir()
+	runUntilReady(t, dir)
+	if err := os.Remove(filepath.Join(dir, dirRaft, "raft.db")); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotDir(t, dir)
+	err := runExpectingError(t, dir, nil)
+	t.Log(err)
+	assertMessage(t, err, "raft log "+filepath.Join(dir, "raft", "raft.db")+" is missing", "Nothing was changed", "kontena node rm")
+	assertUnchanged(t, dir, before)
+}
+
 func TestDataDirCorruptRaftLog(t *testing.T) {
 	random := func(n int) []byte {
 		b := make([]byte, n)

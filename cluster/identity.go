@@ -22,6 +22,10 @@ type identity struct {
 	Grid     string `json:"grid"`
 	Role     string `json:"role"`
 	CADigest string `json:"ca_digest"`
+	// RaftLog: this voter has written its Raft log (raft/raft.db). A voter
+	// that says so but has none lost it: it must not start with an empty
+	// log (it would vote as if it had seen nothing).
+	RaftLog bool `json:"raft_log,omitempty"`
 
 	caPEM, certPEM, keyPEM []byte
 	gossipKey              []byte

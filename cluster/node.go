@@ -339,12 +339,26 @@ func (n *Node) becomeVoter(bootstrap bool) error {
 	if err != nil {
 		return err
 	}
+	if log := filepath.Join(n.cfg.DataDir, dirRaft, "raft.db"); n.id.RaftLog && !exists(log) {
+		return fmt.Errorf("%w: this voter's raft log %s is missing (node.json says it was written): starting with an empty log "+
+			"could let it vote away changes the grid committed. Nothing was changed. If the grid's other masters are up: stop this node, "+
+			"run `kontena node rm %s` against them, move %s away and join this machine again with a token from `kontena grid token`; "+
+			"if this was the grid's only master, restore %s from a backup",
+			ErrDataDir, log, n.id.Name, n.cfg.DataDir, filepath.Join(n.cfg.DataDir, dirRaft))
+	}
 	bind := net.JoinHostPort(n.cfg.BindAddr, strconv.Itoa(n.cfg.RaftPort))
 	adv := net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.RaftPort))
 	rn, err := raftnode.Start(raftnode.Config{DataDir: n.cfg.DataDir, NodeID: n.id.ID, Bind: bind, Advertise: adv,
 		ServerTLS: n.raftTLS, ClientTLS: n.clientTLS, Bootstrap: bootstrap, Trust: loadRaftTrust(n.cfg.DataDir), Log: n.log})
 	if err != nil {
 		return err
+	}
+	if !n.id.RaftLog {
+		n.id.RaftLog = true
+		if err := n.id.save(n.cfg.DataDir); err != nil {
+			_ = rn.Shutdown()
+			return err
+		}
 	}
 	n.rn, n.ca, n.seal = rn, ca, seal
 	return nil
@@ -355,7 +369,7 @@ func (n *Node) becomeWorker() error {
 	n.mu.Lock()
 	rn := n.rn
 	n.rn, n.ca, n.seal = nil, nil, nil
-	n.id.Role = fsm.RoleWorker
+	n.id.Role, n.id.RaftLog = fsm.RoleWorker, false
 	n.id.caKeyPEM, n.id.masterKey = nil, nil
 	err := n.id.save(n.cfg.DataDir)
 	n.mu.Unlock()
