@@ -48,7 +48,7 @@ type Command interface {
 
 // commands are the prototypes of every command, by domain. A new domain
 // file adds its list here; a new command of a domain goes in its list.
-var commands = [...][]Command{gridCommands, nodeCommands, tokenCommands, stackCommands,
+var commands = [...][]Command{gridCommands, nodeCommands, tokenCommands, stackCommands, secretCommands,
 	serviceCommands, instanceCommands, overlayCommands}
 
 // prototype is the (nil) prototype of message type t, or nil.

@@ -280,11 +280,12 @@ func TestMsgTypesArePersisted(t *testing.T) {
 			t.Errorf("message type %d is %q, was %q: never renumber or rename a command", typ, got, name)
 		}
 	}
-	want := []MsgType{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 15, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27}
+	want := []MsgType{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 15, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30}
 	names := []string{"GridInit", "NodeRegister", "NodeUpdate", "NodeStatus", "NodeRole", "NodeRemove", "TokenCreate",
 		"TokenRemove", "JoinTokenSet", "StackInstall", "StackRemove", "ServiceScale", "InstancesPlace", "InstancesReport",
 		"StackUpgrade", "ServicePlacementError", "NodeOverlaySet", "VPNCreate", "VPNRemove", "ServiceStop", "ServiceStart",
-		"ServiceRestart", "ServiceRedeploy", "ServiceRemove", "ServiceDeployState", "NodeResourcesSet", "GridUpdate"}
+		"ServiceRestart", "ServiceRedeploy", "ServiceRemove", "ServiceDeployState", "NodeResourcesSet", "GridUpdate",
+		"SecretWrite", "SecretRemove", "SecretRead"}
 	for i, name := range names {
 		if c := newCommand(want[i]); c == nil || reflect.TypeOf(c).Elem().Name() != name || c.MsgType() != want[i] {
 			t.Errorf("message type %d decodes to %T, was %s", want[i], c, name)

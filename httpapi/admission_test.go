@@ -207,6 +207,10 @@ func TestAdmissionTable(t *testing.T) {
 		"GET /v1/containers/{name}/logs":              adminRoute,
 		"POST /v1/containers/{name}/exec":             adminRoute,
 		"GET /v1/stats":                               userRoute,
+		"GET /v1/vault":                               adminRoute,
+		"GET /v1/vault/{name...}":                     adminRoute,
+		"PUT /v1/vault/{name...}":                     adminRoute,
+		"DELETE /v1/vault/{name...}":                  adminRoute,
 		"GET /v1/vpn":                                 adminRoute,
 		"POST /v1/vpn":                                adminRoute,
 		"DELETE /v1/vpn/{name}":                       adminRoute,
@@ -265,7 +269,7 @@ func TestAdmissionTable(t *testing.T) {
 			t.Errorf("route %s has no row in the admission table: declare who may call it", key)
 			continue
 		}
-		path := strings.NewReplacer("{name}", "w1", "{stack}", "s", "{service}", "x", "{id}", "tok").Replace(rt.pattern)
+		path := strings.NewReplacer("{name...}", "db/password", "{name}", "w1", "{stack}", "s", "{service}", "x", "{id}", "tok").Replace(rt.pattern)
 		for i, c := range callers {
 			req, _ := http.NewRequest(rt.method, srv.URL+path, strings.NewReader("{}"))
 			if c.token != "" {

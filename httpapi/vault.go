@@ -1,0 +1,96 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/fsm"
+)
+
+// sealSecret is the associated data secret values are sealed with: a
+// value sealed for one name does not open as another.
+func sealSecret(name string) string { return "secret:" + name }
+
+func secretInfo(s *fsm.Secret) api.SecretInfo {
+	return api.SecretInfo{Name: s.Name, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
+}
+
+// listSecrets answers names and times, never values.
+func (n *Server) listSecrets(w http.ResponseWriter, r *http.Request, p *principal) error {
+	store, err := n.store()
+	if err != nil {
+		return err
+	}
+	v := store.Snapshot()
+	all, err := v.Secrets()
+	if err != nil {
+		return err
+	}
+	out := make([]api.SecretInfo, 0, len(all))
+	for _, s := range all {
+		out = append(out, secretInfo(s))
+	}
+	return writeJSON(w, v.Index(), out)
+}
+
+// readSecret opens a secret's value on the leader; the read is committed
+// first, so that it has its audit record on every voter.
+func (n *Server) readSecret(w http.ResponseWriter, r *http.Request, p *principal) error {
+	name := r.PathValue("name")
+	keys, ok := n.node.Keys()
+	if !ok {
+		return api.Errorf(api.CodeUnavailable, "this node holds no master key (not a voter)")
+	}
+	res, idx, err := n.apply(r.Context(), &fsm.SecretRead{Name: name}, auditOf(r, p))
+	if err != nil {
+		return err
+	}
+	sec := res.(*fsm.Secret)
+	value, err := keys.Seal.Open(sec.Sealed, sealSecret(name))
+	if err != nil {
+		return api.Errorf(api.CodeInternal, "secret %s does not open with this grid's master key: %v", name, err)
+	}
+	return writeJSON(w, idx, api.SecretValue{SecretInfo: secretInfo(sec), Value: string(value)})
+}
+
+// writeSecret seals the value before the command enters the Raft log.
+func (n *Server) writeSecret(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var req api.SecretWriteRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	if err := fsm.CheckSecretName(name); err != nil {
+		return err
+	}
+	if len(req.Value) > 64<<10 {
+		return api.Errorf(api.CodeInvalid, "secret %s: a value of %d bytes; at most 64 KiB", name, len(req.Value))
+	}
+	mode := req.Mode
+	if mode == "" {
+		mode = fsm.SecretCreate
+	}
+	keys, ok := n.node.Keys()
+	if !ok {
+		return api.Errorf(api.CodeUnavailable, "this node holds no master key (not a voter)")
+	}
+	sealed, err := keys.Seal.Seal([]byte(req.Value), sealSecret(name))
+	if err != nil {
+		return err
+	}
+	res, idx, err := n.apply(r.Context(), &fsm.SecretWrite{Name: name, Sealed: sealed, Mode: mode}, auditOf(r, p))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, idx, secretInfo(res.(*fsm.Secret)))
+}
+
+func (n *Server) removeSecret(w http.ResponseWriter, r *http.Request, p *principal) error {
+	name := r.PathValue("name")
+	_, idx, err := n.apply(r.Context(), &fsm.SecretRemove{Name: name}, auditOf(r, p))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, idx, map[string]string{"removed": name, "at": time.Now().UTC().Format(time.RFC3339)})
+}
