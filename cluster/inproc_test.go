@@ -297,3 +297,74 @@ type tlsDialer struct {
 func (d tlsDialer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", string(addr), d.cfg)
 }
+
+const secretStack = `stack: test/sec
+version: 0.1.0
+services:
+  a:
+    image: a:fake
+    affinity: ["node==n1"]
+    secrets:
+      - secret: only-a
+        name: SECRET_A
+        type: env
+  b:
+    image: b:fake
+    affinity: ["node==n2"]
+    secrets:
+      - secret: only-b
+        name: SECRET_B
+        type: env
+      - secret: bundle
+        name: SECRET_B
+        type: env
+`
+
+// TestSecretsReachOnlyTheirNode: a stack naming a secret the vault lacks is
+// refused with the name; a vault secret reaches the environment of the
+// instances that use it, and a node's assignments hold only the secrets of
+// its own instances.
+func TestSecretsReachOnlyTheirNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two nodes")
+	}
+	g := newTestGrid(t, 1, 1)
+	ctx := context.Background()
+	res, err := stack.LoadBytes(ctx, "kontena.yml", []byte(secretStack), stack.Options{Grid: "unit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := api.StackInstallRequest{Name: res.Name, FileName: "kontena.yml", Source: res.Source, Values: res.Variables, Spec: *res.Stack}
+	if _, err := g.admin.Do(ctx, "POST", "/v1/stacks", req, nil); err == nil || !strings.Contains(err.Error(), "only-a") || !strings.Contains(err.Error(), "not in the vault") {
+		t.Fatalf("install naming missing secrets: %v", err)
+	}
+	for name, value := range map[string]string{"only-a": "value-of-a", "only-b": "value-of-b", "bundle": "second-part"} {
+		if _, err := g.admin.WriteSecret(ctx, name, api.SecretWriteRequest{Value: value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := g.admin.Do(ctx, "POST", "/v1/stacks", req, nil); err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	g.waitFor("both instances running", 30*time.Second, func() bool { return g.running() == 2 })
+	if env := strings.Join(g.node("n2").rt.Env("sec.b-1"), ";"); !strings.Contains(env, "SECRET_B=value-of-b\nsecond-part") || strings.Contains(env, "value-of-a") {
+		t.Fatalf("b-1's environment on n2: %s", env)
+	}
+	if env := strings.Join(g.node("n1").rt.Env("sec.a-1"), ";"); !strings.Contains(env, "SECRET_A=value-of-a") || strings.Contains(env, "value-of-b") {
+		t.Fatalf("a-1's environment on n1: %s", env)
+	}
+	// What n2 itself reads: its own instance's secrets, nobody else's.
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: g.nodeTLS(g.node("n2"))}, Timeout: 10 * time.Second}
+	code, body := rawCall(t, c, "GET", "https://"+g.node("n1").info.APIAddr+"/v1/nodes/n2/assignments", nil, nil)
+	if code != http.StatusOK || !strings.Contains(body, "value-of-b") || strings.Contains(body, "value-of-a") {
+		t.Fatalf("n2's assignments: %d %s", code, body)
+	}
+	// Listings and service show carry names only.
+	var svc api.ServiceInfo
+	if _, err := g.admin.Do(ctx, "GET", "/v1/services/sec/b", nil, &svc); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := json.Marshal(svc); strings.Contains(string(data), "value-of-b") {
+		t.Fatalf("service show holds a secret value: %s", data)
+	}
+}

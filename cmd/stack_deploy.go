@@ -97,9 +97,6 @@ func loadStack(c *cli.Context, s *session, file, name string, base map[string]an
 func unsupportedWarnings(st *stack.Stack) []string {
 	var out []string
 	for _, svc := range st.Services {
-		if len(svc.Secrets) > 0 {
-			out = append(out, fmt.Sprintf("service %s: its %d secrets are not injected: this grid has no vault yet", svc.Name, len(svc.Secrets)))
-		}
 		if len(svc.Certificates) > 0 {
 			out = append(out, fmt.Sprintf("service %s: its %d certificates are not injected: this grid has no certificate store yet", svc.Name, len(svc.Certificates)))
 		}

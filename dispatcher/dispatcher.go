@@ -125,3 +125,42 @@ func Resources(nodeID string, res fsm.NodeResources) (*fsm.NodeResourcesSet, err
 	}
 	return &fsm.NodeResourcesSet{ID: nodeID, Resources: res}, nil
 }
+
+// Opener opens a sealed vault value (the voter's sealer).
+type Opener func(name string, sealed []byte) ([]byte, error)
+
+// WithSecrets fills in the vault secrets of type env of every assignment,
+// from the same view. A secret that is gone (removed after the install) is
+// left out: the instance runs without it, and says so in err.
+func WithSecrets(v *fsm.View, as *Assignments, open Opener) error {
+	var missing []string
+	for i := range as.Items {
+		a := &as.Items[i]
+		for _, ref := range a.Service.Secrets {
+			if ref.Type != "" && ref.Type != "env" {
+				continue
+			}
+			sec, err := v.Secret(ref.Secret)
+			if err != nil {
+				missing = append(missing, ref.Secret)
+				continue
+			}
+			value, err := open(ref.Secret, sec.Sealed)
+			if err != nil {
+				return fmt.Errorf("open secret %s: %w", ref.Secret, err)
+			}
+			if a.SecretEnv == nil {
+				a.SecretEnv = map[string]string{}
+			}
+			if prev, ok := a.SecretEnv[ref.Name]; ok {
+				a.SecretEnv[ref.Name] = prev + "\n" + string(value)
+			} else {
+				a.SecretEnv[ref.Name] = string(value)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("secrets not in the vault: %v: %w", missing, fsm.ErrNotFound)
+	}
+	return nil
+}

@@ -69,6 +69,11 @@ type Assignment struct {
 	// instance stays (its data is here) but its container is stopped
 	// until the node is active again.
 	Drained bool `json:"drained,omitempty"`
+	// SecretEnv are the service's vault secrets of type env, opened by
+	// the voter that answers, by environment variable (several secrets on
+	// one name joined by a newline, as Kontena bundled SSL_CERTS). Only the
+	// node that runs the instance gets them, over mutual TLS.
+	SecretEnv map[string]string `json:"secret_env,omitempty"`
 }
 
 // Assignments is what a node's agent watches.

@@ -21,6 +21,9 @@ func (n *Server) installStack(w http.ResponseWriter, r *http.Request, p *princip
 	if err := checkStackRequest(&req); err != nil {
 		return err
 	}
+	if err := n.checkSecrets(&req); err != nil {
+		return err
+	}
 	res, idx, err := n.apply(r.Context(), &fsm.StackInstall{Stack: fsm.Stack{Name: req.Name, FileName: req.FileName,
 		Source: req.Source, Values: req.Values, Spec: req.Spec}, NoDeploy: r.URL.Query().Get("no_deploy") == "true"}, auditOf(r, p))
 	if err != nil {
@@ -37,6 +40,9 @@ func (n *Server) upgradeStack(w http.ResponseWriter, r *http.Request, p *princip
 	}
 	req.Name = r.PathValue("name")
 	if err := checkStackRequest(&req); err != nil {
+		return err
+	}
+	if err := n.checkSecrets(&req); err != nil {
 		return err
 	}
 	store, err := n.store()
@@ -195,6 +201,12 @@ func (n *Server) getAssignments(w http.ResponseWriter, r *http.Request, p *princ
 	if err != nil {
 		return err
 	}
+	if keys, ok := n.node.Keys(); ok {
+		open := func(name string, sealed []byte) ([]byte, error) { return keys.Seal.Open(sealed, sealSecret(name)) }
+		if err := dispatcher.WithSecrets(view, &out, open); err != nil && !errors.Is(err, fsm.ErrNotFound) {
+			return err
+		}
+	}
 	return writeJSON(w, view.Index(), out)
 }
 
@@ -264,4 +276,30 @@ func serviceInfo(store *fsm.Store, svc *fsm.Service, nodeNames map[string]string
 			Number: in.Number, Node: nodeNames[in.NodeID], Revision: in.Revision, Actual: in.Actual})
 	}
 	return info
+}
+
+// checkSecrets refuses a stack whose services name vault secrets that do
+// not exist, naming every one missing.
+func (n *Server) checkSecrets(req *api.StackInstallRequest) error {
+	store, err := n.store()
+	if err != nil {
+		return err
+	}
+	v := store.Snapshot()
+	var missing []string
+	for _, svc := range req.Spec.Services {
+		for _, ref := range svc.Secrets {
+			if ref.Type != "" && ref.Type != "env" {
+				return api.Errorf(api.CodeInvalid, "stack %s: service %s: secret %s: type %q is not supported yet (use env)", req.Name, svc.Name, ref.Secret, ref.Type)
+			}
+			if _, err := v.Secret(ref.Secret); err != nil {
+				missing = append(missing, svc.Name+": "+ref.Secret)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return api.Errorf(api.CodeInvalid, "stack %s names secrets that are not in the vault (%s); write them with `kontena vault write NAME`",
+			req.Name, strings.Join(missing, ", "))
+	}
+	return nil
 }

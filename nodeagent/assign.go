@@ -50,6 +50,9 @@ func containerSpec(a api.Assignment) agent.ContainerSpec {
 			spec.Env[e.Name] = e.Value
 		}
 	}
+	for name, value := range a.SecretEnv { // a vault secret wins over a plain value of the same name
+		spec.Env[name] = value
+	}
 	for _, p := range s.Ports {
 		spec.Ports = append(spec.Ports, agent.Port{HostIP: p.IP, HostPort: p.NodePort, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
 	}

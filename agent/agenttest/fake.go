@@ -20,12 +20,20 @@ type Runtime struct {
 	seq   int
 	ctrs  map[string]*agent.Container
 	watch []chan struct{}
+	env   map[string][]string // the environment each container was created with, by name
 	// IP is the address every container gets ("" = none).
 	IP string
 }
 
 // New returns an empty runtime.
-func New() *Runtime { return &Runtime{ctrs: map[string]*agent.Container{}} }
+func New() *Runtime { return &Runtime{ctrs: map[string]*agent.Container{}, env: map[string][]string{}} }
+
+// Env is the environment container name was last created with.
+func (f *Runtime) Env(name string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.env[name]...)
+}
 
 var _ agent.Runtime = (*Runtime)(nil)
 
@@ -88,6 +96,7 @@ func (f *Runtime) Create(_ context.Context, r agent.CreateRequest) (string, erro
 	f.seq++
 	id := fmt.Sprintf("fake%d", f.seq)
 	f.ctrs[id] = &agent.Container{ID: id, Name: r.Name, Labels: r.Labels, State: "created", IP: f.IP}
+	f.env[r.Name] = append([]string(nil), r.Env...)
 	return id, nil
 }
 
