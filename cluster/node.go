@@ -45,6 +45,8 @@ type Node struct {
 
 	api *httpapi.Server // the HTTPS API this node serves
 
+	loops sync.WaitGroup // the node's loops: Run returns once they ended
+
 	rnd *rand.Rand // the leader's scheduler randomness (random strategy)
 
 	// servicePassHook, when set (tests), runs first for every service a
@@ -143,17 +145,21 @@ func Run(ctx context.Context, cfg Config) error {
 	nctx, stopLoops := context.WithCancel(ctx)
 	defer stopLoops()
 	if err := n.start(nctx, boot, peers); err != nil {
+		stopLoops()
 		n.stop()
+		n.waitLoops()
 		return err
 	}
 	select {
 	case <-ctx.Done():
 		n.log.Info("shutting down")
 		n.stop()
+		n.waitLoops()
 		return nil
 	case <-n.removed:
 		stopLoops()
 		n.stop()
+		n.waitLoops()
 		n.leave()
 		return fmt.Errorf("%w: node %s was removed from grid %s; to bring this machine back, delete %s and join again with a token",
 			ErrRemoved, id.Name, id.Grid, cfg.DataDir)
@@ -252,13 +258,15 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 		case <-time.After(3 * time.Second):
 		}
 	}
-	go g.Reconnect(ctx, membership.Reconnect{Self: net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.GossipPort)),
-		Peers: peers, Known: n.knownGossip, Save: func(p []string) error { return savePeers(n.cfg.DataDir, p) }, Log: n.log})
-	go n.leader().Run(ctx)
-	go n.dp.Run(ctx)
+	n.goLoop(func() {
+		g.Reconnect(ctx, membership.Reconnect{Self: net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.GossipPort)),
+			Peers: peers, Known: n.knownGossip, Save: func(p []string) error { return savePeers(n.cfg.DataDir, p) }, Log: n.log})
+	})
+	n.goLoop(func() { n.leader().Run(ctx) })
+	n.goLoop(func() { n.dp.Run(ctx) })
 	if !n.cfg.NoContainers {
 		if na, ok := n.nodeAgent(); ok {
-			go nodeagent.Run(ctx, na)
+			n.goLoop(func() { nodeagent.Run(ctx, na) })
 		}
 	}
 
@@ -277,6 +285,27 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 		n.cfg.OnReady(info)
 	}
 	return nil
+}
+
+// goLoop runs one of the node's loops; Run waits for them to end, so
+// nothing writes to the data dir after it returned.
+func (n *Node) goLoop(f func()) {
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		f()
+	}()
+}
+
+// waitLoops waits (a while) for the loops to see their context end.
+func (n *Node) waitLoops() {
+	done := make(chan struct{})
+	go func() { n.loops.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		n.log.Warn("the node's loops did not stop within 30 s")
+	}
 }
 
 // leave is what a node removed from the grid does before it exits: the grid

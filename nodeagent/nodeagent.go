@@ -78,7 +78,12 @@ func Run(ctx context.Context, cfg Config) {
 		return
 	}
 	desired := make(chan []agent.ContainerSpec, 1)
+	agentDone := make(chan struct{})
+	// Run returns only once the agent has: a pass in progress may still
+	// attach a container (and write the address allocator's file).
+	defer func() { <-agentDone }()
 	go func() {
+		defer close(agentDone)
 		if err := a.Run(ctx, desired); err != nil && ctx.Err() == nil {
 			n.log.Error("container agent stopped", "err", err)
 		}
