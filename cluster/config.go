@@ -9,11 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"regexp"
 	"time"
 
 	"github.com/kontena-ng/kontena/agent"
 	"github.com/kontena-ng/kontena/scheduler"
+	"github.com/kontena-ng/kontena/stack"
 )
 
 // Default ports; every one can be changed so several nodes share a host.
@@ -126,18 +126,16 @@ type ReadyInfo struct {
 	JoinToken    string // only on bootstrap
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
 // validate checks the config before anything is written to disk.
 func (c *Config) validate() error {
 	var errs []error
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir is required"))
 	}
-	if !nameRE.MatchString(c.Grid) {
+	if !stack.IsDNSLabel(c.Grid) {
 		errs = append(errs, fmt.Errorf("--grid %q: use lowercase letters, digits and dashes", c.Grid))
 	}
-	if c.Name != "" && !nameRE.MatchString(c.Name) {
+	if c.Name != "" && !stack.IsDNSLabel(c.Name) {
 		errs = append(errs, fmt.Errorf("--name %q: use lowercase letters, digits and dashes (a DNS label)", c.Name))
 	}
 	switch c.InitialSize {

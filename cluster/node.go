@@ -38,7 +38,6 @@ type Node struct {
 	apiTLS    *tls.Config // server side of the API: client certs optional
 	raftTLS   *tls.Config // server side of Raft: client certs required
 	clientTLS *tls.Config // outgoing node-to-node calls, with our certificate
-	peerHTTP  *http.Client
 
 	gossip *membership.Gossip
 	http   *http.Server
@@ -182,14 +181,6 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 	if n.clientTLS, err = pki.ClientConfig(id.caPEM, &kp); err != nil {
 		return err
 	}
-	n.peerHTTP = &http.Client{Transport: &http.Transport{
-		TLSClientConfig:     n.clientTLS,
-		DialContext:         api.Dialer(2 * time.Second).DialContext,
-		MaxIdleConnsPerHost: 32,
-		// Below the API server's idle timeout, so a pooled connection is
-		// not reused just as the other end closes it.
-		IdleConnTimeout: 90 * time.Second,
-	}}
 
 	if id.Role == fsm.RoleVoter {
 		if err := n.becomeVoter(boot != nil); err != nil {

@@ -178,3 +178,7 @@ func (v *View) Grid() (*Grid, error) {
 
 // Grid returns the grid settings, or ErrNotFound before bootstrap.
 func (s *Store) Grid() (*Grid, error) { return s.Snapshot().Grid() }
+
+// WasRemoved tells whether node id was removed from the grid (`node rm`):
+// its certificate is refused everywhere and its ID is never reused.
+func (g *Grid) WasRemoved(id string) bool { return slices.Contains(g.RemovedNodes, id) }

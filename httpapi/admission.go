@@ -343,7 +343,7 @@ type voterView struct{ rn *raftnode.Node }
 func (v voterView) principal(id string) (*principal, error) {
 	node, err := v.rn.Store().Node(id)
 	if err != nil {
-		if g, gerr := v.rn.Store().Grid(); gerr == nil && slices.Contains(g.RemovedNodes, id) {
+		if g, gerr := v.rn.Store().Grid(); gerr == nil && g.WasRemoved(id) {
 			return nil, api.Errorf(api.CodeUnauthorized, "certificate of node %s: the node was removed from the grid; its certificate is no longer accepted", id)
 		}
 		// A voter that restarted and has not caught up yet has only the

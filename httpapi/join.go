@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/stack"
 )
 
 // joinMu serialises joins on the leader so that two nodes joining at once
@@ -50,13 +50,13 @@ func (n *Server) admitJoin(ctx context.Context, req *api.JoinRequest, sourceIP s
 	if subtle.ConstantTimeCompare(secret, []byte(req.Secret)) != 1 {
 		return refuse("invalid join token: it is mistyped or was rotated; print the current one on a master with `kontena grid token`")
 	}
-	if !nodeNameRE.MatchString(req.Name) {
+	if !stack.IsDNSLabel(req.Name) {
 		return refuse("node name %q is not valid: use lowercase letters, digits and dashes", req.Name)
 	}
 	if other, err := rn.Store().Node(req.NodeID); err == nil {
 		return refuse("node ID %s is already in use by node %s", req.NodeID, other.Name)
 	}
-	if slices.Contains(g.RemovedNodes, req.NodeID) {
+	if g.WasRemoved(req.NodeID) {
 		// A removed node's certificate stays refused: its ID is never reused.
 		return refuse("node ID %s belongs to a node removed from the grid; start the new node with an empty data dir", req.NodeID)
 	}

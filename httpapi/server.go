@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/kontena-ng/kontena/agent/engine"
@@ -145,9 +144,6 @@ func HashToken(tok string) string {
 	sum := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(sum[:])
 }
-
-// nodeNameRE is a node name: one DNS label.
-var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // HTTPServer is the API's bounded http.Server (timeouts, connection
 // limits: see limits.go) and the TLS listener over ln it serves on.

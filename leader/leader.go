@@ -14,7 +14,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"time"
 
@@ -282,7 +281,7 @@ func (l *Leader) evictRemoved(ctx context.Context, rn Raft) {
 // wasRemoved tells whether node id was removed from the grid.
 func wasRemoved(rn Raft, id string) bool {
 	g, err := rn.Store().Grid()
-	return err == nil && slices.Contains(g.RemovedNodes, id)
+	return err == nil && g.WasRemoved(id)
 }
 
 // sendVoterKeys gives a promoted worker what it needs to start Raft: only

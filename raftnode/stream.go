@@ -116,7 +116,7 @@ func (c *admittedConn) Write(p []byte) (int, error) {
 // leader named when it handed over the voter keys.
 func (r *Node) peerCheck(boot []string) func(id string) error {
 	return func(id string) error {
-		if g, err := r.store.Grid(); err == nil && slices.Contains(g.RemovedNodes, id) {
+		if g, err := r.store.Grid(); err == nil && g.WasRemoved(id) {
 			return errors.New("the node was removed from the grid")
 		}
 		fut := r.raft.GetConfiguration()

@@ -58,10 +58,14 @@ var (
 	specEnvNameRe = regexp.MustCompile(`^[^=\x00]+$`)
 )
 
+// IsDNSLabel tells whether s is one DNS label of at most MaxNameLen
+// lowercase letters, digits and dashes: a stack, grid or node name.
+func IsDNSLabel(s string) bool { return len(s) <= MaxNameLen && dnsLabelRe.MatchString(s) }
+
 // ValidateStackName checks an installed stack name: a DNS label of at most
 // MaxNameLen lowercase letters, digits and dashes.
 func ValidateStackName(name string) error {
-	if len(name) > MaxNameLen || !dnsLabelRe.MatchString(name) {
+	if !IsDNSLabel(name) {
 		return &Error{Path: "name", Expected: fmt.Sprintf("a stack name of lowercase letters, digits and - (a DNS label of at most %d, not starting or ending with -)", MaxNameLen),
 			Found: describeScalar(name)}
 	}
