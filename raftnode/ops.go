@@ -118,6 +118,13 @@ func (r *Node) CaughtUp() bool {
 	if commit == 0 || r.raft.AppliedIndex() < commit {
 		return false
 	}
+	// raft's AppliedIndex counts entries handed to the FSM goroutine, not
+	// entries it has applied: a restarted follower with hundreds of entries
+	// to replay reports them applied while its state is still the
+	// snapshot's. The store's own index says what it has applied.
+	if cmd, err := lastCommand(r.logs, commit); err != nil || r.store.Index() < cmd {
+		return false
+	}
 	if !r.caughtUpOnce.Load() {
 		// A leader that restarted too tells its old commit index until the
 		// no-op entry of its own term commits: only an entry of the current
@@ -129,6 +136,28 @@ func (r *Node) CaughtUp() bool {
 		r.caughtUpOnce.Store(true)
 	}
 	return true
+}
+
+// lastCommand is the index of the last command entry at or below index
+// (0: none is left in the log, everything up to index is in the snapshot
+// the state was restored from). Entries of other types (a leader's no-op,
+// a configuration, a barrier) never reach the state machine, so the
+// store's index stops at the command before them.
+func lastCommand(logs raft.LogStore, index uint64) (uint64, error) {
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return 0, fmt.Errorf("read the log's first index: %w", err)
+	}
+	for i := index; i >= first && i > 0; i-- {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			return 0, fmt.Errorf("read log entry %d: %w", i, err)
+		}
+		if l.Type == raft.LogCommand {
+			return i, nil
+		}
+	}
+	return 0, nil
 }
 
 // leaderReady waits (briefly) until a new leader has applied everything

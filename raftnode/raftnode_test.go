@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/kontena-ng/kontena/fsm"
 )
 
@@ -70,5 +72,37 @@ func TestPeerCheck(t *testing.T) {
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: %v, want %q", tc.id, err, tc.want)
 		}
+	}
+}
+
+// TestLastCommand: a follower's state is caught up once the store has
+// applied the last command at or below the commit index; the no-op,
+// configuration and barrier entries after it never reach the store.
+func TestLastCommand(t *testing.T) {
+	logs := raft.NewInmemStore()
+	types := []raft.LogType{raft.LogConfiguration, raft.LogCommand, raft.LogNoop, raft.LogCommand, raft.LogConfiguration, raft.LogBarrier, raft.LogNoop}
+	for i, typ := range types {
+		if err := logs.StoreLog(&raft.Log{Index: uint64(i + 1), Term: 1, Type: typ}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ commit, want uint64 }{{1, 0}, {2, 2}, {3, 2}, {4, 4}, {7, 4}} {
+		if got, err := lastCommand(logs, c.commit); err != nil || got != c.want {
+			t.Errorf("lastCommand(%d) = %d, %v; want %d", c.commit, got, err, c.want)
+		}
+	}
+	// Compacted into a snapshot: what is left holds no command.
+	if err := logs.DeleteRange(1, 4); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := lastCommand(logs, 7); err != nil || got != 0 {
+		t.Errorf("after compaction lastCommand(7) = %d, %v; want 0", got, err)
+	}
+	// A gap (an entry the store lost) is an error, never "caught up".
+	if err := logs.DeleteRange(6, 6); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lastCommand(logs, 7); err == nil {
+		t.Error("a missing entry below the commit index read as caught up")
 	}
 }
