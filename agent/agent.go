@@ -22,6 +22,9 @@ type Config struct {
 	Now func() time.Time
 	// Network attaches containers to the overlay; nil = engine default.
 	Network Network
+	// SecretFiles keeps secrets of type file for containers to mount; nil
+	// = this node runs no instance that has one (it fails, saying why).
+	SecretFiles SecretFiles
 }
 
 // Agent reconciles the node's containers. Reconcile and Run may be called
@@ -35,6 +38,7 @@ type Agent struct {
 	prober   Prober
 	now      func() time.Time
 	net      Network
+	secrets  SecretFiles
 
 	mu     sync.Mutex              // serializes passes
 	hmu    sync.Mutex              // guards health: a pass works on instances in parallel
@@ -56,6 +60,7 @@ func New(cfg Config) (*Agent, error) {
 		prober:   cfg.Prober,
 		now:      cfg.Now,
 		net:      cfg.Network,
+		secrets:  cfg.SecretFiles,
 		health:   map[string]*healthState{},
 		life:     newLifecycle(),
 	}

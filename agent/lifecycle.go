@@ -19,7 +19,7 @@ func (a *Agent) create(ctx context.Context, s ContainerSpec, carried []string) (
 	if err := a.rt.EnsureImage(ctx, s.Image); err != nil {
 		return "", fmt.Errorf("agent: image %q for %s: %w", s.Image, s.Name, err)
 	}
-	mounts, err := a.ensureVolumes(ctx, s)
+	mounts, err := a.mounts(ctx, s)
 	if err != nil {
 		return "", err
 	}
@@ -50,7 +50,7 @@ func (a *Agent) create(ctx context.Context, s ContainerSpec, carried []string) (
 // post_start hooks. Oneshot hooks listed in carried are skipped.
 func (a *Agent) startWithHooks(ctx context.Context, s ContainerSpec, id string, carried []string) error {
 	for _, h := range hooksFor(s.Hooks.PreStart, s.Instance, carried) {
-		mounts, err := a.ensureVolumes(ctx, s)
+		mounts, err := a.mounts(ctx, s)
 		if err != nil {
 			return err
 		}
@@ -108,7 +108,29 @@ func (a *Agent) destroy(ctx context.Context, c Container) error {
 	if err := a.rt.Remove(ctx, c.ID); err != nil {
 		return fmt.Errorf("agent: remove %s (%s): %w", instanceName(c), c.ID, err)
 	}
+	if a.secrets != nil {
+		if err := a.secrets.Remove(c.Name); err != nil {
+			a.log.Warn("could not remove the secret files of a removed container", "container", c.Name, "err", err)
+		}
+	}
 	return nil
+}
+
+// mounts are the spec's volume mounts and, when it has secrets of type
+// file, their directory at /run/secrets (read-only).
+func (a *Agent) mounts(ctx context.Context, s ContainerSpec) ([]Mount, error) {
+	mounts, err := a.ensureVolumes(ctx, s)
+	if err != nil || len(s.SecretFiles) == 0 {
+		return mounts, err
+	}
+	if a.secrets == nil {
+		return nil, fmt.Errorf("agent: %s has secrets of type file and this node keeps no secret files (it found no tmpfs for them; see the node's log)", s.Name)
+	}
+	dir, err := a.secrets.Write(s.Name, s.SecretFiles)
+	if err != nil {
+		return nil, fmt.Errorf("agent: secret files of %s: %w", s.Name, err)
+	}
+	return append(mounts, Mount{Kind: VolumeBind, Source: dir, Target: SecretsPath, ReadOnly: true}), nil
 }
 
 // restart stops and starts a container in place (same ID), with hooks.

@@ -19,9 +19,13 @@ type ContainerSpec struct {
 	Entrypoint []string
 	// Env is the service environment (secrets included). Values are never
 	// logged; KONTENA_* variables are added by the agent.
-	Env    map[string]string
-	Labels map[string]string
-	Ports  []Port
+	Env map[string]string
+	// SecretFiles are the instance's vault secrets of type file, by name:
+	// the agent writes them to its SecretFiles store (a tmpfs) and mounts
+	// them read-only at /run/secrets. Never logged.
+	SecretFiles map[string]string
+	Labels      map[string]string
+	Ports       []Port
 
 	CPUs        float64 // 0 = unlimited
 	CPUShares   int64   // relative CPU weight; 0 = engine default (1024)

@@ -41,15 +41,32 @@ func (c *Client) ReadSecret(ctx context.Context, name string) (*SecretValue, err
 	return &out, err
 }
 
+// SecretChange is what a write or removal did: the secret, and the
+// services it redeploys (rolling) because they use it. Index is the Raft
+// index of the change (wait for their deploys from there).
+type SecretChange struct {
+	SecretInfo
+	Rolling []string `json:"rolling,omitempty"`
+	Index   uint64   `json:"-"`
+}
+
 // WriteSecret creates, updates or upserts a secret.
-func (c *Client) WriteSecret(ctx context.Context, name string, req SecretWriteRequest) (*SecretInfo, error) {
-	var out SecretInfo
-	_, err := c.Do(ctx, http.MethodPut, "/v1/vault/"+url.PathEscape(name), req, &out)
+func (c *Client) WriteSecret(ctx context.Context, name string, req SecretWriteRequest) (*SecretChange, error) {
+	var out SecretChange
+	idx, err := c.Do(ctx, http.MethodPut, "/v1/vault/"+url.PathEscape(name), req, &out)
+	out.Index = idx
 	return &out, err
 }
 
-// RemoveSecret deletes a secret.
-func (c *Client) RemoveSecret(ctx context.Context, name string) error {
-	_, err := c.Do(ctx, http.MethodDelete, "/v1/vault/"+url.PathEscape(name), nil, nil)
-	return err
+// RemoveSecret deletes a secret; force removes one that services use (they
+// redeploy without it).
+func (c *Client) RemoveSecret(ctx context.Context, name string, force bool) (*SecretChange, error) {
+	var out SecretChange
+	path := "/v1/vault/" + url.PathEscape(name)
+	if force {
+		path += "?force=true"
+	}
+	idx, err := c.Do(ctx, http.MethodDelete, path, nil, &out)
+	out.Index = idx
+	return &out, err
 }

@@ -67,6 +67,9 @@ type Config struct {
 	// NoContainers turns the container agent off (a node that only takes
 	// part in Raft and gossip).
 	NoContainers bool
+	// SecretsDir holds the secret files of this node's containers (type
+	// file); it is put on a tmpfs. "" = /run/kontena/secrets.
+	SecretsDir string
 	// Runtime replaces the node's Docker engine (in-process test grids run
 	// agenttest.Runtime); nil is the engine the environment names.
 	Runtime agent.Runtime

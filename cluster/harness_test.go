@@ -94,7 +94,7 @@ func (g *testGrid) start(name string, initial int, join string) *testNode {
 	tn.cfg = Config{DataDir: filepath.Join(g.t.TempDir(), name), Name: name, Grid: "unit", InitialSize: initial,
 		Subnet: "10.81.0.0/16", Supernet: "10.80.0.0/12", BindAddr: addr, AdvertiseAddr: addr,
 		APIPort: freePort(g.t), RaftPort: freePort(g.t), GossipPort: freePort(g.t), DNSListen: "off", Overlay: "off",
-		Runtime: tn.rt, Timing: Timing{ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 150 * time.Millisecond, Reconcile: 300 * time.Millisecond}}
+		Runtime: tn.rt, SecretsDir: filepath.Join(g.t.TempDir(), name+"-secrets"), Timing: Timing{ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 150 * time.Millisecond, Reconcile: 300 * time.Millisecond}}
 	if join != "" {
 		tn.cfg.Join, tn.cfg.Token = []string{join}, g.token
 	}

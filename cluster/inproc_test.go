@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +16,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/kontena-ng/kontena/agent"
+	"github.com/kontena-ng/kontena/agent/agenttest"
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/pki"
@@ -318,6 +323,9 @@ services:
       - secret: bundle
         name: SECRET_B
         type: env
+      - secret: only-b
+        name: b.txt
+        type: file
 `
 
 // TestSecretsReachOnlyTheirNode: a stack naming a secret the vault lacks is
@@ -367,4 +375,62 @@ func TestSecretsReachOnlyTheirNode(t *testing.T) {
 	if data, _ := json.Marshal(svc); strings.Contains(string(data), "value-of-b") {
 		t.Fatalf("service show holds a secret value: %s", data)
 	}
+	if got := secretFile(t, g.node("n2").rt, "sec.b-1", "b.txt"); got != "value-of-b" {
+		t.Fatalf("b-1's /run/secrets/b.txt: %q", got)
+	}
+
+	// Rotation: the same value again redeploys nothing; a new one rolls
+	// exactly the services that use it, and their new containers see it.
+	ch, err := g.admin.WriteSecret(ctx, "only-b", api.SecretWriteRequest{Value: "value-of-b", Mode: fsm.SecretUpdate})
+	if err != nil || len(ch.Rolling) != 0 {
+		t.Fatalf("rewrite of the same value: %+v %v", ch, err)
+	}
+	ch, err = g.admin.WriteSecret(ctx, "only-b", api.SecretWriteRequest{Value: "rotated-b", Mode: fsm.SecretUpdate})
+	if err != nil || fmt.Sprint(ch.Rolling) != "[sec/b]" {
+		t.Fatalf("rotation: %+v %v", ch, err)
+	}
+	g.waitFor("b-1 runs the rotated secret", 30*time.Second, func() bool {
+		env := strings.Join(g.node("n2").rt.Env("sec.b-1"), ";")
+		return strings.Contains(env, "SECRET_B=rotated-b\nsecond-part") && len(g.node("n2").rt.Running()) == 1
+	})
+	if got := secretFile(t, g.node("n2").rt, "sec.b-1", "b.txt"); got != "rotated-b" {
+		t.Fatalf("b-1's /run/secrets/b.txt after rotation: %q", got)
+	}
+	var a api.ServiceInfo
+	if _, err := g.admin.Do(ctx, "GET", "/v1/services/sec/a", nil, &a); err != nil || a.Revision != 1 {
+		t.Fatalf("service a, which does not use only-b, was redeployed: revision %d %v", a.Revision, err)
+	}
+	// Removing a secret in use is refused, naming its users.
+	if _, err := g.admin.RemoveSecret(ctx, "only-b", false); !api.IsCode(err, api.CodeConflict) || !strings.Contains(err.Error(), "sec/b") {
+		t.Fatalf("rm of a secret in use: %v", err)
+	}
+}
+
+// secretFile reads file of container name's /run/secrets mount on the
+// fake runtime, checking it is mounted read-only with mode 0400.
+func secretFile(t *testing.T, rt *agenttest.Runtime, name, file string) string {
+	t.Helper()
+	for _, m := range rt.Mounts(name) {
+		if m.Target != agent.SecretsPath {
+			continue
+		}
+		if !m.ReadOnly || m.Kind != agent.VolumeBind {
+			t.Fatalf("%s: secrets mount %+v is not a read-only bind", name, m)
+		}
+		path := filepath.Join(m.Source, file)
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o400 {
+			t.Fatalf("%s: mode %v, want 0400", path, st.Mode().Perm())
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	t.Fatalf("%s has no mount at %s: %+v", name, agent.SecretsPath, rt.Mounts(name))
+	return ""
 }

@@ -443,7 +443,27 @@ func (n *Node) nodeAgent() (nodeagent.Config, bool) {
 		rt = agent.NewRuntime(n.eng, n.log)
 	}
 	return nodeagent.Config{NodeID: n.id.ID, NodeName: n.id.Name, Grid: n.id.Grid, DataDir: n.cfg.DataDir, Runtime: rt,
-		Network: n.dp.Network, Resources: n.engineResources, Self: n.selfClient(), Log: n.log}, true
+		Network: n.dp.Network, Resources: n.engineResources, Self: n.selfClient(), Log: n.log, SecretFiles: n.secretFiles()}, true
+}
+
+// secretFiles is where this node's containers find their secrets of type
+// file: a tmpfs (nil, and a warning, when none can be had: instances with
+// such secrets then fail saying so). A test runtime has no containers to
+// mount them, so a plain directory does.
+func (n *Node) secretFiles() agent.SecretFiles {
+	dir := n.cfg.SecretsDir
+	if dir == "" {
+		dir = "/run/kontena/secrets"
+	}
+	if n.cfg.Runtime != nil {
+		return agent.NewDirSecrets(dir)
+	}
+	s, err := agent.NewTmpfsSecrets(dir)
+	if err != nil {
+		n.log.Warn("no secret files on this node: services with secrets of type file cannot run here", "err", err)
+		return nil
+	}
+	return s
 }
 
 // engineResources asks this node's engine what it offers; a node running

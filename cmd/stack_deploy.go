@@ -71,7 +71,7 @@ func loadStack(c *cli.Context, s *session, file, name string, base map[string]an
 			values[k] = val
 		}
 	}
-	opts := stack.Options{Name: name, Grid: s.grid, Values: values}
+	opts := stack.Options{Name: name, Grid: s.grid, Values: values, GridResolver: gridResolver{api: s.api}}
 	if stack.IsTerminal(os.Stdin) {
 		opts.Prompter = stack.NewTerminalPrompter(os.Stdin, c.App.ErrWriter)
 	}
@@ -138,6 +138,11 @@ func stackInstall(c *cli.Context, s *session) error {
 	if err != nil {
 		return err
 	}
+	// `to: vault` values go in first: the services that inject them are
+	// refused while the vault lacks them.
+	if err := res.WriteVault(c.Context, gridResolver{api: s.api}); err != nil {
+		return err
+	}
 	order := childrenFirst(res)
 	var installed []string
 	var since uint64
@@ -199,6 +204,11 @@ func stackUpgrade(c *cli.Context, s *session) error {
 	res, err := loadStack(c, s, file, name, base)
 	if err != nil {
 		return err
+	}
+	if !c.Bool("dry-run") {
+		if err := res.WriteVault(c.Context, gridResolver{api: s.api}); err != nil {
+			return err
+		}
 	}
 	// A child the file now depends on is installed, the others upgraded.
 	order := childrenFirst(res)

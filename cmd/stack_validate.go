@@ -16,7 +16,7 @@ import (
 func StackValidateCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "validate",
-		Usage:     "check a stack file and print it rendered (no grid needed)",
+		Usage:     "check a stack file and print it rendered (no grid needed; --online asks the grid's resolvers)",
 		ArgsUsage: "[FILE]",
 		Description: `Reads FILE (default kontena.yml, or a registry stack like user/name:1.0.0),
 resolves its variables, renders Liquid and ${VAR}, validates every key and prints
@@ -29,6 +29,7 @@ the result. All problems are listed at once as file:line:col: key.path: message.
 			&cli.StringFlag{Name: "values-to", Usage: "write the resolved variable values to a YAML file"},
 			&cli.StringFlag{Name: "format", Value: "yaml", Usage: "output format: yaml or json"},
 			&cli.BoolFlag{Name: "dependency-tree", Usage: "print the dependency tree instead of the stack"},
+			&cli.BoolFlag{Name: "online", Usage: "ask the grid you are logged in to for the vault, service_link and service_instances resolvers (offline they give no value); `to: vault` writes nothing"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
@@ -49,7 +50,18 @@ the result. All problems are listed at once as file:line:col: key.path: message.
 			if v, ok := c.Generic("var").(*valueFlags); ok {
 				req.Values = v.list
 			}
+			// Offline, GRID is "validate" (as Kontena's CLI had it) unless
+			// --grid names one; online it is the grid asked.
 			req.Options.Grid = c.String("grid")
+			if c.Bool("online") {
+				s, err := openSession(c)
+				if err != nil {
+					return err
+				}
+				req.Options.Grid, req.Options.GridResolver = s.grid, readOnlyGrid{gridResolver{api: s.api}}
+			} else if req.Options.Grid == "" {
+				req.Options.Grid = "validate"
+			}
 			if stack.IsTerminal(os.Stdin) {
 				req.Options.Prompter = stack.NewTerminalPrompter(os.Stdin, c.App.ErrWriter)
 			}

@@ -49,6 +49,7 @@ Several nodes can run on one host for development: give each its own --data-dir 
 --bind/--advertise address (127.0.0.1, 127.0.0.2, ...) or its own ports.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/kontena", EnvVars: []string{"KONTENA_DATA_DIR"}, Usage: "node identity, certificates and Raft state"},
+			&cli.StringFlag{Name: "secrets-dir", Value: "/run/kontena/secrets", Usage: "where containers' secrets of type file are kept (a tmpfs is mounted there: never the disk)"},
 			&cli.StringFlag{Name: "name", EnvVars: []string{"KONTENA_NODE_NAME"}, Usage: "node name (default: the host name)"},
 			&cli.StringFlag{Name: "grid", Value: "default", Usage: "name of the grid to create"},
 			&cli.IntFlag{Name: "initial-size", Value: 1, Usage: "number of Raft voters (masters): 1, 3, 5 or 7"},
@@ -90,7 +91,7 @@ func runUp(c *cli.Context) error {
 		return err
 	}
 	cfg := cluster.Config{
-		DataDir: c.String("data-dir"), Name: c.String("name"), Grid: c.String("grid"),
+		DataDir: c.String("data-dir"), SecretsDir: c.String("secrets-dir"), Name: c.String("name"), Grid: c.String("grid"),
 		InitialSize: c.Int("initial-size"), Subnet: c.String("subnet"), Supernet: c.String("supernet"),
 		Token: token, Labels: c.StringSlice("label"),
 		BindAddr: c.String("bind"), AdvertiseAddr: c.String("advertise"), PublicAddr: c.String("public-address"),

@@ -72,3 +72,136 @@ func TestVaultCLI(t *testing.T) {
 		return nil
 	})
 }
+
+// TestVaultExportImport: export prints every value (each read audited);
+// import creates new names, leaves a changed one alone without --force,
+// removes on null, and round-trips what export printed.
+func TestVaultExportImport(t *testing.T) {
+	cfg := startNode(t)
+	for name, value := range map[string]string{"a": "alpha", "b/c": "multi\nline", "gone": "x"} {
+		if _, errOut, code := run(t, nil, "--config", cfg, "vault", "write", name, value); code != 0 {
+			t.Fatalf("write %s: %s", name, errOut)
+		}
+	}
+	out, errOut, code := run(t, nil, "--config", cfg, "vault", "export")
+	if code != 0 {
+		t.Fatalf("export: %d %s", code, errOut)
+	}
+	got, err := parseVaultImport([]byte(out))
+	if err != nil || len(got) != 3 {
+		t.Fatalf("export is not an import file: %v\n%s", err, out)
+	}
+	file := filepath.Join(t.TempDir(), "import.yml")
+	must := func(data string) {
+		if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must("a: changed\nnew: fresh\ngone: null\n")
+	_, errOut, code = run(t, nil, "--config", cfg, "vault", "import", file)
+	if code != 0 || !strings.Contains(errOut, "left alone") || !strings.Contains(errOut, "a") {
+		t.Fatalf("import without --force: %d %q", code, errOut)
+	}
+	read := func(name string) (string, int) {
+		out, _, code := run(t, nil, "--config", cfg, "vault", "read", name)
+		return strings.TrimSpace(out), code
+	}
+	if v, _ := read("a"); v != "alpha" {
+		t.Fatalf("a without --force became %q", v)
+	}
+	if v, _ := read("new"); v != "fresh" {
+		t.Fatalf("new: %q", v)
+	}
+	if _, code := read("gone"); code != ExitNotFound {
+		t.Fatalf("gone after a null import: exit %d", code)
+	}
+	if _, errOut, code := run(t, nil, "--config", cfg, "vault", "import", "--force", file); code != 0 {
+		t.Fatalf("import --force: %s", errOut)
+	}
+	if v, _ := read("a"); v != "changed" {
+		t.Fatalf("a with --force: %q", v)
+	}
+	// Round trip through JSON: the exported file imports to the same vault.
+	out, _, _ = run(t, nil, "--config", cfg, "vault", "export", "-o", "json")
+	var m map[string]string
+	if err := json.Unmarshal([]byte(out), &m); err != nil || m["b/c"] != "multi\nline" || m["a"] != "changed" || len(m) != 3 {
+		t.Fatalf("export -o json: %v %q", err, out)
+	}
+	must(out)
+	if out, errOut, code := run(t, nil, "--config", cfg, "vault", "import", file); code != 0 || strings.Contains(out+errOut, "saved") {
+		t.Fatalf("re-import of an export changed something: %d %q %q", code, out, errOut)
+	}
+	for _, bad := range []string{"- a\n- b\n", "a: [1, 2]\n", "bad name: x\n"} {
+		must(bad)
+		if _, errOut, code := run(t, nil, "--config", cfg, "vault", "import", file); code != ExitUsage || !strings.Contains(errOut, "line") {
+			t.Errorf("import of %q: exit %d %q", bad, code, errOut)
+		}
+	}
+}
+
+// TestStackVariablesFromTheVault: the pattern real stacks use makes a
+// password once (random_string → to: vault) and reads it back on every
+// upgrade; validate --online reads the vault, offline it falls through.
+func TestStackVariablesFromTheVault(t *testing.T) {
+	cfg := startNode(t)
+	file := filepath.Join(t.TempDir(), "kontena.yml")
+	src := `stack: test/app
+version: 1.0.0
+variables:
+  db_password:
+    type: string
+    from:
+      vault: app-db-password
+      random_string: 24
+    to:
+      vault: app-db-password
+  lb:
+    type: string
+    required: false
+    from:
+      service_link:
+        image: haproxy
+services:
+  db:
+    image: postgres:fake
+    secrets:
+      - secret: app-db-password
+        name: POSTGRES_PASSWORD
+        type: env
+`
+	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := run(t, nil, "--config", cfg, "stack", "install", "--no-deploy", file); code != 0 {
+		t.Fatalf("install: %d %s", code, errOut)
+	}
+	out, _, code := run(t, nil, "--config", cfg, "vault", "read", "app-db-password")
+	first := strings.TrimSpace(out)
+	if code != 0 || len(first) != 24 {
+		t.Fatalf("the generated password: %d %q", code, out)
+	}
+	if _, errOut, code := run(t, nil, "--config", cfg, "stack", "upgrade", "--no-wait", "app", file); code != 0 {
+		t.Fatalf("upgrade: %d %s", code, errOut)
+	}
+	if out, _, _ := run(t, nil, "--config", cfg, "vault", "read", "app-db-password"); strings.TrimSpace(out) != first {
+		t.Fatalf("upgrade changed the password: %q, was %q", out, first)
+	}
+	// Nothing of the password is stored with the stack.
+	out, _, _ = run(t, nil, "--config", cfg, "stack", "show", "app", "-o", "json")
+	if strings.Contains(out, first) {
+		t.Fatalf("stack show holds the password: %s", out)
+	}
+	// validate --online uses the vault's value; offline a new one is made.
+	tmpl := filepath.Join(t.TempDir(), "pw.yml")
+	if err := os.WriteFile(tmpl, []byte(strings.Replace(src, "services:", "services:\n  app:\n    image: app:fake\n    environment:\n      - SHOWN={{ db_password }}\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := run(t, nil, "--config", cfg, "stack", "validate", "--online", tmpl)
+	if code != 0 || !strings.Contains(out, "value: "+first) || !strings.Contains(out, "origin: vault") {
+		t.Fatalf("validate --online: %d %q %q", code, out, errOut)
+	}
+	out, errOut, code = run(t, nil, "--config", cfg, "stack", "validate", tmpl)
+	if code != 0 || strings.Contains(out, first) || !strings.Contains(out, "origin: random_string") {
+		t.Fatalf("offline validate: %d %q %q", code, out, errOut)
+	}
+}

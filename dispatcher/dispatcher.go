@@ -129,17 +129,16 @@ func Resources(nodeID string, res fsm.NodeResources) (*fsm.NodeResourcesSet, err
 // Opener opens a sealed vault value (the voter's sealer).
 type Opener func(name string, sealed []byte) ([]byte, error)
 
-// WithSecrets fills in the vault secrets of type env of every assignment,
-// from the same view. A secret that is gone (removed after the install) is
-// left out: the instance runs without it, and says so in err.
+// WithSecrets fills in the vault secrets of every assignment, from the
+// same view: type env into SecretEnv, type file into SecretFiles (several
+// secrets on one name are joined by a newline). A secret that is gone
+// (removed after the install) is left out: the instance runs without it,
+// and says so in err.
 func WithSecrets(v *fsm.View, as *Assignments, open Opener) error {
 	var missing []string
 	for i := range as.Items {
 		a := &as.Items[i]
 		for _, ref := range a.Service.Secrets {
-			if ref.Type != "" && ref.Type != "env" {
-				continue
-			}
 			sec, err := v.Secret(ref.Secret)
 			if err != nil {
 				missing = append(missing, ref.Secret)
@@ -149,13 +148,11 @@ func WithSecrets(v *fsm.View, as *Assignments, open Opener) error {
 			if err != nil {
 				return fmt.Errorf("open secret %s: %w", ref.Secret, err)
 			}
-			if a.SecretEnv == nil {
-				a.SecretEnv = map[string]string{}
-			}
-			if prev, ok := a.SecretEnv[ref.Name]; ok {
-				a.SecretEnv[ref.Name] = prev + "\n" + string(value)
-			} else {
-				a.SecretEnv[ref.Name] = string(value)
+			switch ref.Type {
+			case "", "env":
+				a.SecretEnv = joinSecret(a.SecretEnv, ref.Name, value)
+			case "file":
+				a.SecretFiles = joinSecret(a.SecretFiles, ref.Name, value)
 			}
 		}
 	}
@@ -163,4 +160,18 @@ func WithSecrets(v *fsm.View, as *Assignments, open Opener) error {
 		return fmt.Errorf("secrets not in the vault: %v: %w", missing, fsm.ErrNotFound)
 	}
 	return nil
+}
+
+// joinSecret adds value under name, after a newline if name has one
+// already (how Kontena bundled certificates into SSL_CERTS).
+func joinSecret(m map[string]string, name string, value []byte) map[string]string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	if prev, ok := m[name]; ok {
+		m[name] = prev + "\n" + string(value)
+	} else {
+		m[name] = string(value)
+	}
+	return m
 }

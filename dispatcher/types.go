@@ -74,6 +74,9 @@ type Assignment struct {
 	// one name joined by a newline, as Kontena bundled SSL_CERTS). Only the
 	// node that runs the instance gets them, over mutual TLS.
 	SecretEnv map[string]string `json:"secret_env,omitempty"`
+	// SecretFiles are its secrets of type file, by file name under
+	// /run/secrets: the node keeps them on a tmpfs, never on its disk.
+	SecretFiles map[string]string `json:"secret_files,omitempty"`
 }
 
 // Assignments is what a node's agent watches.

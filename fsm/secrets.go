@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -76,6 +77,17 @@ type SecretWrite struct {
 	Name   string `json:"name"`
 	Sealed []byte `json:"sealed,omitempty"`
 	Mode   string `json:"mode"`
+	// Unchanged: the leader found the value equal to the stored one, so
+	// nothing that uses it is redeployed (values are sealed with a fresh
+	// nonce each time: the state machine cannot compare them).
+	Unchanged bool `json:"unchanged,omitempty"`
+}
+
+// SecretChange is what a write or removal did: the secret (never its
+// value) and the services it redeploys, rolling within their min_health.
+type SecretChange struct {
+	Secret  *Secret  `json:"secret"`
+	Rolling []string `json:"rolling,omitempty"`
 }
 
 func (*SecretWrite) MsgType() MsgType   { return MsgSecretWrite }
@@ -107,12 +119,79 @@ func (c *SecretWrite) apply(a *applier) (any, error) {
 	if err := a.txn.Insert(TableSecrets, s); err != nil {
 		return nil, err
 	}
-	return s.Public(), a.event("secret.written", "secret/"+c.Name, "secret "+c.Name+" written")
+	ch := &SecretChange{Secret: s.Public()}
+	if raw != nil && !c.Unchanged {
+		if ch.Rolling, err = a.rollSecretUsers(c.Name, "its value changed"); err != nil {
+			return nil, err
+		}
+	}
+	return ch, a.event("secret.written", "secret/"+c.Name, "secret "+c.Name+" written"+rollingNote(ch.Rolling))
+}
+
+// ReasonSecret is why a deploy started when a secret it uses changed.
+const ReasonSecret = "secret"
+
+// secretUsers are the services whose spec injects secret name.
+func secretUsers(txn *memdb.Txn, name string) ([]*Service, error) {
+	all, err := list[*Service](txn, TableServices)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Service
+	for _, svc := range all {
+		for _, ref := range svc.Spec.Secrets {
+			if ref.Secret == name {
+				out = append(out, svc)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// rollSecretUsers gives every service that uses secret name a new
+// revision: its containers are replaced, rolling as in an upgrade, and the
+// new ones get the secret as it is now. It returns their IDs.
+func (a *applier) rollSecretUsers(name, why string) ([]string, error) {
+	users, err := secretUsers(a.txn, name)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, u := range users {
+		svc := *u
+		if svc.Undeployed {
+			continue // nothing of it runs; its first deploy reads the vault
+		}
+		svc.Revision++
+		svc.ModifyIndex = a.index
+		if err := a.startDeploy(&svc, ReasonSecret); err != nil {
+			return nil, err
+		}
+		if err := a.txn.Insert(TableServices, &svc); err != nil {
+			return nil, err
+		}
+		if err := a.event("service.secret", serviceResource(svc.ID),
+			fmt.Sprintf("%s redeploys, rolling: secret %s %s", svc.ID, name, why)); err != nil {
+			return nil, err
+		}
+		ids = append(ids, svc.ID)
+	}
+	return ids, nil
+}
+
+func rollingNote(ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	return "; rolling " + strings.Join(ids, ", ")
 }
 
 // SecretRemove deletes a secret.
 type SecretRemove struct {
 	Name string `json:"name"`
+	// Force removes a secret that services use; they redeploy without it.
+	Force bool `json:"force,omitempty"`
 }
 
 func (*SecretRemove) MsgType() MsgType   { return MsgSecretRemove }
@@ -127,10 +206,29 @@ func (c *SecretRemove) apply(a *applier) (any, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("secret %s: %w", c.Name, ErrNotFound)
 	}
+	// Removing a secret a service injects would leave the service's next
+	// container without it (a database with no password, an app with no
+	// key): refused unless forced, and then every user rolls without it.
+	users, err := secretUsers(a.txn, c.Name)
+	if err != nil {
+		return nil, err
+	}
+	if len(users) > 0 && !c.Force {
+		ids := make([]string, len(users))
+		for i, u := range users {
+			ids[i] = u.ID
+		}
+		return nil, fmt.Errorf("secret %s is in use by %s: their containers would lose it; upgrade those stacks without it first, or remove it with --force to redeploy them without it: %w",
+			c.Name, strings.Join(ids, ", "), ErrConflict)
+	}
 	if err := a.txn.Delete(TableSecrets, raw); err != nil {
 		return nil, err
 	}
-	return nil, a.event("secret.removed", "secret/"+c.Name, "secret "+c.Name+" removed")
+	ch := &SecretChange{Secret: raw.(*Secret).Public()}
+	if ch.Rolling, err = a.rollSecretUsers(c.Name, "was removed"); err != nil {
+		return nil, err
+	}
+	return ch, a.event("secret.removed", "secret/"+c.Name, "secret "+c.Name+" removed"+rollingNote(ch.Rolling))
 }
 
 // SecretRead changes nothing: it is committed so that every read of a

@@ -289,9 +289,6 @@ func (n *Server) checkSecrets(req *api.StackInstallRequest) error {
 	var missing []string
 	for _, svc := range req.Spec.Services {
 		for _, ref := range svc.Secrets {
-			if ref.Type != "" && ref.Type != "env" {
-				return api.Errorf(api.CodeInvalid, "stack %s: service %s: secret %s: type %q is not supported yet (use env)", req.Name, svc.Name, ref.Secret, ref.Type)
-			}
 			if _, err := v.Secret(ref.Secret); err != nil {
 				missing = append(missing, svc.Name+": "+ref.Secret)
 			}

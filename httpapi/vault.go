@@ -1,8 +1,9 @@
 package httpapi
 
 import (
+	"crypto/subtle"
 	"net/http"
-	"time"
+	"strconv"
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
@@ -79,18 +80,55 @@ func (n *Server) writeSecret(w http.ResponseWriter, r *http.Request, p *principa
 	if err != nil {
 		return err
 	}
-	res, idx, err := n.apply(r.Context(), &fsm.SecretWrite{Name: name, Sealed: sealed, Mode: mode}, auditOf(r, p))
+	cmd := &fsm.SecretWrite{Name: name, Sealed: sealed, Mode: mode, Unchanged: n.sameSecret(name, req.Value, keys)}
+	res, idx, err := n.apply(r.Context(), cmd, auditOf(r, p))
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, idx, secretInfo(res.(*fsm.Secret)))
+	return writeJSON(w, idx, secretChange(res.(*fsm.SecretChange)))
+}
+
+// sameSecret tells whether secret name holds value already: writing the
+// same value again redeploys nothing.
+func (n *Server) sameSecret(name, value string, keys Keys) bool {
+	store, err := n.store()
+	if err != nil {
+		return false
+	}
+	cur, err := store.Snapshot().Secret(name)
+	if err != nil {
+		return false
+	}
+	old, err := keys.Seal.Open(cur.Sealed, sealSecret(name))
+	return err == nil && subtle.ConstantTimeCompare(old, []byte(value)) == 1
+}
+
+func secretChange(ch *fsm.SecretChange) api.SecretChange {
+	return api.SecretChange{SecretInfo: secretInfo(ch.Secret), Rolling: ch.Rolling}
 }
 
 func (n *Server) removeSecret(w http.ResponseWriter, r *http.Request, p *principal) error {
 	name := r.PathValue("name")
-	_, idx, err := n.apply(r.Context(), &fsm.SecretRemove{Name: name}, auditOf(r, p))
+	force, err := boolQuery(r, "force")
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, idx, map[string]string{"removed": name, "at": time.Now().UTC().Format(time.RFC3339)})
+	res, idx, err := n.apply(r.Context(), &fsm.SecretRemove{Name: name, Force: force}, auditOf(r, p))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, idx, secretChange(res.(*fsm.SecretChange)))
+}
+
+// boolQuery reads a true/false query parameter ("" is false).
+func boolQuery(r *http.Request, key string) (bool, error) {
+	s := r.URL.Query().Get(key)
+	if s == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, api.Errorf(api.CodeInvalid, "query parameter %s=%q: expected true or false", key, s)
+	}
+	return b, nil
 }

@@ -53,6 +53,7 @@ func containerSpec(a api.Assignment) agent.ContainerSpec {
 	for name, value := range a.SecretEnv { // a vault secret wins over a plain value of the same name
 		spec.Env[name] = value
 	}
+	spec.SecretFiles = a.SecretFiles
 	for _, p := range s.Ports {
 		spec.Ports = append(spec.Ports, agent.Port{HostIP: p.IP, HostPort: p.NodePort, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
 	}

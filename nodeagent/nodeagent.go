@@ -37,6 +37,8 @@ type Config struct {
 	// Self is a client of the node's own API, with its certificate.
 	Self *api.Client
 	Log  *slog.Logger
+	// SecretFiles keeps secrets of type file (a tmpfs); nil = none.
+	SecretFiles agent.SecretFiles
 }
 
 type nodeAgent struct {
@@ -72,7 +74,7 @@ func Run(ctx context.Context, cfg Config) {
 		}
 	})
 	a, err := agent.New(agent.Config{Runtime: rt, Reporter: reporter, Logger: n.log.With("component", "agent"), Network: netw,
-		Node: agent.NodeInfo{NodeID: n.cfg.NodeID, NodeName: n.cfg.NodeName, GridName: n.cfg.Grid}})
+		SecretFiles: n.cfg.SecretFiles, Node: agent.NodeInfo{NodeID: n.cfg.NodeID, NodeName: n.cfg.NodeName, GridName: n.cfg.Grid}})
 	if err != nil {
 		n.log.Error("start container agent", "err", err)
 		return

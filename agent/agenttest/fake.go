@@ -21,12 +21,22 @@ type Runtime struct {
 	ctrs  map[string]*agent.Container
 	watch []chan struct{}
 	env   map[string][]string // the environment each container was created with, by name
+	mnts  map[string][]agent.Mount
 	// IP is the address every container gets ("" = none).
 	IP string
 }
 
 // New returns an empty runtime.
-func New() *Runtime { return &Runtime{ctrs: map[string]*agent.Container{}, env: map[string][]string{}} }
+func New() *Runtime {
+	return &Runtime{ctrs: map[string]*agent.Container{}, env: map[string][]string{}, mnts: map[string][]agent.Mount{}}
+}
+
+// Mounts are the mounts container name was last created with.
+func (f *Runtime) Mounts(name string) []agent.Mount {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]agent.Mount(nil), f.mnts[name]...)
+}
 
 // Env is the environment container name was last created with.
 func (f *Runtime) Env(name string) []string {
@@ -97,6 +107,7 @@ func (f *Runtime) Create(_ context.Context, r agent.CreateRequest) (string, erro
 	id := fmt.Sprintf("fake%d", f.seq)
 	f.ctrs[id] = &agent.Container{ID: id, Name: r.Name, Labels: r.Labels, State: "created", IP: f.IP}
 	f.env[r.Name] = append([]string(nil), r.Env...)
+	f.mnts[r.Name] = append([]agent.Mount(nil), r.Mounts...)
 	return id, nil
 }
 
