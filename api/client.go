@@ -336,3 +336,9 @@ func blocking(index uint64, wait time.Duration) string {
 	}
 	return fmt.Sprintf("?index=%d&wait=%s", index, wait)
 }
+
+// At is a client of the same grid, with the same credentials, that asks
+// only addr (a command that must reach one node, e.g. each voter).
+func (c *Client) At(addr string) *Client {
+	return &Client{addrs: []string{BaseURL(addr)}, token: c.token, http: c.http}
+}

@@ -118,6 +118,9 @@ type VoterKeys struct {
 	// the only nodes the new voter accepts Raft connections from until
 	// the leader's first entries give it a configuration.
 	Voters []string `json:"voters,omitempty"`
+	// Locked: the grid is locked (`kontena grid lock`); the new voter keeps
+	// the master key in memory only.
+	Locked bool `json:"locked,omitempty"`
 }
 
 // GridInfo describes a grid for `grid show`.
@@ -141,6 +144,26 @@ type GridInfo struct {
 	// OfflineGrace, when set, replaces every strategy's grace before the
 	// instances of an offline node move.
 	OfflineGrace string `json:"offline_grace,omitempty"`
+	// Locked: `kontena grid lock` sealed the master key with an unlock key.
+	Locked bool `json:"locked,omitempty"`
+}
+
+// UnlockKey is what `grid lock` and `grid unlock-key --rotate` show, once.
+type UnlockKey struct {
+	Key string `json:"unlock_key"`
+}
+
+// UnlockRequest carries the unlock key to one voter (`grid unlock`).
+type UnlockRequest struct {
+	Key string `json:"unlock_key"`
+}
+
+// UnlockResult is one voter's answer to an unlock.
+type UnlockResult struct {
+	Node     string `json:"node"`
+	Unlocked bool   `json:"unlocked"`    // it holds the master key now
+	Already  bool   `json:"already"`     // it held it before
+	Locked   bool   `json:"grid_locked"` // the grid is locked at all
 }
 
 // GridUpdateRequest changes grid settings; nil fields stay as they are.
@@ -171,6 +194,7 @@ type VoterInfo struct {
 	AppliedIndex uint64 `json:"applied_index,omitempty"`
 	Lag          uint64 `json:"lag"`
 	Reachable    bool   `json:"reachable"`
+	Locked       bool   `json:"locked,omitempty"` // waits for `kontena grid unlock`
 }
 
 // NodeStatus is a node's own view of itself (internal).
@@ -179,6 +203,9 @@ type NodeStatus struct {
 	RaftState    string `json:"raft_state,omitempty"`
 	AppliedIndex uint64 `json:"applied_index"`
 	CommitIndex  uint64 `json:"commit_index"`
+	// Locked: this voter restarted while the grid was locked and has not
+	// been given the unlock key: it serves no secrets.
+	Locked bool `json:"locked,omitempty"`
 	// Overlay is the node's WireGuard device and resolver as they run.
 	Overlay *OverlayStatus `json:"overlay,omitempty"`
 }

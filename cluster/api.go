@@ -1,12 +1,14 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/httpapi"
 	"github.com/kontena-ng/kontena/membership"
+	"github.com/kontena-ng/kontena/vault"
 )
 
 // newAPI builds the node's HTTPS API from the few parts of the node it
@@ -42,7 +44,7 @@ func (a nodeActions) Keys() (httpapi.Keys, bool) {
 		return httpapi.Keys{}, false
 	}
 	return httpapi.Keys{CA: n.ca, Seal: n.seal, CAPEM: n.id.caPEM, GossipKey: n.id.gossipKey,
-		Voter: api.VoterKeys{CAKey: string(n.id.caKeyPEM), MasterKey: n.id.masterKey}}, true
+		Voter: api.VoterKeys{CAKey: string(n.id.caKeyPEM), MasterKey: n.id.masterKey, Locked: n.id.Locked}}, true
 }
 
 // Promote stores the voter keys the leader sent and starts Raft.
@@ -53,7 +55,7 @@ func (a nodeActions) Promote(keys api.VoterKeys) error {
 	}
 	n.mu.Lock()
 	n.id.Role = fsm.RoleVoter
-	n.id.caKeyPEM, n.id.masterKey = []byte(keys.CAKey), keys.MasterKey
+	n.id.caKeyPEM, n.id.masterKey, n.id.Locked = []byte(keys.CAKey), keys.MasterKey, keys.Locked
 	err := n.id.save(n.cfg.DataDir)
 	n.mu.Unlock()
 	if err == nil {
@@ -73,6 +75,31 @@ func (a nodeActions) Demote() error {
 		return err
 	}
 	a.n.log.Info("demoted to worker")
+	return nil
+}
+
+// Locked: this voter restarted while the grid was locked and has not been
+// given the unlock key yet.
+func (a nodeActions) Locked() bool {
+	n := a.n
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.rn != nil && n.seal == nil
+}
+
+// Unlock keeps the master key an operator's unlock key opened, in memory.
+func (a nodeActions) Unlock(masterKey []byte) error {
+	seal, err := vault.NewSealer(masterKey)
+	if err != nil {
+		return fmt.Errorf("unlock: %w", err)
+	}
+	n := a.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.rn == nil {
+		return errors.New("unlock: this node is no longer a voter")
+	}
+	n.id.masterKey, n.seal = masterKey, seal
 	return nil
 }
 

@@ -26,6 +26,10 @@ type identity struct {
 	// that says so but has none lost it: it must not start with an empty
 	// log (it would vote as if it had seen nothing).
 	RaftLog bool `json:"raft_log,omitempty"`
+	// Locked: the grid is locked (`kontena grid lock`), so the master key
+	// is never written here; it lives in memory, and a restarted voter
+	// waits for `kontena grid unlock` to have it again.
+	Locked bool `json:"locked,omitempty"`
 
 	caPEM, certPEM, keyPEM []byte
 	gossipKey              []byte
@@ -119,6 +123,9 @@ func (id *identity) saveWith(dir string, write writeFunc) error {
 	}{
 		{fileCA, id.caPEM}, {fileCert, id.certPEM}, {fileKey, id.keyPEM}, {fileGossipKey, id.gossipKey},
 		{fileCAKey, id.caKeyPEM}, {fileMasterKey, id.masterKey},
+	}
+	if id.Locked {
+		files[len(files)-1].data = nil // removed: never on disk while locked
 	}
 	removed := false
 	for _, f := range files {

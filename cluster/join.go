@@ -189,7 +189,7 @@ func joinGrid(ctx context.Context, cfg Config) (*identity, *api.JoinResponse, er
 		id := &identity{ID: req.NodeID, Name: cfg.Name, Grid: tok.Grid, Role: out.Node.Role, CADigest: tok.CADigest,
 			caPEM: []byte(out.CACert), certPEM: []byte(out.NodeCert), keyPEM: keyPEM, gossipKey: out.GossipKey}
 		if out.VoterKeys != nil {
-			id.caKeyPEM, id.masterKey = []byte(out.VoterKeys.CAKey), out.VoterKeys.MasterKey
+			id.caKeyPEM, id.masterKey, id.Locked = []byte(out.VoterKeys.CAKey), out.VoterKeys.MasterKey, out.VoterKeys.Locked
 			if err := saveRaftTrust(cfg.DataDir, out.VoterKeys.Voters); err != nil {
 				return nil, nil, err
 			}

@@ -254,6 +254,7 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 			Peers: peers, Known: n.knownGossip, Save: func(p []string) error { return savePeers(n.cfg.DataDir, p) }, Log: n.log})
 	})
 	n.goLoop(func() { n.leader().Run(ctx) })
+	n.goLoop(func() { n.watchLock(ctx) })
 	n.goLoop(func() { n.dp.Run(ctx) })
 	if !n.cfg.NoContainers {
 		if na, ok := n.nodeAgent(); ok {
@@ -355,8 +356,10 @@ func (n *Node) becomeVoter(bootstrap bool) error {
 	if err != nil {
 		return err
 	}
-	seal, err := n.id.sealer()
-	if err != nil {
+	var seal *vault.Sealer
+	if n.id.Locked && n.id.masterKey == nil {
+		n.log.Warn("the grid is locked: this voter serves no secrets until `kontena grid unlock` gives it the unlock key (containers keep running)")
+	} else if seal, err = n.id.sealer(); err != nil {
 		return err
 	}
 	if log := filepath.Join(n.cfg.DataDir, dirRaft, "raft.db"); n.id.RaftLog && !exists(log) {
@@ -429,7 +432,7 @@ func (n *Node) leaderRaft() (leader.Raft, bool) {
 func (n *Node) voterKeys() api.VoterKeys {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	return api.VoterKeys{CAKey: string(n.id.caKeyPEM), MasterKey: n.id.masterKey}
+	return api.VoterKeys{CAKey: string(n.id.caKeyPEM), MasterKey: n.id.masterKey, Locked: n.id.Locked}
 }
 
 // nodeAgent is the node agent's view of this node, or false when there is

@@ -54,6 +54,31 @@ func gridCommand() *cli.Command {
 				Flags:  []cli.Flag{&cli.BoolFlag{Name: "rotate", Usage: "replace the join token"}, outputFlag},
 				Action: withSession(gridToken),
 			},
+			{
+				Name: "lock", Usage: "lock the grid: the master key leaves the voters' disks, sealed with an unlock key shown once",
+				Description: `Like Swarm's autolock: after this a voter that restarts serves no secrets (vault,
+secrets in assignments, joins) until ` + "`kontena grid unlock`" + ` gives it the unlock key. Its
+containers, DNS and load balancer keep running from their last state meanwhile.
+Keep the unlock key somewhere safe: a grid whose voters all restart cannot open its
+vault without it. ` + "`kontena grid unlock-key --rotate`" + ` replaces it.`,
+				Flags: []cli.Flag{outputFlag}, Action: withSession(gridLock(false)),
+			},
+			{
+				Name: "unlock", Usage: "give every locked voter the unlock key (read from --key-file or standard input)",
+				Flags:  []cli.Flag{&cli.StringFlag{Name: "key-file", Usage: "read the unlock key from `FILE` (default: standard input)"}, outputFlag},
+				Action: withSession(gridUnlock),
+			},
+			{
+				Name: "unlock-key", Usage: "replace the unlock key of a locked grid (--rotate); the old one stops working",
+				Description: "The unlock key is shown once, by `grid lock` or `grid unlock-key --rotate`; no node keeps it.",
+				Flags:       []cli.Flag{&cli.BoolFlag{Name: "rotate", Usage: "make a new unlock key"}, outputFlag},
+				Action: withSession(func(c *cli.Context, s *session) error {
+					if !c.Bool("rotate") {
+						return usageError("no node keeps the unlock key, so it cannot be shown again: `kontena grid unlock-key --rotate` makes a new one")
+					}
+					return gridLock(true)(c, s)
+				}),
+			},
 			{Name: "events", Usage: "recent grid events (joins, status changes, removals)", Flags: []cli.Flag{outputFlag}, Action: withSession(gridEvents)},
 			{Name: "ls", Aliases: []string{"list"}, Usage: "list the grids in the CLI config", Flags: []cli.Flag{outputFlag}, Action: gridList},
 			{Name: "use", Usage: "make a grid the current one", ArgsUsage: "GRID", Action: gridUse},
@@ -338,6 +363,84 @@ func confirmRemoval(c *cli.Context, question, name string) error {
 	}
 	if !ok {
 		return cli.Exit("aborted", ExitError)
+	}
+	return nil
+}
+
+// gridLock locks the grid (or rotates its unlock key) and shows the key.
+func gridLock(rotate bool) func(*cli.Context, *session) error {
+	return func(c *cli.Context, s *session) error {
+		path := "/v1/grid/lock"
+		if rotate {
+			path = "/v1/grid/unlock-key/rotate"
+		}
+		var out api.UnlockKey
+		if _, err := s.api.Do(c.Context, http.MethodPost, path, nil, &out); err != nil {
+			return err
+		}
+		return render(c, out, func(w io.Writer) {
+			fmt.Fprintf(w, "Unlock key (shown once; keep it safe):\n\n  %s\n\n", out.Key)
+			fmt.Fprintln(w, "A voter that restarts serves no secrets until `kontena grid unlock` gives it this key.")
+		})
+	}
+}
+
+// gridUnlock sends the unlock key to every voter; the locked ones take
+// the master key it opens.
+func gridUnlock(c *cli.Context, s *session) error {
+	var r io.Reader = c.App.Reader
+	if f := c.String("key-file"); f != "" {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return usageError("--key-file: %v", err)
+		}
+		r = strings.NewReader(string(data))
+	} else if r == nil {
+		r = os.Stdin
+	}
+	data, err := io.ReadAll(io.LimitReader(r, 4096))
+	if err != nil {
+		return err
+	}
+	key := strings.TrimSpace(string(data))
+	if key == "" {
+		return usageError("no unlock key: give it on standard input or with --key-file")
+	}
+	addrs := s.ctx.Addresses
+	if g, err := s.api.Grid(c.Context); err == nil {
+		addrs = addrs[:0:0]
+		for _, v := range g.Voters {
+			addrs = append(addrs, v.APIAddr)
+		}
+	}
+	var results []api.UnlockResult
+	var failed []string
+	for _, addr := range addrs {
+		cl := s.api.At(addr)
+		var res api.UnlockResult
+		if _, err := cl.Do(c.Context, http.MethodPost, "/v1/grid/unlock", api.UnlockRequest{Key: key}, &res); err != nil {
+			if api.IsCode(err, api.CodeForbidden) || api.IsCode(err, api.CodeInvalid) {
+				return err // a wrong key is wrong everywhere
+			}
+			failed = append(failed, fmt.Sprintf("%s: %v", addr, err))
+			continue
+		}
+		results = append(results, res)
+	}
+	if err := render(c, results, func(w io.Writer) {
+		row(w, "VOTER", "STATE")
+		for _, res := range results {
+			state := "unlocked"
+			if res.Already {
+				state = "was not locked"
+			}
+			row(w, res.Node, state)
+		}
+	}); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return cli.Exit("error: not every voter answered (run unlock again once they do): "+strings.Join(failed, "; "), ExitUnreachable)
 	}
 	return nil
 }

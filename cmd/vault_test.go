@@ -205,3 +205,40 @@ services:
 		t.Fatalf("offline validate: %d %q %q", code, out, errOut)
 	}
 }
+
+// TestGridLockCLI: grid lock shows the key once; unlock-key refuses to
+// show it again and --rotate makes a new one; unlock takes it from a file.
+func TestGridLockCLI(t *testing.T) {
+	cfg := startNode(t)
+	out, errOut, code := run(t, nil, "--config", cfg, "grid", "lock", "-o", "json")
+	var key struct {
+		Key string `json:"unlock_key"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &key) != nil || !strings.HasPrefix(key.Key, "KNTN-UNLOCK-") {
+		t.Fatalf("grid lock: %d %q %q", code, out, errOut)
+	}
+	if _, errOut, code := run(t, nil, "--config", cfg, "grid", "lock"); code != ExitConflict || !strings.Contains(errOut, "--rotate") {
+		t.Fatalf("second lock: %d %q", code, errOut)
+	}
+	if _, errOut, code := run(t, nil, "--config", cfg, "grid", "unlock-key"); code != ExitUsage || !strings.Contains(errOut, "cannot be shown again") {
+		t.Fatalf("unlock-key: %d %q", code, errOut)
+	}
+	out, _, code = run(t, nil, "--config", cfg, "grid", "unlock-key", "--rotate")
+	if code != 0 || !strings.Contains(out, "KNTN-UNLOCK-") || strings.Contains(out, key.Key) {
+		t.Fatalf("rotate: %d %q", code, out)
+	}
+	file := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(file, []byte(key.Key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The running voter holds the key already, so the old key is not even
+	// tried there: it says so.
+	out, errOut, code = run(t, nil, "--config", cfg, "grid", "unlock", "--key-file", file)
+	if code != 0 || !strings.Contains(out, "was not locked") {
+		t.Fatalf("unlock of a running voter: %d %q %q", code, out, errOut)
+	}
+	out, _, _ = run(t, nil, "--config", cfg, "grid", "show", "-o", "json")
+	if !strings.Contains(out, `"locked": true`) {
+		t.Fatalf("grid show of a locked grid: %s", out)
+	}
+}

@@ -44,8 +44,14 @@ type Grid struct {
 	OfflineGrace time.Duration `json:"offline_grace,omitempty"`
 	// VPNPeers are the admin machines `kontena vpn create` let into the
 	// overlay, each through one node.
-	VPNPeers    []VPNPeer `json:"vpn_peers,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
+	VPNPeers []VPNPeer `json:"vpn_peers,omitempty"`
+	// MasterKeyLocked is the grid master key sealed with the unlock key of
+	// `kontena grid lock` (nil: not locked). Voters of a locked grid keep
+	// the master key only in memory; one restarted opens this with the
+	// key an operator gives `kontena grid unlock`.
+	MasterKeyLocked []byte    `json:"master_key_locked,omitempty"`
+	LockedAt        time.Time `json:"locked_at,omitzero"`
+	CreatedAt       time.Time `json:"created_at"`
 	ModifyIndex uint64    `json:"modify_index"`
 }
 
@@ -54,9 +60,46 @@ const (
 	MsgGridInit     MsgType = 1
 	MsgJoinTokenSet MsgType = 9
 	MsgGridUpdate   MsgType = 27
+	MsgGridLock     MsgType = 31
 )
 
-var gridCommands = []Command{(*GridInit)(nil), (*JoinTokenSet)(nil), (*GridUpdate)(nil)}
+var gridCommands = []Command{(*GridInit)(nil), (*JoinTokenSet)(nil), (*GridUpdate)(nil), (*GridLock)(nil)}
+
+// GridLock locks the grid (its master key sealed with an unlock key), or
+// with Rotate replaces the unlock key of a locked grid.
+type GridLock struct {
+	MasterKeyLocked []byte `json:"master_key_locked"`
+	Rotate          bool   `json:"rotate,omitempty"`
+}
+
+func (*GridLock) MsgType() MsgType { return MsgGridLock }
+func (*GridLock) name() string     { return "grid.lock" }
+func (*GridLock) resource() string { return "grid/lock" }
+
+func (c *GridLock) apply(a *applier) (any, error) {
+	g, err := a.grid()
+	if err != nil {
+		return nil, err
+	}
+	if n := len(c.MasterKeyLocked); n < 32 || n > 256 {
+		return nil, fmt.Errorf("locked master key of %d bytes: expected 32 to 256: %w", n, ErrInvalid)
+	}
+	switch locked := g.MasterKeyLocked != nil; {
+	case locked && !c.Rotate:
+		return nil, fmt.Errorf("the grid is locked already: `kontena grid unlock-key --rotate` makes a new unlock key: %w", ErrConflict)
+	case !locked && c.Rotate:
+		return nil, fmt.Errorf("the grid is not locked, so it has no unlock key to rotate: `kontena grid lock` locks it: %w", ErrConflict)
+	}
+	g.MasterKeyLocked, g.LockedAt, g.ModifyIndex = c.MasterKeyLocked, a.now, a.index
+	if err := a.txn.Insert(TableGrid, g); err != nil {
+		return nil, err
+	}
+	msg := "grid locked: a voter that restarts serves no secrets until `kontena grid unlock`"
+	if c.Rotate {
+		msg = "unlock key rotated: the old one no longer unlocks the grid"
+	}
+	return g, a.event("grid.lock", "grid/"+g.Name, msg)
+}
 
 // GridInit is the first entry of every grid: settings, the bootstrap node
 // and the bootstrap admin with its token.

@@ -78,6 +78,8 @@ func (noActions) Keys() (Keys, bool)          { return Keys{}, false }
 func (noActions) Promote(api.VoterKeys) error { return nil }
 func (noActions) Demote() error               { return nil }
 func (noActions) Removed()                    {}
+func (noActions) Locked() bool                { return false }
+func (noActions) Unlock([]byte) error         { return nil }
 
 // caller is one principal of the table: a token, a certificate, or both.
 type caller struct {
@@ -177,6 +179,9 @@ func TestAdmissionTable(t *testing.T) {
 		"PATCH /v1/grid":                              adminRoute,
 		"GET /v1/grid/token":                          adminRoute,
 		"POST /v1/grid/token/rotate":                  adminRoute,
+		"POST /v1/grid/lock":                          adminRoute,
+		"POST /v1/grid/unlock-key/rotate":             adminRoute,
+		"POST /v1/grid/unlock":                        adminRoute,
 		"GET /v1/tokens":                              userRoute,
 		"POST /v1/tokens":                             userRoute,
 		"DELETE /v1/tokens/{id}":                      userRoute,

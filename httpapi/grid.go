@@ -30,6 +30,7 @@ func (n *Server) gridInfo(rn *raftnode.Node) api.GridInfo {
 		}
 	}
 	info.VPNPeers = len(g.VPNPeers)
+	info.Locked = g.MasterKeyLocked != nil
 	info.DefaultAffinity = g.DefaultAffinity
 	if g.OfflineGrace > 0 {
 		info.OfflineGrace = g.OfflineGrace.String()
@@ -146,6 +147,9 @@ func (n *Server) getHealth(w http.ResponseWriter, r *http.Request, p *principal)
 		case v.Lag > maxHealthyLag:
 			h.Status = api.HealthWarning
 			h.Messages = append(h.Messages, fmt.Sprintf("voter %s is %d entries behind", v.Name, v.Lag))
+		case v.Locked:
+			h.Status = api.HealthWarning
+			h.Messages = append(h.Messages, fmt.Sprintf("voter %s is locked: it serves no secrets until `kontena grid unlock`", v.Name))
 		}
 	}
 	if g, err := rn.Store().Grid(); err == nil && len(h.Voters) < g.InitialSize {
@@ -206,6 +210,7 @@ func (n *Server) voterLag(ctx context.Context, voters []api.VoterInfo) {
 			continue
 		}
 		voters[i].Reachable = true
+		voters[i].Locked = st.Locked
 		voters[i].AppliedIndex = st.AppliedIndex
 		if commit > st.AppliedIndex {
 			voters[i].Lag = commit - st.AppliedIndex
@@ -219,9 +224,9 @@ func (n *Server) getJoinToken(w http.ResponseWriter, r *http.Request, p *princip
 	if err != nil {
 		return err
 	}
-	keys, ok := n.node.Keys()
-	if !ok {
-		return api.Errorf(api.CodeUnavailable, "this node holds no grid keys (not a voter)")
+	keys, err := n.keys()
+	if err != nil {
+		return err
 	}
 	secret, err := keys.Seal.Open(g.JoinTokenSealed, "join-token")
 	if err != nil {
@@ -232,9 +237,9 @@ func (n *Server) getJoinToken(w http.ResponseWriter, r *http.Request, p *princip
 }
 
 func (n *Server) rotateJoinToken(w http.ResponseWriter, r *http.Request, p *principal) error {
-	keys, ok := n.node.Keys()
-	if !ok {
-		return api.Errorf(api.CodeUnavailable, "this node holds no grid keys (not a voter)")
+	keys, err := n.keys()
+	if err != nil {
+		return err
 	}
 	seal := keys.Seal
 	secret := pki.RandomHex(24)

@@ -23,11 +23,14 @@ func (n *Server) admitJoin(ctx context.Context, req *api.JoinRequest, sourceIP s
 	n.joins.mu.Lock()
 	defer n.joins.mu.Unlock()
 	rn := n.voter()
-	keys, ok := n.node.Keys()
-	ca, seal := keys.CA, keys.Seal
-	if rn == nil || !ok || ca == nil {
+	if rn == nil {
 		return nil, api.Errorf(api.CodeUnavailable, "this node cannot admit nodes (not a voter)")
 	}
+	keys, err := n.keys()
+	if err != nil {
+		return nil, err
+	}
+	ca, seal := keys.CA, keys.Seal
 	g, err := rn.Store().Grid()
 	if err != nil {
 		return nil, api.Errorf(api.CodeUnavailable, "grid not ready: %v", err)

@@ -33,6 +33,11 @@ func (n *Server) routes() []route {
 		{method: "PATCH", pattern: "/v1/grid", allow: admin, at: atLeader, h: n.updateGrid},
 		{method: "GET", pattern: "/v1/grid/token", allow: admin, at: atLeader, h: n.getJoinToken},
 		{method: "POST", pattern: "/v1/grid/token/rotate", allow: admin, at: atLeader, h: n.rotateJoinToken},
+		{method: "POST", pattern: "/v1/grid/lock", allow: admin, at: atLeader, h: n.lockGrid},
+		{method: "POST", pattern: "/v1/grid/unlock-key/rotate", allow: admin, at: atLeader, h: n.rotateUnlockKey},
+		// Served by the voter asked, caught up or not: a restarted voter of
+		// a locked grid needs the key before it can serve secrets.
+		{method: "POST", pattern: "/v1/grid/unlock", allow: admin, at: atAnyState, h: n.unlockVoter},
 		{method: "GET", pattern: "/v1/tokens", allow: user, h: n.listTokens},
 		{method: "POST", pattern: "/v1/tokens", allow: user, at: atLeader, h: n.createToken},
 		{method: "DELETE", pattern: "/v1/tokens/{id}", allow: user, at: atLeader, h: n.deleteToken},

@@ -50,6 +50,12 @@ type Node interface {
 	Demote() error
 	// Removed stops the node: it was removed from the grid.
 	Removed()
+	// Locked: this voter restarted while the grid was locked and holds no
+	// master key until Unlock gives it one.
+	Locked() bool
+	// Unlock gives a locked voter the master key it opened with the
+	// unlock key; it keeps it in memory only.
+	Unlock(masterKey []byte) error
 }
 
 // DataPlane is the node's network as the API reports it.

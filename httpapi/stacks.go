@@ -201,13 +201,30 @@ func (n *Server) getAssignments(w http.ResponseWriter, r *http.Request, p *princ
 	if err != nil {
 		return err
 	}
-	if keys, ok := n.node.Keys(); ok {
+	if needsSecrets(&out) {
+		// Assignments without their secrets would start new containers
+		// without them: a voter that cannot open them answers nothing,
+		// and the node keeps running what it has.
+		keys, err := n.keys()
+		if err != nil {
+			return err
+		}
 		open := func(name string, sealed []byte) ([]byte, error) { return keys.Seal.Open(sealed, sealSecret(name)) }
 		if err := dispatcher.WithSecrets(view, &out, open); err != nil && !errors.Is(err, fsm.ErrNotFound) {
 			return err
 		}
 	}
 	return writeJSON(w, view.Index(), out)
+}
+
+// needsSecrets tells whether any assignment injects a vault secret.
+func needsSecrets(as *dispatcher.Assignments) bool {
+	for i := range as.Items {
+		if len(as.Items[i].Service.Secrets) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // reportInstances records what a node's agent found; only the node itself

@@ -39,9 +39,9 @@ func (n *Server) listSecrets(w http.ResponseWriter, r *http.Request, p *principa
 // first, so that it has its audit record on every voter.
 func (n *Server) readSecret(w http.ResponseWriter, r *http.Request, p *principal) error {
 	name := r.PathValue("name")
-	keys, ok := n.node.Keys()
-	if !ok {
-		return api.Errorf(api.CodeUnavailable, "this node holds no master key (not a voter)")
+	keys, err := n.keys()
+	if err != nil {
+		return err
 	}
 	res, idx, err := n.apply(r.Context(), &fsm.SecretRead{Name: name}, auditOf(r, p))
 	if err != nil {
@@ -72,9 +72,9 @@ func (n *Server) writeSecret(w http.ResponseWriter, r *http.Request, p *principa
 	if mode == "" {
 		mode = fsm.SecretCreate
 	}
-	keys, ok := n.node.Keys()
-	if !ok {
-		return api.Errorf(api.CodeUnavailable, "this node holds no master key (not a voter)")
+	keys, err := n.keys()
+	if err != nil {
+		return err
 	}
 	sealed, err := keys.Seal.Seal([]byte(req.Value), sealSecret(name))
 	if err != nil {
