@@ -52,7 +52,7 @@ type Grid struct {
 	MasterKeyLocked []byte    `json:"master_key_locked,omitempty"`
 	LockedAt        time.Time `json:"locked_at,omitzero"`
 	CreatedAt       time.Time `json:"created_at"`
-	ModifyIndex uint64    `json:"modify_index"`
+	ModifyIndex     uint64    `json:"modify_index"`
 }
 
 // Grid command numbers (persisted: never renumber).
