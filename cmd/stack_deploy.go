@@ -122,6 +122,35 @@ func childrenFirst(res *stack.Result) []*stack.Result {
 	return order
 }
 
+// writeSecrets keeps sensitive values out of the stack (SealSpec) and
+// writes them, with the `to: vault` values, to the vault first: the
+// services that inject them are refused while the vault lacks them.
+func writeSecrets(c *cli.Context, s *session, res *stack.Result) error {
+	return sealOrWrite(c, s, res, false)
+}
+
+// sealOrWrite is writeSecrets; with dryRun the spec is sealed (what the
+// server would store) but nothing is written.
+func sealOrWrite(c *cli.Context, s *session, res *stack.Result, dryRun bool) error {
+	sealed, err := res.SealSpec()
+	if err != nil {
+		return cli.Exit("error: "+err.Error(), ExitError)
+	}
+	if dryRun {
+		return nil
+	}
+	g := gridResolver{api: s.api}
+	if err := res.WriteVault(c.Context, g); err != nil {
+		return err
+	}
+	for _, w := range sealed {
+		if err := g.VaultWrite(c.Context, w.Secret, w.Value); err != nil {
+			return fmt.Errorf("variable %s: writing secret %s to the vault: %w", w.Variable, w.Secret, err)
+		}
+	}
+	return nil
+}
+
 func installRequest(r *stack.Result) api.StackInstallRequest {
 	return api.StackInstallRequest{Name: r.Name, FileName: filepath.Base(r.File), Source: r.Source, Values: r.Variables, Spec: *r.Stack}
 }
@@ -138,9 +167,7 @@ func stackInstall(c *cli.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	// `to: vault` values go in first: the services that inject them are
-	// refused while the vault lacks them.
-	if err := res.WriteVault(c.Context, gridResolver{api: s.api}); err != nil {
+	if err := writeSecrets(c, s, res); err != nil {
 		return err
 	}
 	order := childrenFirst(res)
@@ -205,10 +232,8 @@ func stackUpgrade(c *cli.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	if !c.Bool("dry-run") {
-		if err := res.WriteVault(c.Context, gridResolver{api: s.api}); err != nil {
-			return err
-		}
+	if err := sealOrWrite(c, s, res, c.Bool("dry-run")); err != nil {
+		return err
 	}
 	// A child the file now depends on is installed, the others upgraded.
 	order := childrenFirst(res)

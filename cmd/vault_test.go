@@ -164,6 +164,8 @@ variables:
 services:
   db:
     image: postgres:fake
+    environment:
+      - DB_URL=postgres://app:${db_password}@db/app
     secrets:
       - secret: app-db-password
         name: POSTGRES_PASSWORD
@@ -186,11 +188,25 @@ services:
 	if out, _, _ := run(t, nil, "--config", cfg, "vault", "read", "app-db-password"); strings.TrimSpace(out) != first {
 		t.Fatalf("upgrade changed the password: %q, was %q", out, first)
 	}
-	// Nothing of the password is stored with the stack.
+	// Nothing of the password is stored with the stack: the environment
+	// entry that holds it became a vault secret of its own.
 	out, _, _ = run(t, nil, "--config", cfg, "stack", "show", "app", "-o", "json")
 	if strings.Contains(out, first) {
 		t.Fatalf("stack show holds the password: %s", out)
 	}
+	if out, _, _ := run(t, nil, "--config", cfg, "vault", "read", "stack/app/db/DB_URL"); strings.TrimSpace(out) != "postgres://app:"+first+"@db/app" {
+		t.Fatalf("the sealed environment entry: %q", out)
+	}
+	data := filepath.Join(filepath.Dir(cfg), "data")
+	_ = filepath.WalkDir(data, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(first)) {
+			t.Errorf("%s holds the password in the clear", p)
+		}
+		return nil
+	})
 	// validate --online uses the vault's value; offline a new one is made.
 	tmpl := filepath.Join(t.TempDir(), "pw.yml")
 	if err := os.WriteFile(tmpl, []byte(strings.Replace(src, "services:", "services:\n  app:\n    image: app:fake\n    environment:\n      - SHOWN={{ db_password }}\n", 1)), 0o600); err != nil {

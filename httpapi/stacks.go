@@ -21,6 +21,8 @@ func (n *Server) installStack(w http.ResponseWriter, r *http.Request, p *princip
 	if err := checkStackRequest(&req); err != nil {
 		return err
 	}
+	// No sensitive variable value is stored, whatever the client sent.
+	stack.StripSensitive(&req.Spec)
 	if err := n.checkSecrets(&req); err != nil {
 		return err
 	}
@@ -42,6 +44,8 @@ func (n *Server) upgradeStack(w http.ResponseWriter, r *http.Request, p *princip
 	if err := checkStackRequest(&req); err != nil {
 		return err
 	}
+	// No sensitive variable value is stored, whatever the client sent.
+	stack.StripSensitive(&req.Spec)
 	if err := n.checkSecrets(&req); err != nil {
 		return err
 	}

@@ -173,6 +173,10 @@ func (d *decoder) boolean(n *yaml.Node, path string) (bool, bool) {
 			case "false":
 				return false, true
 			}
+			if b, ok := yaml11Bool(s); ok {
+				d.warnYAML11Bool(n, path, s, b)
+				return b, true
+			}
 		}
 	}
 	d.expected(n, path, "true or false")

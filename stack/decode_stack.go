@@ -41,6 +41,7 @@ type stackDraft struct {
 	st       *Stack
 	services []*draft
 	byName   map[string]*draft
+	lowered  map[string]string // upper-case service names as written → their name
 	volRefs  map[string]posRef
 	depRefs  map[string]posRef // the dependency's key
 	depStack map[string]posRef // its stack: value
@@ -97,6 +98,7 @@ func (d *decoder) decodeTop(root *yaml.Node, dir string) *stackDraft {
 			d.warnf(k, key, "%s; ignored", unknownKeyMsg("top-level key", key, topLevelKeys))
 		}
 	})
+	sd.lowerRefs()
 	if len(sd.services) == 0 && len(st.Volumes) == 0 && isNull(mapGet(root, "services")) && isNull(mapGet(root, "volumes")) {
 		d.add(d.errs, root, "", Error{Msg: "the file does not list any services or volumes"})
 	}
@@ -119,6 +121,10 @@ func (d *decoder) decodeServices(n *yaml.Node, dir string, sd *stackDraft) {
 		return
 	}
 	d.mapping(n, "services", "a mapping of service names to services", func(name string, k, v *yaml.Node) {
+		name, ok := d.serviceName(name, k, sd)
+		if !ok {
+			return
+		}
 		dr := d.decodeService(name, k, v, dir, false)
 		if dr == nil {
 			return

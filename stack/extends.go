@@ -102,7 +102,7 @@ func (ly *layer) serviceFromStackFile(src *source, text []byte, ref *extendsRef,
 	if sd == nil {
 		return nil
 	}
-	dr := sd.byName[ref.service]
+	dr := sd.service(ref.service)
 	if dr == nil {
 		ref.at.errorf("extends", "service %q is not defined in %s", ref.service, src.name)
 		return nil

@@ -198,17 +198,20 @@ func (ly *layer) run() (*Result, *stackDraft) {
 		ly.name = key.name
 	}
 	res.Name, res.ParentName = ly.name, ly.parent
-	platform := l.opts.Platform
-	if platform == "" {
-		platform = l.opts.Grid
+	grid, platform, offline := gridBuiltins(l.opts)
+	if offline {
+		ly.warnOfflineGrid(d, grid, platform)
 	}
-	builtins := map[string]string{"GRID": l.opts.Grid, "STACK": ly.name, "PLATFORM": platform, "PARENT_STACK": ly.parent}
+	builtins := map[string]string{"GRID": grid, "STACK": ly.name, "PLATFORM": platform, "PARENT_STACK": ly.parent}
 	deps := map[string]string{}
 	ly.addDepNames(raw, deps)
 	var defs []*Variable
 	if vn := mapGet(raw, "variables"); vn != nil {
 		d.substituteTree(vn, "variables", builtinScope(builtins))
 		defs = d.decodeVariables(vn)
+	}
+	for _, v := range defs {
+		v.keepSecretInVault(ly.name)
 	}
 	eng := newVarEngine(ly, d, defs, builtins, deps)
 	ly.eng = eng

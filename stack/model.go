@@ -196,7 +196,7 @@ type Hook struct {
 type Secret struct {
 	Secret string `json:"secret" yaml:"secret"`
 	Name   string `json:"name" yaml:"name"`
-	Type   string `json:"type" yaml:"type"` // env
+	Type   string `json:"type" yaml:"type"` // env or file (under /run/secrets)
 }
 
 // Certificate injects a certificate bundle.

@@ -160,22 +160,13 @@ func (e *varEngine) resolve(v *Variable) {
 
 // set sanitizes raw into v; reports whether v now has a value.
 func (e *varEngine) set(v *Variable, raw any, origin string) bool {
-	out, liquid, err := v.sanitize(raw, func(expr string) (int64, error) { return e.evalInt(expr) })
+	out, liquid, note, err := v.sanitize(raw, e.evalNumber)
 	if err != nil {
 		if errors.Is(err, errQuiet) {
 			v.failed = true
 			return false
 		}
-		src := origin
-		switch origin {
-		case "values":
-			src = "the value given with -v " + e.ly.valuePrefix + v.Name
-		case "value", "default":
-			src = "its " + origin + ":"
-		default:
-			src = "the " + origin + " resolver"
-		}
-		e.fail(v, "%v (from %s)", err, src)
+		e.fail(v, "%v (from %s)", err, e.originText(v, origin))
 		return false
 	}
 	// A boolean always has a value (nil_is); don't let its default hide a
@@ -183,28 +174,32 @@ func (e *varEngine) set(v *Variable, raw any, origin string) bool {
 	if out == nil && liquid == nil {
 		return false
 	}
+	if note != "" {
+		e.d.warnf(v.originNode(origin), e.path(v), "%s (from %s); %s", note, e.originText(v, origin), wholeNumberHint(origin, raw, out))
+	}
 	v.Value, v.liquid, v.Origin = out, liquid, origin
 	return true
 }
 
-func (e *varEngine) evalInt(expr string) (int64, error) {
+// originText names where a value came from, for messages about it.
+func (e *varEngine) originText(v *Variable, origin string) string {
+	switch origin {
+	case "values":
+		return "the value given with -v " + e.ly.valuePrefix + v.Name
+	case "value", "default":
+		return "its " + origin + ":"
+	}
+	return "the " + origin + " resolver"
+}
+
+// evalNumber computes a calculation given as an integer variable's value;
+// the integer type decides what to do with a fraction.
+func (e *varEngine) evalNumber(expr string) (any, error) {
 	s, err := expandRefs(expr, e.lookupErr)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	r, err := evalArithmetic(s)
-	if err != nil {
-		return 0, err
-	}
-	switch x := r.(type) {
-	case int:
-		return int64(x), nil
-	case float64:
-		if x == float64(int64(x)) {
-			return int64(x), nil
-		}
-	}
-	return 0, fmt.Errorf("%q is not a whole number", s)
+	return evalArithmetic(s)
 }
 
 // runResolvers tries the implicit environment variable of the variable's own
@@ -222,6 +217,9 @@ func (e *varEngine) runResolvers(v *Variable) bool {
 	}
 	for _, r := range list {
 		raw, err := e.runResolver(v, r)
+		if errors.Is(err, errOffline) {
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, errQuiet) {
 				e.fail(v, "from %s: %v", r.Name, err)
@@ -252,6 +250,10 @@ func (e *varEngine) finish(v *Variable) {
 		hint := fmt.Sprintf("pass it with -v %s%s=VALUE", e.ly.valuePrefix, v.Name)
 		if v.wantPrompt {
 			e.fail(v, "no value: this variable is asked with a prompt, but there is no terminal; %s", hint)
+			return
+		}
+		if v.wantGrid != "" {
+			e.fail(v, "%s", e.offlineErr(v))
 			return
 		}
 		e.fail(v, "required variable has no value; %s (or set the environment variable %s)", hint, v.Name)
@@ -319,7 +321,7 @@ func (e *varEngine) substScope() *scope {
 func (e *varEngine) storedValues() map[string]any {
 	out := map[string]any{}
 	for _, v := range e.order {
-		if v.Skipped || v.Value == nil || v.VaultBacked() {
+		if v.Skipped || v.Value == nil || v.Sensitive() {
 			continue
 		}
 		out[v.Name] = v.Value

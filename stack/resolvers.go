@@ -165,7 +165,10 @@ func (e *varEngine) randomNumber(hint any) (any, error) {
 	return e.ly.l.randomInt(lo, hi)
 }
 
-// grid returns the grid resolver or the "needs a grid" error.
+// grid returns the grid resolver, or errOffline when there is none.
+// Offline, as in Kontena's `stack validate`, a grid resolver gives no
+// value: the next resolver or the default applies, and only a required
+// variable left with nothing is an error (finish says it needed a grid).
 func (e *varEngine) grid(v *Variable, resolver string) (GridResolver, error) {
 	g := e.ly.l.opts.GridResolver
 	if g == nil {
@@ -174,12 +177,24 @@ func (e *varEngine) grid(v *Variable, resolver string) (GridResolver, error) {
 	return g, nil
 }
 
+// errOffline is a grid resolver's "no value: no grid to ask".
+var errOffline = errors.New("offline")
+
 func (e *varEngine) gridErr(v *Variable, resolver string, err error) error {
 	if errors.Is(err, ErrNeedsGrid) {
-		return fmt.Errorf("the %s resolver needs a grid (connect to a grid, or pass the value with -v %s%s=VALUE)",
-			resolver, e.ly.valuePrefix, v.Name)
+		if v.wantGrid == "" {
+			v.wantGrid = resolver
+		}
+		return errOffline
 	}
 	return err
+}
+
+// offlineErr is why a required variable whose grid resolver had no grid
+// to ask has no value.
+func (e *varEngine) offlineErr(v *Variable) string {
+	return fmt.Sprintf("from %s: the %s resolver needs a grid (connect to a grid, or pass the value with -v %s%s=VALUE)",
+		v.wantGrid, v.wantGrid, e.ly.valuePrefix, v.Name)
 }
 
 func (e *varEngine) serviceInstances(v *Variable, hint any) (any, error) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -201,35 +202,49 @@ func decodeCertificates(d *decoder, n *yaml.Node, path string, dr *draft) {
 	}
 }
 
+// IsSecretFileName tells whether name may be a secret's file under
+// /run/secrets: one path element, so no secret lands outside the directory.
+func IsSecretFileName(name string) bool {
+	return secretFileRe.MatchString(name) && name != "." && name != ".."
+}
+
+var secretFileRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
 // injections reads secrets/certificates: [{<first>, name, type: env}].
 func (d *decoder) injections(n *yaml.Node, path, first string) [][3]string {
 	if isNull(n) {
 		return nil
 	}
+	types := []string{"env"}
+	if first == "secret" {
+		// type file (as Swarm does): the value is a file under
+		// /run/secrets on a tmpfs, never on the node's disk.
+		types = append(types, "file")
+	}
+	form := fmt.Sprintf("{%s, name, type: %s}", first, strings.Join(types, "|"))
 	if n.Kind != yaml.SequenceNode {
-		d.expected(n, path, fmt.Sprintf("a list of {%s, name, type: env}", first))
+		d.expected(n, path, "a list of "+form)
 		return nil
 	}
 	var out [][3]string
 	for i, c := range n.Content {
 		ipath := fmt.Sprintf("%s[%d]", path, i)
 		e := [3]string{"", "", "env"}
-		if !d.mapping(c, ipath, fmt.Sprintf("{%s, name, type: env}", first), func(key string, kn, vn *yaml.Node) {
+		var nameNode *yaml.Node
+		if !d.mapping(c, ipath, form, func(key string, kn, vn *yaml.Node) {
 			kpath := ipath + "." + key
 			switch key {
 			case first:
 				e[0], _ = d.nonEmpty(vn, kpath, "a "+first)
 			case "name":
-				if s, ok := d.nonEmpty(vn, kpath, "an environment variable name"); ok {
-					if !envNameRe.MatchString(s) {
-						d.expected(vn, kpath, "an environment variable name")
-						return
-					}
-					e[1] = s
+				if s, ok := d.nonEmpty(vn, kpath, "an environment variable or file name"); ok {
+					e[1], nameNode = s, vn
 				}
 			case "type":
-				if s, _ := d.str(vn, kpath); s != "env" {
-					d.expected(vn, kpath, "env")
+				if s, _ := d.str(vn, kpath); slices.Contains(types, s) {
+					e[2] = s
+				} else {
+					d.expected(vn, kpath, strings.Join(types, " or "))
 				}
 			default:
 				d.errorf(kn, kpath, "%s", unknownKeyMsg("key", key, []string{first, "name", "type"}))
@@ -237,11 +252,18 @@ func (d *decoder) injections(n *yaml.Node, path, first string) [][3]string {
 		}) {
 			continue
 		}
-		if mapKeyNode(c, first) == nil {
+		switch {
+		case mapKeyNode(c, first) == nil:
 			d.expectedFound(c, ipath+"."+first, "a "+first, "nothing")
-		}
-		if mapKeyNode(c, "name") == nil {
+		case mapKeyNode(c, "name") == nil:
 			d.expectedFound(c, ipath+".name", "an environment variable name", "nothing")
+		case nameNode == nil:
+		case e[2] == "file" && !IsSecretFileName(e[1]):
+			d.expected(nameNode, ipath+".name", "a file name under /run/secrets (letters, digits, . _ -; no /)")
+			continue
+		case e[2] == "env" && !envNameRe.MatchString(e[1]):
+			d.expected(nameNode, ipath+".name", "an environment variable name")
+			continue
 		}
 		out = append(out, e)
 	}

@@ -119,7 +119,9 @@ func TestServiceKeys(t *testing.T) {
 		{name: "secrets", keys: "    secrets:\n      - secret: A\n        name: B\n        type: env\n", check: func(t *testing.T, s *Service) {
 			eq(t, "secret", s.Secrets[0], Secret{Secret: "A", Name: "B", Type: "env"})
 		}},
-		{name: "secret type", keys: "    secrets:\n      - secret: A\n        name: B\n        type: file\n", err: `services.web.secrets[0].type: expected env, found "file"`},
+		{name: "secret type", keys: "    secrets:\n      - secret: A\n        name: B\n        type: volume\n", err: `services.web.secrets[0].type: expected env or file, found "volume"`},
+		{name: "secret file name is one path element", keys: "    secrets:\n      - secret: A\n        type: file\n        name: ../etc/passwd\n", err: `services.web.secrets[0].name: expected a file name under /run/secrets`},
+		{name: "certificate type is env only", keys: "    certificates:\n      - subject: a.example.com\n        name: SSL_CERTS\n        type: file\n", err: `services.web.certificates[0].type: expected env, found "file"`},
 		{name: "resources", keys: "    cpus: 1.5\n    cpu_shares: 512\n    mem_limit: 512m\n    memswap_limit: 1g\n    shm_size: 64000\n", check: func(t *testing.T, s *Service) {
 			eq(t, "cpus", s.CPUs, 1.5)
 			eq(t, "cpu_shares", s.CPUShares, 512)
@@ -192,12 +194,17 @@ func TestTopLevel(t *testing.T) {
 			eq(t, "scope", res.Stack.Volume("v").Scope, "grid")
 		}},
 		{name: "dependency and service share a name", src: "stack: me/app\ndepends:\n  a:\n    stack: me/other\nservices:\n  a:\n    image: a\n", err: `depends.a: "a" is both a service and a dependency`},
-		{name: "service name", src: "stack: me/app\nservices:\n  Web:\n    image: a\n", err: `services.Web: expected a service name of lowercase letters, digits, - and _, found "Web"`},
+		{name: "service name", src: "stack: me/app\nservices:\n  Web_1:\n    image: a\n  we.b:\n    image: a\n", err: `services.we.b: expected a service name of lowercase letters, digits, - and _, found "we.b"`},
+		{name: "upper-case service name is lowered", src: "stack: me/app\nservices:\n  Web:\n    image: a\n", warn: `kontena.yml:3:3: services.Web: service name "Web" has upper-case letters: it is deployed as "web"`, check: func(t *testing.T, res *Result) {
+			eq(t, "name", svc(t, res, "web").Name, "web")
+		}},
 		{name: "anchors and merge keys, own keys win", src: "stack: me/app\ndata:\n  base: &base\n    image: base\n    instances: 2\nservices:\n  a:\n    <<: *base\n    instances: 3\n", check: func(t *testing.T, res *Result) {
 			eq(t, "image", svc(t, res, "a").Image, "base")
 			eq(t, "instances", svc(t, res, "a").Instances, 3)
 		}},
-		{name: "duplicate keys", src: "stack: me/app\nservices:\n  a:\n    image: a\n    image: b\n", err: `kontena.yml:5:5: services.a.image: duplicate key "image" (first defined on line 4)`},
+		{name: "duplicate keys: the last wins", src: "stack: me/app\nservices:\n  a:\n    image: a\n    image: b\n", warn: `kontena.yml:5:5: services.a.image: duplicate key "image": the value on line 5 is used, the one on line 4 is ignored`, check: func(t *testing.T, res *Result) {
+			eq(t, "image", svc(t, res, "a").Image, "b")
+		}},
 		{name: "two documents", src: "stack: me/app\nservices:\n  a:\n    image: a\n---\nstack: x\n", err: "a stack file is one YAML document"},
 		{name: "not a mapping", src: "- a\n- b\n", err: "expected a mapping of stack keys"},
 		{name: "meta", src: "stack: me/app\nmeta:\n  tags: [x]\n  license: MIT\n  color: red\nservices:\n  a:\n    image: a\n", warn: `meta.color: unknown meta key "color"`, check: func(t *testing.T, res *Result) {

@@ -92,6 +92,13 @@ func substitute(s string, sc *scope) (string, []substProblem) {
 			i += 2
 		case next == '{':
 			end := strings.IndexByte(s[i+2:], '}')
+			if end < 0 && unclosedName(s[i+2:]) != "" {
+				val, n, p := unclosedRef(s, i, sc)
+				problems = append(problems, p...)
+				b.WriteString(val)
+				i += n
+				continue
+			}
 			if end < 0 {
 				problems = append(problems, substProblem{msg: fmt.Sprintf("unclosed ${ in %s (write $$ for a literal $)", describeScalar(s))})
 				b.WriteString(s[i:])
@@ -162,4 +169,34 @@ func lookupExpr(expr, orig string, sc *scope) (string, *substProblem) {
 		return def, nil
 	}
 	return "", &substProblem{msg: fmt.Sprintf("undeclared variable %q in %s: declare it under variables (or write $$ for a literal $)", name, orig)}
+}
+
+// unclosedName is the name an unclosed ${ is followed by.
+func unclosedName(s string) string {
+	j := 0
+	for j < len(s) && isNameChar(s[j]) {
+		j++
+	}
+	return s[:j]
+}
+
+// unclosedRef substitutes "${NAME" at s[i:] when no } follows, as Kontena
+// did: its CLI matched references with /\$\{?\w+\}?/ and stripped the
+// braces, so the closing brace was optional and "${tag" read as "${tag}"
+// (a line cut short, or "image: app:${tag" typed in a hurry, deployed).
+// Anything after the name stays text. It returns the value, the length
+// read and the problems: a warning naming the proper form, or the error
+// of an undeclared name.
+func unclosedRef(s string, i int, sc *scope) (string, int, []substProblem) {
+	name := unclosedName(s[i+2:])
+	orig := "${" + name
+	val, p := lookupExpr(name, orig, sc)
+	if p != nil {
+		return val, len(orig), []substProblem{*p}
+	}
+	if sc.keepUnknown && val == orig {
+		return val, len(orig), nil // left for the full substitution
+	}
+	return val, len(orig), []substProblem{{warn: true,
+		msg: fmt.Sprintf("unclosed ${ in %s: read as ${%s}, as Kontena did; write ${%s} (or $$ for a literal $)", describeScalar(s), name, name)}}
 }

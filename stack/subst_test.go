@@ -34,7 +34,9 @@ func TestSubstitute(t *testing.T) {
 		{in: "${undeclared:-fallback}", out: "fallback"},
 		{in: "${undeclared}", out: "", problem: `undeclared variable "undeclared" in ${undeclared}`},
 		{in: "$undeclared", out: "", problem: `undeclared variable "undeclared" in $undeclared`},
-		{in: "${a", out: "${a", problem: "unclosed ${"},
+		{in: "${a", out: "A", problem: "unclosed ${ in \"${a\": read as ${a}", warn: true}, // as Kontena's /\$\{?\w+\}?/ did
+		{in: "x-${a-b", out: "x-A-b", problem: "read as ${a}", warn: true},
+		{in: "${ a", out: "${ a", problem: "unclosed ${"},
 		{in: "${}", out: "", problem: "empty ${}"},
 	}
 	for _, c := range cases {

@@ -182,7 +182,7 @@ func Document(r *Result) *StackDocument {
 	doc.Variables = nil
 	for _, v := range r.Stack.Variables {
 		c := *v
-		if c.VaultBacked() && c.Value != nil {
+		if c.Sensitive() && c.Value != nil {
 			c.Value = "********"
 		}
 		doc.Variables = append(doc.Variables, &c)

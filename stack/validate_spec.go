@@ -392,6 +392,15 @@ func (v *specChecker) service(at string, s *Service, names, volumes map[string]b
 			if x.Secret == "" || x.Name == "" {
 				v.expected(fmt.Sprintf("%s.secrets[%d]", path, i), "a secret and the name to inject it as", "nothing")
 			}
+			switch x.Type {
+			case "", "env":
+			case "file":
+				if !IsSecretFileName(x.Name) {
+					v.expected(fmt.Sprintf("%s.secrets[%d].name", path, i), "a file name under /run/secrets (letters, digits, . _ -; no /)", fmt.Sprintf("%q", x.Name))
+				}
+			default:
+				v.expected(fmt.Sprintf("%s.secrets[%d].type", path, i), "env or file", fmt.Sprintf("%q", x.Type))
+			}
 			v.str(fmt.Sprintf("%s.secrets[%d]", path, i), x.Secret+x.Name+x.Type)
 		}
 	}

@@ -19,6 +19,9 @@ type Variable struct {
 	From        []Resolver `json:"from,omitempty" yaml:"from,omitempty"`
 	To          []Setter   `json:"to,omitempty" yaml:"to,omitempty"`
 	Value       any        `json:"value" yaml:"value"`
+	// Secret: the file marks the value as secret. It is kept in the vault
+	// (as if from/to vault: stack/<stack>/<name>), never with the stack.
+	Secret bool `json:"secret,omitempty" yaml:"secret,omitempty"`
 	// Origin says where Value came from: "value" (the file), "values" (-v,
 	// --values-from, reused values), "default", or a resolver name.
 	Origin  string `json:"origin,omitempty" yaml:"origin,omitempty"`
@@ -30,9 +33,10 @@ type Variable struct {
 	defaultNode *yaml.Node
 	onlyIf      *yaml.Node
 	skipIf      *yaml.Node
-	liquid      any  // what Liquid sees (booleans stay booleans)
-	failed      bool // an error was reported; dependents stay quiet
-	wantPrompt  bool // a prompt resolver was skipped for lack of a terminal
+	liquid      any    // what Liquid sees (booleans stay booleans)
+	failed      bool   // an error was reported; dependents stay quiet
+	wantPrompt  bool   // a prompt resolver was skipped for lack of a terminal
+	wantGrid    string // a grid resolver (its name) was skipped for lack of a grid
 }
 
 // Resolver is one entry of a variable's `from`.
@@ -48,6 +52,10 @@ type Setter struct {
 	Name   string `json:"name" yaml:"name"`
 	Target string `json:"target" yaml:"target"`
 }
+
+// Sensitive: the value comes from or goes to the vault, or the file marks
+// it secret; it is never stored with the stack, nor shown.
+func (v *Variable) Sensitive() bool { return v.Secret || v.VaultBacked() }
 
 // VaultBacked reports whether the value lives in the vault; such values are
 // never stored with the stack.
@@ -154,6 +162,10 @@ func (d *decoder) decodeVariable(name string, k, n *yaml.Node, path string) *Var
 			v.From = d.decodeResolvers(vn, kpath, name)
 		case "to":
 			v.To = d.decodeSetters(vn, kpath, name)
+		case "secret":
+			if b, ok := d.boolean(vn, kpath); ok {
+				v.Secret = b
+			}
 		case "only_if":
 			v.onlyIf = vn
 		case "skip_if":

@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -61,7 +62,8 @@ func TestVariableTypes(t *testing.T) {
 		{name: "integer max", def: "type: integer\n    max: 10", set: "11", err: "expected a number of at most 10, found 11"},
 		{name: "integer calculation", def: "type: integer", set: "2*(3+4)", want: 14},
 		{name: "integer nil_is_zero", def: "type: integer\n    nil_is_zero: true", want: 0},
-		{name: "integer float is refused", def: "type: integer", set: 1.5, err: "expected a whole number"},
+		{name: "integer fraction is truncated", def: "type: integer", set: 1.5, want: 1},
+		{name: "integer infinity is refused", def: "type: integer", set: "Inf", err: "expected a whole number"},
 		// boolean
 		{name: "boolean true", def: "type: boolean", set: "yes", want: "true"},
 		{name: "boolean other text is false", def: "type: boolean", set: "nope", want: "false"},
@@ -233,7 +235,12 @@ func TestResolvers(t *testing.T) {
 			}
 		}},
 		{name: "a grid that cannot answer yet says so", vars: "  x:\n    type: string\n    from:\n      vault: DB_PASS\n", grid: notYetGrid{}, err: "the vault resolver needs a grid"},
-		{name: "service_instances needs a grid", vars: "  x:\n    type: integer\n    default: 1\n    from:\n      service_instances: web\n", err: "the service_instances resolver needs a grid"},
+		{name: "service_instances offline: the default applies", vars: "  x:\n    type: integer\n    default: 1\n    from:\n      service_instances: web\n", want: map[string]any{"x": 1}},
+		{name: "service_instances needs a grid when required and nothing else", vars: "  x:\n    type: integer\n    from:\n      service_instances: web\n", err: "variables.x: from service_instances: the service_instances resolver needs a grid"},
+		{name: "vault offline: the next resolver applies", vars: "  x:\n    type: string\n    from:\n      vault: DB_PASS\n      random_string: 7\n", check: func(t *testing.T, res *Result) {
+			eq(t, "len", len(variable(t, res, "x").Value.(string)), 7)
+		}},
+		{name: "service_link offline, optional: no value", vars: "  x:\n    type: string\n    required: false\n    from:\n      service_link:\n        image: kontena/lb\n", want: map[string]any{}},
 		{name: "service_instances of this stack", vars: "  x:\n    type: integer\n    from:\n      service_instances: web\n", grid: grid, want: map[string]any{"x": 4}},
 		{name: "service_instances of another stack", vars: "  x:\n    type: integer\n    from:\n      service_instances: other/db\n", grid: grid, want: map[string]any{"x": 2}},
 		{name: "service_instances not installed yet: default", vars: "  x:\n    type: integer\n    default: 1\n    from:\n      service_instances: nope\n", grid: grid, want: map[string]any{"x": 1}},
@@ -241,7 +248,11 @@ func TestResolvers(t *testing.T) {
 		{name: "service_link single match without a terminal", vars: "  x:\n    type: string\n    from:\n      service_link:\n        prompt: pick\n        image: kontena/lb\n", grid: grid, want: map[string]any{"x": "lbs/lb"}},
 		{name: "service_link asks on a terminal", vars: "  x:\n    type: string\n    from:\n      service_link:\n        prompt: pick\n", grid: grid, prompter: &fakePrompter{answers: map[string][]string{"x": {"x/y"}}}, want: map[string]any{"x": "x/y"}},
 		{name: "service_link ambiguous without a terminal", vars: "  x:\n    type: string\n    from:\n      service_link:\n        prompt: pick\n", grid: grid, err: "asked with a prompt, but there is no terminal"},
-		{name: "certificates needs a grid", vars: "  x:\n    type: array\n    from:\n      certificates: pick\n", err: "the certificates resolver needs a grid"},
+		{name: "certificates offline: an empty list", vars: "  x:\n    type: array\n    from:\n      certificates: pick\n", check: func(t *testing.T, res *Result) {
+			if v := variable(t, res, "x").Value; fmt.Sprint(v) != "[]" {
+				t.Errorf("offline certificates = %#v, want an empty list", v)
+			}
+		}},
 		{name: "certificates multi-select", vars: "  x:\n    type: array\n    from:\n      certificates: pick\n", grid: grid, prompter: &fakePrompter{answers: map[string][]string{"x": {"a.example.com", "b.example.com"}}}, want: map[string]any{"x": []any{"a.example.com", "b.example.com"}}},
 		{name: "unknown resolver", vars: "  x:\n    type: string\n    from:\n      envv: X\n", err: `variables.x.from: unknown resolver "envv" (did you mean "env"?)`},
 		{name: "to env exposes another name", vars: "  x:\n    type: string\n    value: v\n    to:\n      env: OTHER\n", check: func(t *testing.T, res *Result) {}},

@@ -18,7 +18,7 @@ var typeOptionKeys = map[string][]string{
 	"array":   {"split", "join", "empty_is_nil", "sort", "uniq", "count", "compact"},
 }
 
-var commonVariableKeys = []string{"type", "label", "description", "default", "value", "required", "from", "to", "only_if", "skip_if", "in"}
+var commonVariableKeys = []string{"type", "label", "description", "default", "value", "required", "from", "to", "only_if", "skip_if", "in", "secret"}
 
 // typeOpts are the parsed type options of one variable.
 type typeOpts struct {
@@ -164,6 +164,14 @@ func (d *decoder) parseTypeOption(o *typeOpts, typ, key string, n *yaml.Node, pa
 			d.expected(n, path, "a separator string")
 		}
 	case "array.join":
+		if b, ok := plainYAML11Bool(n); ok {
+			d.warnYAML11Bool(n, path, n.Value, b)
+			if b {
+				s := ","
+				o.join = &s
+			}
+			return
+		}
 		if b, isBool := n.Value, n.ShortTag() == "!!bool"; isBool {
 			if b == "true" {
 				s := ","

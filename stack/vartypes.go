@@ -7,6 +7,7 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"math"
@@ -66,19 +67,21 @@ func foundValue(v any) string {
 
 // sanitize converts a raw value (from the file, -v, env, a prompt or a
 // resolver) to the variable's type, applies the transformations and checks
-// the constraints. It returns the stored value and the value Liquid sees.
-func (v *Variable) sanitize(raw any, eval func(string) (int64, error)) (out any, liquid any, err error) {
+// the constraints. It returns the stored value and the value Liquid sees,
+// and a note on what it tolerated (a fraction truncated) to warn about.
+// eval computes a calculation given as an integer's value.
+func (v *Variable) sanitize(raw any, eval func(string) (any, error)) (out, liquid any, note string, err error) {
 	o := &v.opts
 	switch v.Type {
 	case "string":
 		out, err = o.sanitizeString(raw)
 	case "integer":
-		out, err = o.sanitizeInteger(raw, eval)
+		out, note, err = o.sanitizeInteger(raw, eval)
 	case "boolean":
 		var truth bool
 		out, truth, err = o.sanitizeBoolean(raw)
 		if err == nil {
-			return out, truth, nil
+			return out, truth, "", nil
 		}
 	case "enum":
 		out, err = o.sanitizeEnum(raw)
@@ -90,12 +93,12 @@ func (v *Variable) sanitize(raw any, eval func(string) (int64, error)) (out any,
 		out = raw
 	}
 	if err != nil || out == nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	if len(o.in) > 0 && !contains(o.in, textOf(out)) {
-		return nil, nil, &typeError{"one of " + strings.Join(o.in, ", "), foundValue(out)}
+		return nil, nil, "", &typeError{"one of " + strings.Join(o.in, ", "), foundValue(out)}
 	}
-	return out, out, nil
+	return out, out, note, nil
 }
 
 func contains(list []string, s string) bool {
@@ -179,57 +182,65 @@ func (o *typeOpts) sanitizeString(raw any) (any, error) {
 	return s, nil
 }
 
-func (o *typeOpts) sanitizeInteger(raw any, eval func(string) (int64, error)) (any, error) {
-	var i int64
-	switch x := raw.(type) {
-	case nil:
+func (o *typeOpts) sanitizeInteger(raw any, eval func(string) (any, error)) (any, string, error) {
+	if s, isStr := raw.(string); isStr && strings.TrimSpace(s) == "" {
+		raw = nil
+	}
+	if raw == nil {
 		if o.nilIsZero {
-			return 0, nil
+			return 0, "", nil
 		}
-		return nil, nil
-	case int:
-		i = int64(x)
-	case int64:
-		i = x
-	case float64:
-		if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
-			return nil, &typeError{"a whole number", foundValue(raw)}
-		}
-		i = int64(x)
-	case string:
-		s := strings.TrimSpace(x)
-		if s == "" {
-			if o.nilIsZero {
-				return 0, nil
-			}
-			return nil, nil
-		}
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			// Opto evaluated integer values as arithmetic over other
-			// variables ("${a} * 2"); keep that.
-			if eval == nil {
-				return nil, &typeError{"a whole number", foundValue(raw)}
-			}
-			n, err = eval(s)
-			if err != nil {
-				return nil, &typeError{"a whole number or a calculation", foundValue(raw) + " (" + err.Error() + ")"}
-			}
-		}
-		i = n
-	default:
-		return nil, &typeError{"a whole number", foundValue(raw)}
+		return nil, "", nil
+	}
+	i, note, err := integerOf(raw, eval)
+	if err != nil {
+		return nil, "", err
 	}
 	if o.min != nil && i < *o.min {
-		return nil, &typeError{fmt.Sprintf("a number of at least %d", *o.min), strconv.FormatInt(i, 10)}
+		return nil, "", &typeError{fmt.Sprintf("a number of at least %d", *o.min), strconv.FormatInt(i, 10)}
 	}
 	if o.max != nil && i > *o.max {
-		return nil, &typeError{fmt.Sprintf("a number of at most %d", *o.max), strconv.FormatInt(i, 10)}
+		return nil, "", &typeError{fmt.Sprintf("a number of at most %d", *o.max), strconv.FormatInt(i, 10)}
 	}
 	if i > math.MaxInt || i < math.MinInt {
-		return nil, &typeError{"a smaller number", strconv.FormatInt(i, 10)}
+		return nil, "", &typeError{"a smaller number", strconv.FormatInt(i, 10)}
 	}
-	return int(i), nil
+	return int(i), note, nil
+}
+
+// integerOf reads a number, a numeric string or a calculation; fractions
+// are truncated (wholeNumber says why), with a note.
+func integerOf(raw any, eval func(string) (any, error)) (int64, string, error) {
+	switch x := raw.(type) {
+	case int:
+		return int64(x), "", nil
+	case int64:
+		return x, "", nil
+	case float64:
+		return wholeNumber(x)
+	case string:
+		s := strings.TrimSpace(x)
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return n, "", nil
+		}
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return wholeNumber(f)
+		}
+		// Opto evaluated integer values as arithmetic over other
+		// variables ("${a} * 2"); keep that.
+		if eval == nil {
+			return 0, "", &typeError{"a whole number", foundValue(raw)}
+		}
+		r, err := eval(s)
+		if errors.Is(err, errQuiet) {
+			return 0, "", err
+		}
+		if err != nil {
+			return 0, "", &typeError{"a whole number or a calculation", foundValue(raw) + " (" + err.Error() + ")"}
+		}
+		return integerOf(r, nil)
+	}
+	return 0, "", &typeError{"a whole number", foundValue(raw)}
 }
 
 func (o *typeOpts) sanitizeBoolean(raw any) (any, bool, error) {

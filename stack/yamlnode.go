@@ -43,14 +43,14 @@ func parseYAML(src *source, text []byte) (n *yaml.Node, perr *Error) {
 		if errors.Is(err, io.EOF) {
 			return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: 1, Column: 1}, nil
 		}
-		return nil, yamlError(src, err)
+		return nil, yamlError(src, text, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		return nil, &Error{File: src.name, Line: src.line(extra.Line), Col: 1,
 			Msg: "a stack file is one YAML document; remove the second document (---) or split the file"}
 	} else if !errors.Is(err, io.EOF) {
-		return nil, yamlError(src, err)
+		return nil, yamlError(src, text, err)
 	}
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		return doc.Content[0], nil
@@ -58,10 +58,15 @@ func parseYAML(src *source, text []byte) (n *yaml.Node, perr *Error) {
 	return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: 1, Column: 1}, nil
 }
 
-func yamlError(src *source, err error) *Error {
+func yamlError(src *source, text []byte, err error) *Error {
 	msg := err.Error()
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
 		n, _ := strconv.Atoi(m[1])
+		// yaml.v3 names the line where the enclosing block began; the
+		// indentation reader finds the line that broke it, and why.
+		if f := indentProblem(text, n, src.line); f != nil {
+			return &Error{File: src.name, Line: src.line(f.line), Col: f.col, Msg: "invalid YAML: " + m[2] + "; " + f.msg}
+		}
 		return &Error{File: src.name, Line: src.line(n), Msg: "invalid YAML: " + m[2]}
 	}
 	return &Error{File: src.name, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
@@ -134,6 +139,7 @@ func (x *expander) mapping(n *yaml.Node, path string) *yaml.Node {
 	c.Anchor = ""
 	c.Content = nil
 	seen := map[string]*yaml.Node{}
+	at := map[string]int{} // index in c.Content of each own key
 	var merges []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -149,19 +155,21 @@ func (x *expander) mapping(n *yaml.Node, path string) *yaml.Node {
 			continue
 		}
 		key := kk.Value
-		if kk.Kind == yaml.ScalarNode {
-			if first, dup := seen[key]; dup {
-				x.d.errorf(k, joinPath(path, key), "duplicate key %q (first defined on line %d)", key, x.d.src.line(first.Line))
-				continue
-			}
-			seen[key] = k
-		}
 		vv := x.expand(v, joinPath(path, key))
 		if vv == nil {
 			if x.exceeded {
 				return nil
 			}
 			vv = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: v.Line, Column: v.Column}
+		}
+		if kk.Kind == yaml.ScalarNode {
+			if first, dup := seen[key]; dup {
+				x.duplicate(first, k, joinPath(path, key))
+				c.Content[at[key]], c.Content[at[key]+1] = kk, vv
+				seen[key] = k
+				continue
+			}
+			seen[key], at[key] = k, len(c.Content)
 		}
 		c.Content = append(c.Content, kk, vv)
 	}
@@ -195,6 +203,15 @@ func (x *expander) mapping(n *yaml.Node, path string) *yaml.Node {
 		}
 	}
 	return &c
+}
+
+// duplicate reports a key given twice in one mapping. Ruby's YAML parser,
+// which Kontena used, kept the last value (in the first one's place), and
+// files relied on that, overriding a key further down: so does this, with
+// a warning, since the earlier value is silently dead text.
+func (x *expander) duplicate(first, last *yaml.Node, path string) {
+	x.d.warnf(last, path, "duplicate key %q: the value on line %d is used, the one on line %d is ignored; remove one of them",
+		last.Value, x.d.src.line(last.Line), x.d.src.line(first.Line))
 }
 
 func joinPath(path, key string) string {
