@@ -121,6 +121,8 @@ type VoterKeys struct {
 	// Locked: the grid is locked (`kontena grid lock`); the new voter keeps
 	// the master key in memory only.
 	Locked bool `json:"locked,omitempty"`
+	// Generation of MasterKey (see `kontena vault rotate-key`).
+	Generation uint64 `json:"generation,omitempty"`
 }
 
 // GridInfo describes a grid for `grid show`.
@@ -146,6 +148,8 @@ type GridInfo struct {
 	OfflineGrace string `json:"offline_grace,omitempty"`
 	// Locked: `kontena grid lock` sealed the master key with an unlock key.
 	Locked bool `json:"locked,omitempty"`
+	// KeyGeneration counts master key rotations.
+	KeyGeneration uint64 `json:"key_generation"`
 }
 
 // UnlockKey is what `grid lock` and `grid unlock-key --rotate` show, once.
@@ -195,6 +199,8 @@ type VoterInfo struct {
 	Lag          uint64 `json:"lag"`
 	Reachable    bool   `json:"reachable"`
 	Locked       bool   `json:"locked,omitempty"` // waits for `kontena grid unlock`
+	// KeyGeneration is the master key generation the voter holds.
+	KeyGeneration uint64 `json:"key_generation,omitempty"`
 }
 
 // NodeStatus is a node's own view of itself (internal).
@@ -206,6 +212,8 @@ type NodeStatus struct {
 	// Locked: this voter restarted while the grid was locked and has not
 	// been given the unlock key: it serves no secrets.
 	Locked bool `json:"locked,omitempty"`
+	// KeyGeneration is the master key generation this voter holds.
+	KeyGeneration uint64 `json:"key_generation,omitempty"`
 	// Overlay is the node's WireGuard device and resolver as they run.
 	Overlay *OverlayStatus `json:"overlay,omitempty"`
 }

@@ -70,3 +70,9 @@ func (c *Client) RemoveSecret(ctx context.Context, name string, force bool) (*Se
 	out.Index = idx
 	return &out, err
 }
+
+// KeyRotation is the answer of `vault rotate-key`.
+type KeyRotation struct {
+	Generation uint64 `json:"generation"`
+	Secrets    int    `json:"secrets"`
+}

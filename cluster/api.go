@@ -44,7 +44,7 @@ func (a nodeActions) Keys() (httpapi.Keys, bool) {
 		return httpapi.Keys{}, false
 	}
 	return httpapi.Keys{CA: n.ca, Seal: n.seal, CAPEM: n.id.caPEM, GossipKey: n.id.gossipKey,
-		Voter: api.VoterKeys{CAKey: string(n.id.caKeyPEM), MasterKey: n.id.masterKey, Locked: n.id.Locked}}, true
+		Voter: api.VoterKeys{CAKey: string(n.id.caKeyPEM), MasterKey: n.id.masterKey, Locked: n.id.Locked, Generation: n.id.KeyGeneration}}, true
 }
 
 // Promote stores the voter keys the leader sent and starts Raft.
@@ -56,6 +56,7 @@ func (a nodeActions) Promote(keys api.VoterKeys) error {
 	n.mu.Lock()
 	n.id.Role = fsm.RoleVoter
 	n.id.caKeyPEM, n.id.masterKey, n.id.Locked = []byte(keys.CAKey), keys.MasterKey, keys.Locked
+	n.id.KeyGeneration = keys.Generation
 	err := n.id.save(n.cfg.DataDir)
 	n.mu.Unlock()
 	if err == nil {
@@ -88,7 +89,7 @@ func (a nodeActions) Locked() bool {
 }
 
 // Unlock keeps the master key an operator's unlock key opened, in memory.
-func (a nodeActions) Unlock(masterKey []byte) error {
+func (a nodeActions) Unlock(masterKey []byte, gen uint64) error {
 	seal, err := vault.NewSealer(masterKey)
 	if err != nil {
 		return fmt.Errorf("unlock: %w", err)
@@ -99,7 +100,7 @@ func (a nodeActions) Unlock(masterKey []byte) error {
 	if n.rn == nil {
 		return errors.New("unlock: this node is no longer a voter")
 	}
-	n.id.masterKey, n.seal = masterKey, seal
+	n.id.masterKey, n.id.KeyGeneration, n.seal = masterKey, gen, seal
 	return nil
 }
 

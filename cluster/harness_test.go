@@ -158,6 +158,15 @@ func (g *testGrid) leader() *testNode {
 	return nil
 }
 
+// adminTLS is a client config that trusts the grid CA (for a token).
+func (g *testGrid) adminTLS() *tls.Config {
+	cfg, err := pki.ClientConfig(g.ca, nil)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return cfg
+}
+
 // nodeTLS is a client config with the certificate of node tn.
 func (g *testGrid) nodeTLS(tn *testNode) *tls.Config {
 	cfg, err := pki.ClientConfig(g.ca, &tn.n.kp)

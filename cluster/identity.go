@@ -30,6 +30,9 @@ type identity struct {
 	// is never written here; it lives in memory, and a restarted voter
 	// waits for `kontena grid unlock` to have it again.
 	Locked bool `json:"locked,omitempty"`
+	// KeyGeneration is the generation of the master key held (see
+	// `kontena vault rotate-key`).
+	KeyGeneration uint64 `json:"key_generation,omitempty"`
 
 	caPEM, certPEM, keyPEM []byte
 	gossipKey              []byte

@@ -190,6 +190,7 @@ func joinGrid(ctx context.Context, cfg Config) (*identity, *api.JoinResponse, er
 			caPEM: []byte(out.CACert), certPEM: []byte(out.NodeCert), keyPEM: keyPEM, gossipKey: out.GossipKey}
 		if out.VoterKeys != nil {
 			id.caKeyPEM, id.masterKey, id.Locked = []byte(out.VoterKeys.CAKey), out.VoterKeys.MasterKey, out.VoterKeys.Locked
+			id.KeyGeneration = out.VoterKeys.Generation
 			if err := saveRaftTrust(cfg.DataDir, out.VoterKeys.Voters); err != nil {
 				return nil, nil, err
 			}

@@ -254,7 +254,7 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 			Peers: peers, Known: n.knownGossip, Save: func(p []string) error { return savePeers(n.cfg.DataDir, p) }, Log: n.log})
 	})
 	n.goLoop(func() { n.leader().Run(ctx) })
-	n.goLoop(func() { n.watchLock(ctx) })
+	n.goLoop(func() { n.watchKeys(ctx) })
 	n.goLoop(func() { n.dp.Run(ctx) })
 	if !n.cfg.NoContainers {
 		if na, ok := n.nodeAgent(); ok {
@@ -432,7 +432,7 @@ func (n *Node) leaderRaft() (leader.Raft, bool) {
 func (n *Node) voterKeys() api.VoterKeys {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	return api.VoterKeys{CAKey: string(n.id.caKeyPEM), MasterKey: n.id.masterKey, Locked: n.id.Locked}
+	return api.VoterKeys{CAKey: string(n.id.caKeyPEM), MasterKey: n.id.masterKey, Locked: n.id.Locked, Generation: n.id.KeyGeneration}
 }
 
 // nodeAgent is the node agent's view of this node, or false when there is

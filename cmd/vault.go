@@ -1,9 +1,11 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -46,6 +48,11 @@ uses it, rolling within its deploy.min_health, and follows their progress as sta
 			{Name: "rm", Aliases: []string{"remove"}, Usage: "remove a secret (refused while a service uses it, unless --force)", ArgsUsage: "NAME",
 				Flags:  append([]cli.Flag{&cli.BoolFlag{Name: "force", Usage: "remove it even if services use it: they redeploy without it"}}, waitFlags...),
 				Action: withSession(vaultRemove)},
+			{Name: "rotate-key", Usage: "replace the grid's master key: every secret and the join token are re-sealed under a new one",
+				Description: `The new key is sealed with the old one in the grid's state, so every voter takes it up as
+it applies the change, and a voter that was down derives it when it returns. Values sealed
+with the old key are replaced in the same Raft entry. Shows the voters taking up the new key.`,
+				Flags: append([]cli.Flag{outputFlag}, waitFlags...), Action: withSession(vaultRotateKey)},
 			{Name: "export", Usage: "print every secret with its value (each read is audited) as YAML, or JSON with -o json", Flags: []cli.Flag{
 				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "yaml or json"}},
 				Action: withSession(vaultExport)},
@@ -325,4 +332,44 @@ func parseVaultImport(data []byte) ([]vaultEntry, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// vaultRotateKey rotates the master key and follows the voters taking up
+// the new generation.
+func vaultRotateKey(c *cli.Context, s *session) error {
+	var rot api.KeyRotation
+	if _, err := s.api.Do(c.Context, http.MethodPost, "/v1/grid/master-key/rotate", nil, &rot); err != nil {
+		return err
+	}
+	if c.String("output") != "json" {
+		fmt.Fprintf(c.App.Writer, "Master key rotated to generation %d: %d secrets and the join token re-sealed.\n", rot.Generation, rot.Secrets)
+	}
+	if c.Bool("no-wait") {
+		return render(c, rot, func(io.Writer) {})
+	}
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	defer cancel()
+	last := ""
+	for {
+		var h api.Health
+		_, err := s.api.Do(ctx, http.MethodGet, "/v1/grid/health", nil, &h)
+		var behind []string
+		for _, v := range h.Voters {
+			if v.KeyGeneration < rot.Generation {
+				behind = append(behind, v.Name)
+			}
+		}
+		if err == nil && len(behind) == 0 {
+			return render(c, rot, func(w io.Writer) { fmt.Fprintln(w, "Every voter holds the new key.") })
+		}
+		if line := "waiting for: " + strings.Join(behind, ", "); err == nil && line != last && c.String("output") != "json" {
+			fmt.Fprintln(c.App.ErrWriter, line)
+			last = line
+		}
+		select {
+		case <-ctx.Done():
+			return cli.Exit(fmt.Sprintf("error: after %s these voters still hold the old key: %s (they take it up when they return; see `kontena grid health`)", c.Duration("timeout"), strings.Join(behind, ", ")), ExitError)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

@@ -51,25 +51,100 @@ type Grid struct {
 	// key an operator gives `kontena grid unlock`.
 	MasterKeyLocked []byte    `json:"master_key_locked,omitempty"`
 	LockedAt        time.Time `json:"locked_at,omitzero"`
-	CreatedAt       time.Time `json:"created_at"`
-	ModifyIndex     uint64    `json:"modify_index"`
+	// LockedGeneration is the generation of the key MasterKeyLocked holds.
+	LockedGeneration uint64 `json:"locked_generation,omitempty"`
+	// KeyGeneration counts master key rotations (`kontena vault
+	// rotate-key`); MasterKeyChain[i] is generation i+1 sealed with
+	// generation i, so a voter holding an older key derives the current one.
+	KeyGeneration  uint64    `json:"key_generation,omitempty"`
+	MasterKeyChain [][]byte  `json:"master_key_chain,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+	ModifyIndex    uint64    `json:"modify_index"`
 }
 
 // Grid command numbers (persisted: never renumber).
 const (
-	MsgGridInit     MsgType = 1
-	MsgJoinTokenSet MsgType = 9
-	MsgGridUpdate   MsgType = 27
-	MsgGridLock     MsgType = 31
+	MsgGridInit        MsgType = 1
+	MsgJoinTokenSet    MsgType = 9
+	MsgGridUpdate      MsgType = 27
+	MsgGridLock        MsgType = 31
+	MsgMasterKeyRotate MsgType = 32
 )
 
-var gridCommands = []Command{(*GridInit)(nil), (*JoinTokenSet)(nil), (*GridUpdate)(nil), (*GridLock)(nil)}
+var gridCommands = []Command{(*GridInit)(nil), (*JoinTokenSet)(nil), (*GridUpdate)(nil), (*GridLock)(nil), (*MasterKeyRotate)(nil)}
+
+// MasterKeyRotate moves the grid to a new master key: the key itself,
+// sealed with the current one, joins the chain, and everything sealed
+// with the master key (every vault secret, the join token) is replaced by
+// the leader's re-sealing under the new key, in this one entry.
+type MasterKeyRotate struct {
+	Generation      uint64              `json:"generation"` // the new one: current + 1
+	Link            []byte              `json:"link"`
+	Secrets         map[string]Resealed `json:"secrets"`
+	JoinTokenSealed []byte              `json:"join_token_sealed"`
+}
+
+// Resealed is one secret under the new key, with the index of the version
+// the leader re-sealed: a secret changed since is not overwritten.
+type Resealed struct {
+	Sealed []byte `json:"sealed"`
+	Index  uint64 `json:"index"`
+}
+
+func (*MasterKeyRotate) MsgType() MsgType { return MsgMasterKeyRotate }
+func (*MasterKeyRotate) name() string     { return "vault.rotate_key" }
+func (*MasterKeyRotate) resource() string { return "grid/master-key" }
+
+func (c *MasterKeyRotate) apply(a *applier) (any, error) {
+	g, err := a.grid()
+	if err != nil {
+		return nil, err
+	}
+	if c.Generation != g.KeyGeneration+1 {
+		return nil, fmt.Errorf("master key generation %d: the grid is at %d (rotated meanwhile): retry: %w", c.Generation, g.KeyGeneration, ErrConflict)
+	}
+	if len(c.Link) < 32 || len(c.Link) > 256 || len(c.JoinTokenSealed) == 0 {
+		return nil, fmt.Errorf("master key rotation without its sealed key or join token: %w", ErrInvalid)
+	}
+	all, err := list[*Secret](a.txn, TableSecrets)
+	if err != nil {
+		return nil, err
+	}
+	// Every secret must be re-sealed, none invented: one written since the
+	// leader read them would otherwise stay under the old key.
+	if len(all) != len(c.Secrets) {
+		return nil, fmt.Errorf("rotation re-sealed %d secrets, the vault holds %d (written meanwhile): retry: %w", len(c.Secrets), len(all), ErrConflict)
+	}
+	for _, s := range all {
+		r, ok := c.Secrets[s.Name]
+		if !ok || r.Index != s.ModifyIndex {
+			return nil, fmt.Errorf("rotation did not re-seal secret %s as it is now (written meanwhile): retry: %w", s.Name, ErrConflict)
+		}
+		if len(r.Sealed) == 0 || len(r.Sealed) > MaxSecretSealed {
+			return nil, fmt.Errorf("secret %s: re-sealed value of %d bytes: %w", s.Name, len(r.Sealed), ErrInvalid)
+		}
+		cp := *s
+		cp.Sealed = r.Sealed // ModifyIndex stays: the value did not change
+		if err := a.txn.Insert(TableSecrets, &cp); err != nil {
+			return nil, err
+		}
+	}
+	g.KeyGeneration = c.Generation
+	g.MasterKeyChain = append(slices.Clone(g.MasterKeyChain), c.Link)
+	g.JoinTokenSealed, g.ModifyIndex = c.JoinTokenSealed, a.index
+	if err := a.txn.Insert(TableGrid, g); err != nil {
+		return nil, err
+	}
+	return g, a.event("vault.rotate_key", "grid/"+g.Name, fmt.Sprintf("master key rotated to generation %d: %d secrets and the join token re-sealed", g.KeyGeneration, len(all)))
+}
 
 // GridLock locks the grid (its master key sealed with an unlock key), or
 // with Rotate replaces the unlock key of a locked grid.
 type GridLock struct {
 	MasterKeyLocked []byte `json:"master_key_locked"`
 	Rotate          bool   `json:"rotate,omitempty"`
+	// Generation of the master key sealed: the current one.
+	Generation uint64 `json:"generation"`
 }
 
 func (*GridLock) MsgType() MsgType { return MsgGridLock }
@@ -89,8 +164,10 @@ func (c *GridLock) apply(a *applier) (any, error) {
 		return nil, fmt.Errorf("the grid is locked already: `kontena grid unlock-key --rotate` makes a new unlock key: %w", ErrConflict)
 	case !locked && c.Rotate:
 		return nil, fmt.Errorf("the grid is not locked, so it has no unlock key to rotate: `kontena grid lock` locks it: %w", ErrConflict)
+	case c.Generation != g.KeyGeneration:
+		return nil, fmt.Errorf("master key generation %d sealed, but the grid is at %d (rotated meanwhile): retry: %w", c.Generation, g.KeyGeneration, ErrConflict)
 	}
-	g.MasterKeyLocked, g.LockedAt, g.ModifyIndex = c.MasterKeyLocked, a.now, a.index
+	g.MasterKeyLocked, g.LockedGeneration, g.LockedAt, g.ModifyIndex = c.MasterKeyLocked, c.Generation, a.now, a.index
 	if err := a.txn.Insert(TableGrid, g); err != nil {
 		return nil, err
 	}

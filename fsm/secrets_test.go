@@ -49,3 +49,53 @@ func TestSecrets(t *testing.T) {
 		t.Fatalf("the read is not audited: %+v", last)
 	}
 }
+
+// TestMasterKeyRotate: one entry replaces every secret's sealed value and
+// the join token and extends the chain; a rotation built from a state that
+// changed since (a secret written, another rotation) is refused whole.
+func TestMasterKeyRotate(t *testing.T) {
+	s := newStore(t)
+	mustApply(t, s, 10, &SecretWrite{Name: "a", Sealed: []byte("a0"), Mode: SecretCreate})
+	mustApply(t, s, 11, &SecretWrite{Name: "b", Sealed: []byte("b0"), Mode: SecretCreate})
+	link := make([]byte, 60)
+	refused := []struct {
+		what string
+		cmd  *MasterKeyRotate
+		want error
+	}{
+		{"a secret missing", &MasterKeyRotate{Generation: 1, Link: link, JoinTokenSealed: []byte("j"),
+			Secrets: map[string]Resealed{"a": {Sealed: []byte("a1"), Index: 10}}}, ErrConflict},
+		{"a secret changed since", &MasterKeyRotate{Generation: 1, Link: link, JoinTokenSealed: []byte("j"),
+			Secrets: map[string]Resealed{"a": {Sealed: []byte("a1"), Index: 10}, "b": {Sealed: []byte("b1"), Index: 9}}}, ErrConflict},
+		{"a generation skipped", &MasterKeyRotate{Generation: 2, Link: link, JoinTokenSealed: []byte("j"),
+			Secrets: map[string]Resealed{"a": {Sealed: []byte("a1"), Index: 10}, "b": {Sealed: []byte("b1"), Index: 11}}}, ErrConflict},
+		{"no link", &MasterKeyRotate{Generation: 1, JoinTokenSealed: []byte("j"),
+			Secrets: map[string]Resealed{"a": {Sealed: []byte("a1"), Index: 10}, "b": {Sealed: []byte("b1"), Index: 11}}}, ErrInvalid},
+	}
+	for i, c := range refused {
+		if _, err := s.Apply(uint64(20+i), c.cmd, audit("admin")); !errors.Is(err, c.want) {
+			t.Fatalf("%s: %v, want %v", c.what, err, c.want)
+		}
+	}
+	if sec, _ := s.Snapshot().Secret("a"); string(sec.Sealed) != "a0" {
+		t.Fatalf("a refused rotation changed secret a: %q", sec.Sealed)
+	}
+	ok := &MasterKeyRotate{Generation: 1, Link: link, JoinTokenSealed: []byte("j1"),
+		Secrets: map[string]Resealed{"a": {Sealed: []byte("a1"), Index: 10}, "b": {Sealed: []byte("b1"), Index: 11}}}
+	mustApply(t, s, 30, ok)
+	v := s.Snapshot()
+	g, _ := v.Grid()
+	a, _ := v.Secret("a")
+	b, _ := v.Secret("b")
+	if g.KeyGeneration != 1 || len(g.MasterKeyChain) != 1 || string(g.JoinTokenSealed) != "j1" || string(a.Sealed) != "a1" || string(b.Sealed) != "b1" {
+		t.Fatalf("after rotation: grid %d %d %q, a %q, b %q", g.KeyGeneration, len(g.MasterKeyChain), g.JoinTokenSealed, a.Sealed, b.Sealed)
+	}
+	// Locking seals the current generation only.
+	if _, err := s.Apply(31, &GridLock{MasterKeyLocked: link, Generation: 0}, audit("admin")); !errors.Is(err, ErrConflict) {
+		t.Fatalf("lock with an old generation: %v", err)
+	}
+	mustApply(t, s, 32, &GridLock{MasterKeyLocked: link, Generation: 1})
+	if g, _ := s.Snapshot().Grid(); g.LockedGeneration != 1 {
+		t.Fatalf("locked generation %d", g.LockedGeneration)
+	}
+}

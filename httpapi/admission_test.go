@@ -79,7 +79,7 @@ func (noActions) Promote(api.VoterKeys) error { return nil }
 func (noActions) Demote() error               { return nil }
 func (noActions) Removed()                    {}
 func (noActions) Locked() bool                { return false }
-func (noActions) Unlock([]byte) error         { return nil }
+func (noActions) Unlock([]byte, uint64) error { return nil }
 
 // caller is one principal of the table: a token, a certificate, or both.
 type caller struct {
@@ -180,6 +180,7 @@ func TestAdmissionTable(t *testing.T) {
 		"GET /v1/grid/token":                          adminRoute,
 		"POST /v1/grid/token/rotate":                  adminRoute,
 		"POST /v1/grid/lock":                          adminRoute,
+		"POST /v1/grid/master-key/rotate":             adminRoute,
 		"POST /v1/grid/unlock-key/rotate":             adminRoute,
 		"POST /v1/grid/unlock":                        adminRoute,
 		"GET /v1/tokens":                              userRoute,

@@ -31,6 +31,7 @@ func (n *Server) gridInfo(rn *raftnode.Node) api.GridInfo {
 	}
 	info.VPNPeers = len(g.VPNPeers)
 	info.Locked = g.MasterKeyLocked != nil
+	info.KeyGeneration = g.KeyGeneration
 	info.DefaultAffinity = g.DefaultAffinity
 	if g.OfflineGrace > 0 {
 		info.OfflineGrace = g.OfflineGrace.String()
@@ -210,7 +211,7 @@ func (n *Server) voterLag(ctx context.Context, voters []api.VoterInfo) {
 			continue
 		}
 		voters[i].Reachable = true
-		voters[i].Locked = st.Locked
+		voters[i].Locked, voters[i].KeyGeneration = st.Locked, st.KeyGeneration
 		voters[i].AppliedIndex = st.AppliedIndex
 		if commit > st.AppliedIndex {
 			voters[i].Lag = commit - st.AppliedIndex

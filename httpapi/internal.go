@@ -20,7 +20,7 @@ func (n *Server) status() api.NodeStatus {
 		return api.NodeStatus{Role: fsm.RoleWorker, Overlay: ov}
 	}
 	return api.NodeStatus{Role: fsm.RoleVoter, RaftState: rn.State().String(), AppliedIndex: rn.AppliedIndex(),
-		CommitIndex: rn.CommitIndex(), Overlay: ov, Locked: n.node.Locked()}
+		CommitIndex: rn.CommitIndex(), Overlay: ov, Locked: n.node.Locked(), KeyGeneration: n.keyGeneration()}
 }
 
 func (n *Server) serveStatus(w http.ResponseWriter, r *http.Request) {

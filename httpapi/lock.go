@@ -58,7 +58,7 @@ func (n *Server) writeLock(w http.ResponseWriter, r *http.Request, p *principal,
 	if err != nil {
 		return err
 	}
-	_, idx, err := n.apply(r.Context(), &fsm.GridLock{MasterKeyLocked: locked, Rotate: rotate}, auditOf(r, p))
+	_, idx, err := n.apply(r.Context(), &fsm.GridLock{MasterKeyLocked: locked, Rotate: rotate, Generation: keys.Voter.Generation}, auditOf(r, p))
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,12 @@ func (n *Server) unlockVoter(w http.ResponseWriter, r *http.Request, p *principa
 	if err != nil {
 		return err
 	}
-	if err := n.node.Unlock(masterKey); err != nil {
+	// The unlock key sealed the key of its day; rotations since are in
+	// the chain.
+	if masterKey, err = vault.Derive(masterKey, g.LockedGeneration, g.MasterKeyChain); err != nil {
+		return api.Errorf(api.CodeInternal, "unlock: %v", err)
+	}
+	if err := n.node.Unlock(masterKey, g.KeyGeneration); err != nil {
 		return err
 	}
 	n.log.Info("voter unlocked: it serves secrets again", "by", p.User)
@@ -116,4 +121,13 @@ func openLocked(locked []byte, key string) ([]byte, error) {
 		return nil, api.Errorf(api.CodeForbidden, "the unlock key does not open this grid's master key (a rotated or another grid's key?)")
 	}
 	return masterKey, nil
+}
+
+// keyGeneration is the generation of the master key this voter holds (0
+// when it holds none).
+func (n *Server) keyGeneration() uint64 {
+	if k, ok := n.node.Keys(); ok {
+		return k.Voter.Generation
+	}
+	return 0
 }

@@ -53,9 +53,9 @@ type Node interface {
 	// Locked: this voter restarted while the grid was locked and holds no
 	// master key until Unlock gives it one.
 	Locked() bool
-	// Unlock gives a locked voter the master key it opened with the
-	// unlock key; it keeps it in memory only.
-	Unlock(masterKey []byte) error
+	// Unlock gives a locked voter the master key (of generation gen) it
+	// opened with the unlock key; it keeps it in memory only.
+	Unlock(masterKey []byte, gen uint64) error
 }
 
 // DataPlane is the node's network as the API reports it.

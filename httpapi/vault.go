@@ -2,11 +2,14 @@ package httpapi
 
 import (
 	"crypto/subtle"
+	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/vault"
 )
 
 // sealSecret is the associated data secret values are sealed with: a
@@ -131,4 +134,70 @@ func boolQuery(r *http.Request, key string) (bool, error) {
 		return false, api.Errorf(api.CodeInvalid, "query parameter %s=%q: expected true or false", key, s)
 	}
 	return b, nil
+}
+
+// rotateMasterKey moves the grid to a new master key: it re-seals every
+// secret and the join token under it and puts the new key, sealed with the
+// current one, in the chain, all in one Raft entry. Voters take the new key
+// from the chain as they apply it.
+func (n *Server) rotateMasterKey(w http.ResponseWriter, r *http.Request, p *principal) error {
+	keys, err := n.keys()
+	if err != nil {
+		return err
+	}
+	store, err := n.store()
+	if err != nil {
+		return err
+	}
+	v := store.Snapshot()
+	g, err := v.Grid()
+	if err != nil {
+		return err
+	}
+	if keys.Voter.Generation != g.KeyGeneration {
+		return api.Errorf(api.CodeUnavailable, "this leader holds master key generation %d, the grid is at %d: retry in a moment", keys.Voter.Generation, g.KeyGeneration)
+	}
+	next, link, err := vault.NextKey(keys.Voter.MasterKey, g.KeyGeneration)
+	if err != nil {
+		return err
+	}
+	newSeal, err := vault.NewSealer(next)
+	if err != nil {
+		return err
+	}
+	cmd := &fsm.MasterKeyRotate{Generation: g.KeyGeneration + 1, Link: link, Secrets: map[string]fsm.Resealed{}}
+	if cmd.JoinTokenSealed, err = reseal(keys.Seal, newSeal, g.JoinTokenSealed, "join-token"); err != nil {
+		return fmt.Errorf("join token: %w", err)
+	}
+	all, err := v.Secrets()
+	if err != nil {
+		return err
+	}
+	for _, s := range all {
+		sealed, err := reseal(keys.Seal, newSeal, s.Sealed, sealSecret(s.Name))
+		if err != nil {
+			return fmt.Errorf("secret %s: %w", s.Name, err)
+		}
+		cmd.Secrets[s.Name] = fsm.Resealed{Sealed: sealed, Index: s.ModifyIndex}
+	}
+	_, idx, err := n.apply(r.Context(), cmd, auditOf(r, p))
+	if err != nil {
+		return err
+	}
+	// This leader answers the next reads: it holds the new key first.
+	for deadline := time.Now().Add(10 * time.Second); n.keyGeneration() < cmd.Generation; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return api.Errorf(api.CodeUnavailable, "the master key was rotated to generation %d, but this leader has not taken it up after 10 s (see its log)", cmd.Generation)
+		}
+	}
+	return writeJSON(w, idx, api.KeyRotation{Generation: cmd.Generation, Secrets: len(all)})
+}
+
+// reseal opens a value with one key and seals it with another.
+func reseal(from, to *vault.Sealer, sealed []byte, context string) ([]byte, error) {
+	plain, err := from.Open(sealed, context)
+	if err != nil {
+		return nil, err
+	}
+	return to.Seal(plain, context)
 }
