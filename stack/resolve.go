@@ -135,6 +135,13 @@ func (e *varEngine) resolve(v *Variable) {
 		return
 	}
 	if raw, ok := e.ly.values[v.Name]; ok {
+		// An explicit empty value (-v lb=, or null in --values-from) is
+		// "none" for an optional variable: no resolver or default runs.
+		if !v.Required && (raw == nil || raw == "") {
+			v.Value, v.Origin = nil, "values"
+			e.finish(v)
+			return
+		}
 		if e.set(v, raw, "values") || v.failed {
 			e.finish(v)
 			return
