@@ -18,8 +18,8 @@ import (
 
 // vaultStack is the pattern real stacks use: the database password is made
 // once (random_string → to: vault) and read back on every upgrade. The
-// database takes it as a file (its HTTP basic auth), the app as env, and
-// the app connects with it.
+// database takes it as a file (its HTTP basic auth), the app as env and as
+// a file (it checks they agree), and the app connects with it.
 const vaultStack = `stack: it/vlt
 version: 1.0.0
 variables:
@@ -47,11 +47,14 @@ services:
     image: kontena-demo-busybox:latest
     affinity: ["node==w1"]
     stop_signal: SIGKILL
-    command: sh -c 'while true; do if wget -q -O /tmp/r "http://app:$$DB_PASSWORD@db:8080/"; then echo "connected $$(cat /tmp/r)"; else echo refused; fi; sleep 1; done'
+    command: sh -c 'while true; do if [ "$$(cat /run/secrets/db_password)" != "$$DB_PASSWORD" ]; then echo "file and env differ"; elif wget -q -O /tmp/r "http://app:$$DB_PASSWORD@db:8080/"; then echo "connected $$(cat /tmp/r)"; else echo refused; fi; sleep 1; done'
     secrets:
       - secret: vlt-db-password
         name: DB_PASSWORD
         type: env
+      - secret: vlt-db-password
+        name: db_password
+        type: file
 `
 
 // TestVault runs the vault on Docker-in-Docker nodes: a voter (v1, the
