@@ -27,8 +27,20 @@ type Client struct {
 	token string
 	http  *http.Client
 
+	// consistent: reads ask for ?consistent=true (served by a leader that
+	// confirmed it still is one).
+	consistent bool
+
 	mu   sync.Mutex
 	good int // index of the address that answered last
+}
+
+// Consistent makes every read of c linearizable (?consistent=true): the
+// leader answers, after confirming with a majority of the voters that it
+// still leads. Default reads may be served by any caught-up voter.
+func (c *Client) Consistent() *Client {
+	cp := &Client{addrs: c.addrs, token: c.token, http: c.http, consistent: true}
+	return cp
 }
 
 // UnreachableError means no node could be reached at all.
@@ -101,6 +113,13 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (uint
 		var err error
 		if body, err = json.Marshal(in); err != nil {
 			return 0, err
+		}
+	}
+	if c.consistent && method == http.MethodGet {
+		if strings.Contains(path, "?") {
+			path += "&consistent=true"
+		} else {
+			path += "?consistent=true"
 		}
 	}
 	c.mu.Lock()
@@ -340,5 +359,5 @@ func blocking(index uint64, wait time.Duration) string {
 // At is a client of the same grid, with the same credentials, that asks
 // only addr (a command that must reach one node, e.g. each voter).
 func (c *Client) At(addr string) *Client {
-	return &Client{addrs: []string{BaseURL(addr)}, token: c.token, http: c.http}
+	return &Client{addrs: []string{BaseURL(addr)}, token: c.token, http: c.http, consistent: c.consistent}
 }

@@ -53,6 +53,7 @@ machine whose CLI config holds a token ('kontena grid login').`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "CLI config file (grids, tokens)", EnvVars: []string{"KONTENA_CONFIG"}, Value: defaultConfigPath()},
 			&cli.StringFlag{Name: "grid", Usage: "grid to talk to (default: the current grid; see 'kontena grid ls')", EnvVars: []string{"KONTENA_GRID"}},
+			&cli.BoolFlag{Name: "consistent", EnvVars: []string{"KONTENA_CONSISTENT"}, Usage: "linearizable reads: answered by the leader after it confirms with a majority (default reads may come from any caught-up master, a moment behind)"},
 		},
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
 		ExitErrHandler:        func(*cli.Context, error) {}, // Run prints and exits
@@ -144,6 +145,9 @@ func openSession(c *cli.Context) (*session, error) {
 	cl, err := api.NewClient(gc.Addresses, []byte(gc.CACert), token, nil)
 	if err != nil {
 		return nil, cli.Exit("error: "+err.Error(), ExitUsage)
+	}
+	if c.Bool("consistent") {
+		cl = cl.Consistent()
 	}
 	return &session{cfg: cfg, ctx: gc, api: cl, grid: gc.Name}, nil
 }

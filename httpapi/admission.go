@@ -240,6 +240,20 @@ func (n *Server) admit(rt route) http.Handler {
 			n.toLeader(w, r, rt, tok, rn)
 			return
 		}
+		if rt.at == atState && consistentRead(r) {
+			// A default read is served from this voter's state, which
+			// may trail the leader's by what is in flight (or more, cut
+			// off). ?consistent=true is served by a leader that has just
+			// confirmed with a majority that it still is one: linearizable.
+			if !rn.IsLeader() {
+				n.toLeader(w, r, rt, tok, rn)
+				return
+			}
+			if err := rn.VerifyLeader(5 * time.Second); err != nil {
+				writeErr(w, api.Errorf(api.CodeUnavailable, "a consistent read needs the leader to reach a majority of the voters: %v", err))
+				return
+			}
+		}
 		ctx := context.WithValue(r.Context(), ctxKey{}, p)
 		if err := rt.h(w, r.WithContext(ctx), p); err != nil {
 			writeErr(w, err)
@@ -453,4 +467,15 @@ func (n *Server) recoverHandler(w http.ResponseWriter, r *http.Request, rt route
 	}
 	n.log.Error("API handler panicked", "route", rt.String(), "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 	writeErr(w, api.Errorf(api.CodeInternal, "internal error serving %s (the node logged it): %v", rt, v))
+}
+
+// consistentRead: the request asks for a linearizable read (?consistent,
+// ?consistent=true, as Consul's).
+func consistentRead(r *http.Request) bool {
+	q := r.URL.Query()
+	if !q.Has("consistent") {
+		return false
+	}
+	v := q.Get("consistent")
+	return v == "" || v == "true" || v == "1"
 }

@@ -212,3 +212,17 @@ func (r *Node) RemoveServer(id string) error {
 
 // TransferLeadership hands leadership to another voter.
 func (r *Node) TransferLeadership() error { return r.raft.LeadershipTransfer().Error() }
+
+// VerifyLeader confirms with a majority of the voters that this node is
+// still the leader (raft.VerifyLeader), within timeout.
+func (r *Node) VerifyLeader(timeout time.Duration) error {
+	f := r.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(timeout):
+		return fmt.Errorf("no answer from a majority of the voters within %s", timeout)
+	}
+}
