@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -433,4 +434,50 @@ func secretFile(t *testing.T, rt *agenttest.Runtime, name, file string) string {
 	}
 	t.Fatalf("%s has no mount at %s: %+v", name, agent.SecretsPath, rt.Mounts(name))
 	return ""
+}
+
+// TestConsistentReads: ?consistent is answered by the leader (a follower
+// relays it), so it sees every acknowledged write; with no majority a
+// consistent read fails while a default read still answers from the
+// voter's last state.
+func TestConsistentReads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three nodes")
+	}
+	g := newTestGrid(t, 3, 0)
+	ctx := context.Background()
+	leader := g.leader()
+	var follower *testNode
+	for _, tn := range g.nodes {
+		if tn != leader {
+			follower = tn
+			break
+		}
+	}
+	at := func(tn *testNode) *api.Client {
+		return api.NewClientTLS([]string{tn.info.APIAddr}, g.adminTLS(), g.nodes[0].info.AdminToken)
+	}
+	for i := range 20 {
+		label := fmt.Sprintf("seq=%d", i)
+		if _, err := at(leader).Do(ctx, "PATCH", "/v1/nodes/n1", api.NodeUpdateRequest{AddLabels: []string{label}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		var n fsm.Node
+		if _, err := at(follower).Consistent().Do(ctx, "GET", "/v1/nodes/n1", nil, &n); err != nil || !slices.Contains(n.Labels, label) {
+			t.Fatalf("consistent read on a follower right after write %d: %v %v", i, n.Labels, err)
+		}
+	}
+	for _, tn := range g.nodes {
+		if tn != follower {
+			tn.kill()
+		}
+	}
+	if _, err := at(follower).Do(ctx, "GET", "/v1/nodes/n1", nil, nil); err != nil {
+		t.Fatalf("a default read from the last state: %v", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := at(follower).Consistent().Do(cctx, "GET", "/v1/nodes/n1", nil, nil); err == nil {
+		t.Fatal("a consistent read without a majority answered")
+	}
 }
