@@ -67,6 +67,9 @@ type Config struct {
 	// NoContainers turns the container agent off (a node that only takes
 	// part in Raft and gossip).
 	NoContainers bool
+	// Restore starts a grid from a backup in a fresh data dir (`kontena up
+	// --restore`); Name picks the backup's node this machine becomes.
+	Restore *Restore
 	// SecretsDir holds the secret files of this node's containers (type
 	// file); it is put on a tmpfs. "" = /run/kontena/secrets.
 	SecretsDir string

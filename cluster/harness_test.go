@@ -124,6 +124,7 @@ func (g *testGrid) run(tn *testNode) {
 	case info := <-ready:
 		tn.info, tn.n = info, <-nodeCh
 	case err := <-tn.done:
+		tn.stop = nil // nothing left to stop: cleanup must not wait for it
 		g.t.Fatalf("node %s stopped: %v", tn.name, err)
 	case <-time.After(30 * time.Second):
 		g.t.Fatalf("node %s did not start", tn.name)

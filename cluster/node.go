@@ -83,10 +83,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.BindAddr == "" {
 		cfg.BindAddr = "0.0.0.0"
 	}
-	if cfg.Name == "" {
-		h, _ := os.Hostname()
-		cfg.Name = sanitizeName(h)
-	}
 	if err := ensurePrivateDir(cfg.DataDir); err != nil {
 		return err
 	}
@@ -99,6 +95,19 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := checkNoLostNode(cfg.DataDir); err != nil {
 			return err
 		}
+	}
+	if cfg.Restore != nil {
+		if id != nil {
+			return fmt.Errorf("%w: %s holds node %s of grid %s already: --restore starts a grid only in a fresh data dir", ErrDataDir, cfg.DataDir, id.Name, id.Grid)
+		}
+		if id, err = restoreIdentity(cfg); err != nil {
+			return err
+		}
+		cfg.Name = id.Name
+	}
+	if cfg.Name == "" {
+		h, _ := os.Hostname()
+		cfg.Name = sanitizeName(h)
 	}
 	var boot *bootstrapSecrets
 	var peers []string

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/internal/atomicfile"
 	"github.com/kontena-ng/kontena/pki"
 )
 
@@ -53,6 +55,16 @@ func gridCommand() *cli.Command {
 				Name: "token", Usage: "print the join token (--rotate makes a new one; the old one stops working)",
 				Flags:  []cli.Flag{&cli.BoolFlag{Name: "rotate", Usage: "replace the join token"}, outputFlag},
 				Action: withSession(gridToken),
+			},
+			{
+				Name: "backup", Usage: "write the grid's whole state to FILE (secrets stay sealed); prints the backup key, once", ArgsUsage: "FILE",
+				Description: `The file holds the state at one index, read from the leader after a majority confirmed it:
+nodes, users, tokens, stacks, services, the vault (sealed). The voter keys (CA, master and
+gossip keys) in it are sealed with a new backup key that is printed, or written to --key-file,
+and is not in the file: keep the two apart. Restore on a fresh machine with
+  kontena up --restore FILE --restore-key-file KEYFILE [--name NODE] --advertise IP`,
+				Flags:  []cli.Flag{&cli.StringFlag{Name: "key-file", Usage: "write the backup key to `FILE` (0600) instead of printing it"}},
+				Action: withSession(gridBackup),
 			},
 			{
 				Name: "lock", Usage: "lock the grid: the master key leaves the voters' disks, sealed with an unlock key shown once",
@@ -442,5 +454,34 @@ func gridUnlock(c *cli.Context, s *session) error {
 	if len(failed) > 0 {
 		return cli.Exit("error: not every voter answered (run unlock again once they do): "+strings.Join(failed, "; "), ExitUnreachable)
 	}
+	return nil
+}
+
+// gridBackup writes a backup file and shows (or saves) its key.
+func gridBackup(c *cli.Context, s *session) error {
+	file, err := oneArg(c, "FILE")
+	if err != nil {
+		return err
+	}
+	var out api.BackupResponse
+	if _, err := s.api.Do(c.Context, http.MethodGet, "/v1/grid/backup", nil, &out); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(out.Backup, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(file, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	fmt.Fprintf(c.App.Writer, "Backup of grid %s at index %d written to %s (%d bytes).\n", out.Backup.Grid, out.Backup.Index, file, len(data))
+	if kf := c.String("key-file"); kf != "" {
+		if err := atomicfile.Write(kf, []byte(out.Key+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", kf, err)
+		}
+		fmt.Fprintf(c.App.Writer, "Backup key written to %s: keep it apart from the backup.\n", kf)
+		return nil
+	}
+	fmt.Fprintf(c.App.Writer, "Backup key (shown once; keep it apart from the backup):\n\n  %s\n", out.Key)
 	return nil
 }

@@ -49,6 +49,8 @@ Several nodes can run on one host for development: give each its own --data-dir 
 --bind/--advertise address (127.0.0.1, 127.0.0.2, ...) or its own ports.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/kontena", EnvVars: []string{"KONTENA_DATA_DIR"}, Usage: "node identity, certificates and Raft state"},
+			&cli.StringFlag{Name: "restore", Usage: "start the grid from a backup `FILE` (`kontena grid backup`) in a fresh data dir; --name picks which of its nodes this machine is (default: its first master)"},
+			&cli.StringFlag{Name: "restore-key-file", Usage: "the backup key for --restore, from `FILE` (default: standard input)"},
 			&cli.StringFlag{Name: "secrets-dir", Value: "/run/kontena/secrets", Usage: "where containers' secrets of type file are kept (a tmpfs is mounted there: never the disk)"},
 			&cli.StringFlag{Name: "name", EnvVars: []string{"KONTENA_NODE_NAME"}, Usage: "node name (default: the host name)"},
 			&cli.StringFlag{Name: "grid", Value: "default", Usage: "name of the grid to create"},
@@ -100,6 +102,11 @@ func runUp(c *cli.Context) error {
 		Overlay: c.String("overlay"), WireGuardPort: c.Int("wireguard-port"),
 		DNSListen: c.String("dns-listen"), DNSUpstreams: c.StringSlice("dns-upstream"),
 		Log: logger,
+	}
+	if f := c.String("restore"); f != "" {
+		if cfg.Restore, err = restoreFlags(c, f); err != nil {
+			return err
+		}
 	}
 	if d := c.Duration("probe-interval"); d > 0 {
 		cfg.Timing.ProbeInterval, cfg.Timing.ProbeTimeout = d, d/2
@@ -246,4 +253,34 @@ func waitFor(ctx context.Context, d time.Duration, cond func() (bool, error)) er
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
+}
+
+// restoreFlags reads --restore FILE and its key (--restore-key-file, or
+// standard input).
+func restoreFlags(c *cli.Context, file string) (*cluster.Restore, error) {
+	if c.String("join") != "" {
+		return nil, usageError("--restore starts a grid of its own: it takes no --join")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usageError("--restore: %v", err)
+	}
+	var key []byte
+	if kf := c.String("restore-key-file"); kf != "" {
+		if key, err = os.ReadFile(kf); err != nil {
+			return nil, usageError("--restore-key-file: %v", err)
+		}
+	} else {
+		r := c.App.Reader
+		if r == nil {
+			r = os.Stdin
+		}
+		if key, err = io.ReadAll(io.LimitReader(r, 4096)); err != nil {
+			return nil, err
+		}
+	}
+	if strings.TrimSpace(string(key)) == "" {
+		return nil, usageError("--restore needs the backup key: --restore-key-file FILE, or on standard input")
+	}
+	return &cluster.Restore{Backup: data, Key: strings.TrimSpace(string(key))}, nil
 }

@@ -71,7 +71,11 @@ type snapshotData struct {
 // Snapshot implements raft.FSM; it captures a consistent read transaction so
 // Persist can run while Apply continues.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	v := f.store.Snapshot()
+	return snapshotOf(f.store.Snapshot())
+}
+
+// snapshotOf is every table of v, as snapshots and backups keep them.
+func snapshotOf(v *View) (*snapshotData, error) {
 	txn := v.txn
 	d := &snapshotData{Index: v.index}
 	var err error

@@ -1,7 +1,10 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
+	"io"
+	"strings"
 	"testing"
 )
 
@@ -97,5 +100,50 @@ func TestMasterKeyRotate(t *testing.T) {
 	mustApply(t, s, 32, &GridLock{MasterKeyLocked: link, Generation: 1})
 	if g, _ := s.Snapshot().Grid(); g.LockedGeneration != 1 {
 		t.Fatalf("locked generation %d", g.LockedGeneration)
+	}
+}
+
+// TestPrepareRestore: the named node (or the first voter) becomes the only
+// voter with its new addresses; every other node an offline worker; an
+// unknown name is refused with the backup's nodes.
+func TestPrepareRestore(t *testing.T) {
+	s := newStore(t)
+	mustApply(t, s, 10, &NodeRegister{Node: Node{ID: "v2", Name: "v2", Role: RoleVoter, Status: StatusOnline}})
+	mustApply(t, s, 11, &NodeRegister{Node: Node{ID: "w1", Name: "w1", Role: RoleWorker, Status: StatusOnline}})
+	state, err := ExportState(s.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := PrepareRestore(state, "v2", func(n *Node) { n.Addr = "10.0.0.9" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Self.ID != "v2" || res.Index != 11 || res.Grid == nil {
+		t.Fatalf("restored %+v", res)
+	}
+	restored, err := NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := New(restored, nil).Restore(io.NopCloser(bytes.NewReader(res.State))); err != nil {
+		t.Fatal(err)
+	}
+	nodes, _ := restored.Nodes()
+	for _, n := range nodes {
+		switch {
+		case n.ID == "v2" && (n.Role != RoleVoter || n.Status != StatusOnline || n.Addr != "10.0.0.9"):
+			t.Errorf("the restored node: %+v", n)
+		case n.ID != "v2" && (n.Role != RoleWorker || n.Status != StatusOffline):
+			t.Errorf("another node: %+v", n)
+		}
+	}
+	if restored.Index() != 11 {
+		t.Errorf("restored index %d", restored.Index())
+	}
+	if _, err := PrepareRestore(state, "nope", func(*Node) {}); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "w1") {
+		t.Errorf("unknown node: %v", err)
+	}
+	if _, err := PrepareRestore([]byte(`{"grid":[]}`), "", func(*Node) {}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("no grid: %v", err)
 	}
 }

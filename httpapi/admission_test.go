@@ -180,6 +180,7 @@ func TestAdmissionTable(t *testing.T) {
 		"GET /v1/grid/token":                          adminRoute,
 		"POST /v1/grid/token/rotate":                  adminRoute,
 		"POST /v1/grid/lock":                          adminRoute,
+		"GET /v1/grid/backup":                         adminRoute,
 		"POST /v1/grid/master-key/rotate":             adminRoute,
 		"POST /v1/grid/unlock-key/rotate":             adminRoute,
 		"POST /v1/grid/unlock":                        adminRoute,

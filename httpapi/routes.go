@@ -34,6 +34,7 @@ func (n *Server) routes() []route {
 		{method: "GET", pattern: "/v1/grid/token", allow: admin, at: atLeader, h: n.getJoinToken},
 		{method: "POST", pattern: "/v1/grid/token/rotate", allow: admin, at: atLeader, h: n.rotateJoinToken},
 		{method: "POST", pattern: "/v1/grid/lock", allow: admin, at: atLeader, h: n.lockGrid},
+		{method: "GET", pattern: "/v1/grid/backup", allow: admin, at: atLeader, h: n.backupGrid},
 		{method: "POST", pattern: "/v1/grid/master-key/rotate", allow: admin, at: atLeader, h: n.rotateMasterKey},
 		{method: "POST", pattern: "/v1/grid/unlock-key/rotate", allow: admin, at: atLeader, h: n.rotateUnlockKey},
 		// Served by the voter asked, caught up or not: a restarted voter of
