@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -113,11 +114,14 @@ func Run(ctx context.Context, cfg Config) error {
 	var peers []string
 	switch {
 	case id != nil:
-		if len(cfg.Join) > 0 {
-			cfg.Log.Info("data dir already holds a node; resuming it and ignoring --join/--token", "node", id.Name, "grid", id.Grid)
-		}
 		_ = clearSetupPending(cfg.DataDir)
 		peers = loadPeers(cfg.DataDir)
+		if len(cfg.Join) > 0 {
+			// The node keeps its identity (no token needed); --join only
+			// says where the grid is now, e.g. restored at a new address.
+			cfg.Log.Info("data dir already holds a node; resuming it, with --join as gossip peers (the token is not needed)", "node", id.Name, "grid", id.Grid)
+			peers = append(joinGossipPeers(cfg), peers...)
+		}
 	case len(cfg.Join) == 0:
 		if err := markSetupPending(cfg.DataDir); err != nil {
 			return err
@@ -559,4 +563,21 @@ func sanitizeName(h string) string {
 		return "node"
 	}
 	return string(out)
+}
+
+// joinGossipPeers are the --join hosts at this node's gossip port: where a
+// resumed node looks for the grid besides the peers it saved.
+func joinGossipPeers(cfg Config) []string {
+	var out []string
+	for _, j := range cfg.Join {
+		host := j
+		if u, err := url.Parse(j); err == nil && u.Host != "" {
+			host = u.Host
+		}
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		out = append(out, net.JoinHostPort(host, strconv.Itoa(cfg.GossipPort)))
+	}
+	return out
 }
