@@ -54,7 +54,7 @@ func (tg *testGrid) leaderNode(ctx context.Context, t *testing.T) *harness.Node 
 
 func (tg *testGrid) followerNode(ctx context.Context, t *testing.T) *harness.Node {
 	leader := tg.leaderNode(ctx, t)
-	for _, name := range []string{"l1", "l2", "l3"} {
+	for _, name := range tg.order {
 		if tg.nodes[name] != leader {
 			return tg.nodes[name]
 		}
@@ -83,11 +83,11 @@ var nemeses = []nemesis{
 		return func() { must(t, n.Reconnect(ctx)) }
 	}},
 	{"kill -9 every node at once", func(ctx context.Context, t *testing.T, tg *testGrid) func() {
-		for _, name := range []string{"l1", "l2", "l3"} {
+		for _, name := range tg.order {
 			must(t, tg.nodes[name].KillDaemon(ctx))
 		}
 		return func() {
-			for _, name := range []string{"l1", "l2", "l3"} {
+			for _, name := range tg.order {
 				restartDaemon(ctx, t, tg.nodes[name])
 			}
 		}
@@ -105,29 +105,40 @@ func TestLinearizable(t *testing.T) {
 	if s := os.Getenv("KONTENA_LIN_HISTORIES"); s != "" {
 		histories, _ = strconv.Atoi(s)
 	}
+	checkLinearizable(t, []string{"l1", "l2", "l3"}, nemeses, histories)
+}
+
+// TestLinearizable5 is the same check on five voters, where a nemesis
+// leaves a majority of three: the leader killed, then cut off.
+func TestLinearizable5(t *testing.T) {
+	checkLinearizable(t, []string{"f1", "f2", "f3", "f4", "f5"}, []nemesis{nemeses[0], nemeses[2]}, 2)
+}
+
+func checkLinearizable(t *testing.T, names []string, nems []nemesis, histories int) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(histories)*3*time.Minute+5*time.Minute)
 	defer cancel()
-	tg := newGrid(t, "lin", 3, "l1", "l2", "l3")
+	tg := newGrid(t, "lin", len(names), names...)
+	tg.order = names
 	c := tg.config(t).Grids[tg.name]
 	addrs := []string{}
-	for _, name := range []string{"l1", "l2", "l3"} {
+	for _, name := range names {
 		addrs = append(addrs, tg.nodes[name].IP()+":9700")
 	}
-	illegal := 0
 	only := -1 // KONTENA_LIN_NEMESIS=N runs only nemesis N (to chase a violation)
 	if s := os.Getenv("KONTENA_LIN_NEMESIS"); s != "" {
 		only, _ = strconv.Atoi(s)
 	}
+	illegal := 0
 	for i := range histories {
-		nm := nemeses[i%len(nemeses)]
+		nm := nems[i%len(nems)]
 		if only >= 0 {
 			nm = nemeses[only]
 		}
 		tg.waitLevel(ctx)
-		h, stale := runHistory(ctx, t, addrs, []byte(c.CACert), c.Token, linKeys(i+1), func() func() { return nm.break_(ctx, t, tg) })
+		h, stale := runHistory(ctx, t, addrs, []byte(c.CACert), c.Token, names[0], linKeys(i+1), func() func() { return nm.break_(ctx, t, tg) })
 		res, info := h.Check(2 * time.Minute)
 		staleRes := h.CheckWith(stale, time.Minute)
-		t.Logf("MEASURED history %d (%s): %s: %s; with %s of one client reading from any voter, default reads: %s", i+1, nm.name, h.Summary(), res, stale.Summary(), staleRes)
+		t.Logf("MEASURED %d voters, history %d (%s): %s: %s; with %s of one client reading from any voter, default reads: %s", len(names), i+1, nm.name, h.Summary(), res, stale.Summary(), staleRes)
 		if res == porcupine.Unknown {
 			t.Errorf("history %d (%s): the checker did not decide within its timeout; a smaller history (fewer clients or keys per history) is needed", i+1, nm.name)
 		}
@@ -142,14 +153,14 @@ func TestLinearizable(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("MEASURED %d histories, %d not linearizable", histories, illegal)
+	t.Logf("MEASURED %d voters: %d histories, %d not linearizable", len(names), histories, illegal)
 }
 
 // runHistory runs clients for a few seconds, breaks the grid, heals it and
 // runs on until every key was written and read after the heal. Consistent
 // reads go in h; one more client's default reads (any caught-up voter)
 // go in stale, which is reported, not required to be linearizable.
-func runHistory(ctx context.Context, t *testing.T, addrs []string, ca []byte, token string, keys []string, breakGrid func() func()) (h, stale *lincheck.History) {
+func runHistory(ctx context.Context, t *testing.T, addrs []string, ca []byte, token, node string, keys []string, breakGrid func() func()) (h, stale *lincheck.History) {
 	t.Helper()
 	h, stale = lincheck.NewHistory(), lincheck.NewHistory()
 	stop := make(chan struct{})
@@ -169,7 +180,7 @@ func runHistory(ctx context.Context, t *testing.T, addrs []string, ca []byte, to
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			client(ctx, id, cl, rec, keys, id == clients, stop)
+			client(ctx, id, cl, rec, node, keys, id == clients, stop)
 		}()
 	}
 	time.Sleep(3 * time.Second)
@@ -184,7 +195,7 @@ func runHistory(ctx context.Context, t *testing.T, addrs []string, ca []byte, to
 
 // client puts and gets random keys until stop; a read-only client (the
 // default-read one) only gets.
-func client(ctx context.Context, id int, cl *api.Client, h *lincheck.History, keys []string, readOnly bool, stop <-chan struct{}) {
+func client(ctx context.Context, id int, cl *api.Client, h *lincheck.History, node string, keys []string, readOnly bool, stop <-chan struct{}) {
 	rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
 	for n := 0; ; n++ {
 		select {
@@ -199,7 +210,7 @@ func client(ctx context.Context, id int, cl *api.Client, h *lincheck.History, ke
 		}
 		octx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		call := h.Call()
-		out, err := linOp(octx, cl, in)
+		out, err := linOp(octx, cl, node, in)
 		cancel()
 		if err != nil {
 			if !notApplied(err) {
@@ -215,17 +226,20 @@ func client(ctx context.Context, id int, cl *api.Client, h *lincheck.History, ke
 	}
 }
 
-func linOp(ctx context.Context, cl *api.Client, in lincheck.Input) (lincheck.Output, error) {
+// linOp runs one operation on the registers: labels of node's record
+// (the node need not be up: its record is in the state).
+func linOp(ctx context.Context, cl *api.Client, node string, in lincheck.Input) (lincheck.Output, error) {
+	path := "/v1/nodes/" + node
 	if in.Put {
 		req := api.NodeUpdateRequest{RemoveLabels: []string{in.Key}, AddLabels: []string{in.Key + "=" + in.Value}}
-		_, err := cl.Do(ctx, http.MethodPatch, "/v1/nodes/l1", req, nil)
+		_, err := cl.Do(ctx, http.MethodPatch, path, req, nil)
 		return lincheck.Output{}, err
 	}
-	var node fsm.Node
-	if _, err := cl.Do(ctx, http.MethodGet, "/v1/nodes/l1", nil, &node); err != nil {
+	var rec fsm.Node
+	if _, err := cl.Do(ctx, http.MethodGet, path, nil, &rec); err != nil {
 		return lincheck.Output{}, err
 	}
-	for _, l := range node.Labels {
+	for _, l := range rec.Labels {
 		if k, v, ok := strings.Cut(l, "="); ok && k == in.Key {
 			return lincheck.Output{Value: v}, nil
 		}
