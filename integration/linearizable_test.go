@@ -268,3 +268,54 @@ func notApplied(err error) bool {
 	}
 	return true
 }
+
+// TestDurableDiskFull: the leader's data dir fills up (its own small file
+// system) while clients write; once space is back every node is killed -9
+// and restarted; the history, with its reads after the restart, must be
+// linearizable: nothing acknowledged is lost, nothing refused appears.
+func TestDurableDiskFull(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	names := []string{"q1", "q2", "q3"}
+	smallDisk := func(g *harness.Grid) { g.Tmpfs = []string{dataDir + ":rw,size=64m,mode=0700"} }
+	tg := newGridWith(t, "full", 3, smallDisk, names...)
+	tg.order = names
+	c := tg.config(t).Grids[tg.name]
+	var addrs []string
+	for _, name := range names {
+		addrs = append(addrs, tg.nodes[name].IP()+":9700")
+	}
+	tg.waitLevel(ctx)
+	var full *harness.Node
+	fill := func() func() {
+		full = tg.leaderNode(ctx, t)
+		// dd stops at ENOSPC: the file system is full.
+		_, _, _, err := full.Exec(ctx, "sh", "-c", "dd if=/dev/zero of="+dataDir+"/fill bs=1M 2>/dev/null; df -k "+dataDir)
+		must(t, err)
+		return func() {
+			_, _, _, err := full.Exec(ctx, "rm", "-f", dataDir+"/fill")
+			must(t, err)
+			for _, name := range names {
+				must(t, tg.nodes[name].KillDaemon(ctx))
+			}
+			for _, name := range names {
+				restartDaemon(ctx, t, tg.nodes[name])
+			}
+		}
+	}
+	h, _ := runHistory(ctx, t, addrs, []byte(c.CACert), c.Token, names[0], linKeys(1), fill)
+	res, info := h.Check(2 * time.Minute)
+	t.Logf("MEASURED disk full on the leader (%s), then kill -9 of every node: %s: %s", full.Name(), h.Summary(), res)
+	if res != porcupine.Ok {
+		out := filepath.Join(os.TempDir(), "kontena-history-diskfull.html")
+		_ = h.WriteFile(filepath.Join(os.TempDir(), "kontena-history-diskfull.jsonl"))
+		_ = porcupine.VisualizePath(lincheck.Model, info, out)
+		t.Fatalf("the history is %s; see %s", res, out)
+	}
+	// The grid is whole again: every voter answers and is level.
+	tg.waitLevel(ctx)
+	// The fault was real: the leader's writes hit the full disk.
+	if log := full.DaemonLog(ctx); !strings.Contains(log, "no space left on device") {
+		t.Errorf("%s's log never mentions a full disk: the fault did not happen", full.Name())
+	}
+}

@@ -74,10 +74,20 @@ func upArgs(name, ip string, extra ...string) []string {
 // and joins the other names to it, all through `kontena up`.
 func newGrid(t *testing.T, gridName string, initialSize int, names ...string) *testGrid {
 	t.Helper()
+	return newGridWith(t, gridName, initialSize, nil, names...)
+}
+
+// newGridWith is newGrid with setup applied to the harness grid before
+// any node is added (e.g. data dirs on small file systems).
+func newGridWith(t *testing.T, gridName string, initialSize int, setup func(g *harness.Grid), names ...string) *testGrid {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	tg := &testGrid{t: t, g: harness.NewGrid(t, nodeImage), nodes: map[string]*harness.Node{}, name: gridName,
 		cfg: filepath.Join(t.TempDir(), "cli.json")}
+	if setup != nil {
+		setup(tg.g)
+	}
 	first := tg.addNode(ctx, names[0])
 	must(t, first.StartDaemon(ctx, upArgs(names[0], first.IP(), "--grid", gridName, "--initial-size", fmt.Sprint(initialSize))...))
 	// The bootstrap wrote the admin's CLI config inside the first node;

@@ -32,6 +32,10 @@ type Grid struct {
 	// DockerdArgs are extra dockerd arguments (space separated) for the inner
 	// engine of nodes added after it is set (WithDocker images only).
 	DockerdArgs string
+	// Tmpfs are extra tmpfs mounts ("PATH:OPTIONS", as docker run --tmpfs)
+	// of nodes added after it is set: e.g. a data dir on a small file
+	// system, to fill it up.
+	Tmpfs []string
 
 	t          testing.TB
 	network    string
@@ -164,7 +168,7 @@ func (g *Grid) AddNode(ctx context.Context, name string) (*Node, error) {
 	}
 	n := &Node{g: g, name: name, index: idx, container: g.network + "-" + name, ip: g.IP(idx)}
 	g.nodes = append(g.nodes, n)
-	dockerdArgs := g.DockerdArgs
+	dockerdArgs, tmpfs := g.DockerdArgs, g.Tmpfs
 	g.mu.Unlock()
 
 	args := []string{"run", "-d", "--name", n.container, "--hostname", name,
@@ -174,9 +178,16 @@ func (g *Grid) AddNode(ctx context.Context, name string) (*Node, error) {
 		"--label", labelOwner + "=" + owner, "--label", labelExpires + "=" + strconv.FormatInt(g.expires, 10),
 		"--cap-add", "NET_ADMIN", "--device", "/dev/net/tun",
 		"--tmpfs", "/run:rw,exec,mode=755",
-		"-v", "/var/lib/kontena",
-		"-e", "HOME=/root",
 	}
+	dataVolume := true
+	for _, m := range tmpfs {
+		args = append(args, "--tmpfs", m)
+		dataVolume = dataVolume && !strings.HasPrefix(m, "/var/lib/kontena:")
+	}
+	if dataVolume {
+		args = append(args, "-v", "/var/lib/kontena")
+	}
+	args = append(args, "-e", "HOME=/root")
 	if g.withDocker {
 		args = append(args,
 			"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
