@@ -7,25 +7,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/internal/testport"
 	"github.com/kontena-ng/kontena/pki"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is a port for a node of this test (see testport).
+func freePort(t *testing.T) int { return testport.Free(t) }
 
 // startGrid bootstraps a real one-node grid in this process.
 func startGrid(t *testing.T) ReadyInfo {

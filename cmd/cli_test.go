@@ -5,13 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/kontena-ng/kontena/api"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/internal/testport"
 )
 
 func TestReorderArgs(t *testing.T) {
@@ -34,15 +35,8 @@ func TestReorderArgs(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is a port for a node of this test (see testport).
+func freePort(t *testing.T) int { return testport.Free(t) }
 
 // startNode bootstraps a real one-node grid in this process and returns its
 // CLI config path.
