@@ -122,8 +122,12 @@ func (r *Node) CaughtUp() bool {
 	// entries it has applied: a restarted follower with hundreds of entries
 	// to replay reports them applied while its state is still the
 	// snapshot's. The store's own index says what it has applied.
-	if cmd, err := lastCommand(r.logs, commit); err != nil || r.store.Index() < cmd {
-		return false
+	// In steady state the store is at the commit index already; only a
+	// non-command entry at it (a no-op, a configuration) needs the log.
+	if idx := r.store.Index(); idx < commit {
+		if cmd, err := lastCommand(r.logs, commit); err != nil || idx < cmd {
+			return false
+		}
 	}
 	if !r.caughtUpOnce.Load() {
 		// A leader that restarted too tells its old commit index until the
