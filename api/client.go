@@ -108,11 +108,22 @@ func (c *Client) Addrs() []string { return append([]string(nil), c.addrs...) }
 // Do sends one request and decodes the JSON answer into out. It returns the
 // state index the node answered at (for blocking queries).
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) (uint64, error) {
+	m, err := c.do(ctx, method, path, in, out)
+	return m.index, err
+}
+
+// meta is what an answer's headers say of it.
+type meta struct {
+	index uint64 // the state index it was read at (X-Kontena-Index)
+	hash  string // its content hash, for watched answers (X-Kontena-Hash)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) (meta, error) {
 	var body []byte
 	if in != nil {
 		var err error
 		if body, err = json.Marshal(in); err != nil {
-			return 0, err
+			return meta{}, err
 		}
 	}
 	if c.consistent && method == http.MethodGet {
@@ -131,7 +142,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (uint
 		resp, err := c.send(ctx, method, c.addrs[k]+path, body)
 		if err != nil {
 			if ctx.Err() != nil {
-				return 0, ctx.Err()
+				return meta{}, ctx.Err()
 			}
 			unreach.Addrs = append(unreach.Addrs, c.addrs[k])
 			unreach.Errs = append(unreach.Errs, err)
@@ -140,9 +151,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (uint
 		c.mu.Lock()
 		c.good = k
 		c.mu.Unlock()
-		return decode(resp, out)
+		return decodeMeta(resp, out)
 	}
-	return 0, unreach
+	return meta{}, unreach
 }
 
 func (c *Client) send(ctx context.Context, method, u string, body []byte) (*http.Response, error) {
@@ -195,26 +206,36 @@ func (b *cancelBody) Close() error {
 }
 
 func decode(resp *http.Response, out any) (uint64, error) {
+	m, err := decodeMeta(resp, out)
+	return m.index, err
+}
+
+func decodeMeta(resp *http.Response, out any) (meta, error) {
+	m := meta{hash: resp.Header.Get(HeaderHash)}
+	m.index, _ = strconv.ParseUint(resp.Header.Get(HeaderIndex), 10, 64)
+	return m, decodeBody(resp, out)
+}
+
+func decodeBody(resp *http.Response, out any) error {
 	defer resp.Body.Close()
-	idx, _ := strconv.ParseUint(resp.Header.Get(HeaderIndex), 10, 64)
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return idx, fmt.Errorf("read answer: %w", err)
+		return fmt.Errorf("read answer: %w", err)
 	}
 	if resp.StatusCode >= 300 {
 		var eb ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
 			eb.Error.Status = resp.StatusCode
-			return idx, eb.Error
+			return eb.Error
 		}
-		return idx, &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(data))}
+		return &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(data))}
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
-			return idx, fmt.Errorf("decode answer: %w", err)
+			return fmt.Errorf("decode answer: %w", err)
 		}
 	}
-	return idx, nil
+	return nil
 }
 
 // Stream GETs path and returns the body as it arrives (logs); the caller

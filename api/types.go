@@ -78,6 +78,10 @@ const (
 	HeaderForwardedBy = "X-Kontena-Forwarded-By"
 	HeaderHops        = "X-Kontena-Hops"
 	HeaderSourceIP    = "X-Kontena-Source-IP"
+	// HeaderHash is the content hash of a watched answer (netmap,
+	// assignments). A watcher sends it back as ?hash=: the node then
+	// answers only when the answer differs, or when the wait ends.
+	HeaderHash = "X-Kontena-Hash"
 )
 
 // JoinRequest is what a new node sends with its join token.

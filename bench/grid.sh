@@ -4,6 +4,8 @@
 #
 #   bench/grid.sh                      # from the repo root or anywhere
 #   CLIENTS=16 DURATION=20s ROUNDS=3 IDLE=20 bench/grid.sh
+#   PROFILE=/tmp/prof bench/grid.sh    # also: CPU profiles of the three voters
+#                                      # during the first kontena round
 #
 # It installs Debian's etcd-server if missing, builds kontena and the load
 # generator (bench/gridwrite), starts a 3-voter + 1-worker grid on
@@ -23,6 +25,7 @@ IDLE=${IDLE:-20}            # seconds of idleness before reading RSS
 KNET=${KNET:-127.0.2}       # kontena nodes on $KNET.1..4 (ports 9700-9702)
 ENET=${ENET:-127.0.3}       # etcd members on $ENET.1..3 (ports 2379/2380)
 RESULTS=${RESULTS:-$ROOT/bench/RESULTS.md}
+PROFILE=${PROFILE:-}        # a directory: write path CPU profiles (pprof) of n1-n3 go there
 SECTION="## Grid writes and node memory (issue 2)"
 CMDLINE="CLIENTS=$CLIENTS DURATION=$DURATION ROUNDS=$ROUNDS IDLE=$IDLE WARMUP_OPS=$WARMUP_OPS bench/grid.sh"
 
@@ -67,6 +70,9 @@ anon_kb() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # --- prerequisites ----------------------------------------------------------
+if [ -n "$PROFILE" ] && ! [[ ${DURATION%s} =~ ^[0-9]+$ && ${DURATION%s} -ge 8 ]]; then
+	log "PROFILE needs DURATION in seconds, at least 8s (got $DURATION)"; exit 1
+fi
 if ! command -v etcd >/dev/null; then
 	log "installing etcd-server"
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
@@ -93,13 +99,14 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- kontena grid: 3 voters + 1 worker ----------------------------------------
 log "starting kontena n1 (bootstrap, initial size 3)"
-"$KONTENA" up --data-dir "$WORK/n1" --name n1 --bind "$KNET.1" --initial-size 3 >"$WORK/n1.log" 2>&1 &
+pprof_flag() { [ -n "$PROFILE" ] && echo "--pprof=127.0.0.1:$((6170 + $1))"; return 0; }
+"$KONTENA" up --data-dir "$WORK/n1" --name n1 --bind "$KNET.1" --initial-size 3 $(pprof_flag 1) >"$WORK/n1.log" 2>&1 &
 PIDS+=($!); KPID[1]=$!
 wait_for 60 "n1 to bootstrap" "$KONTENA" grid token
 TOKEN=$("$KONTENA" grid token)
 for i in 2 3 4; do
 	log "starting kontena n$i (join)"
-	"$KONTENA" up --data-dir "$WORK/n$i" --name "n$i" --bind "$KNET.$i" --join "$KNET.1" --token "$TOKEN" >"$WORK/n$i.log" 2>&1 &
+	"$KONTENA" up --data-dir "$WORK/n$i" --name "n$i" --bind "$KNET.$i" --join "$KNET.1" --token "$TOKEN" $(pprof_flag "$i") >"$WORK/n$i.log" 2>&1 &
 	PIDS+=($!); KPID[$i]=$!
 	sleep 1
 done
@@ -153,7 +160,24 @@ for r in $(seq 1 "$ROUNDS"); do
 	for t in kontena etcd; do
 		log "round $r/$ROUNDS: $t, $CLIENTS clients, $DURATION (load $(cut -d' ' -f1 /proc/loadavg))"
 		ROUND_LOADS+="${ROUND_LOADS:+, }$t $(cut -d' ' -f1 /proc/loadavg)"
+		CURLS=()
+		if [ -n "$PROFILE" ] && [ "$t" = kontena ] && [ "$r" = 1 ]; then
+			mkdir -p "$PROFILE"
+			secs=$(( ${DURATION%s} - 4 ))
+			for i in 1 2 3; do
+				(sleep 2; curl -fsS -o "$PROFILE/cpu-n$i.pprof" "http://127.0.0.1:$((6170 + i))/debug/pprof/profile?seconds=$secs") &
+				CURLS+=($!)
+			done
+		fi
 		gw "$t" "$DURATION" | tee -a "$WORK/runs.jsonl" >&2
+		if [ ${#CURLS[@]} -gt 0 ]; then
+			wait "${CURLS[@]}"
+			cp "$KONTENA" "$PROFILE/kontena"
+			for i in 1 2 3; do
+				go tool pprof -top -cum -nodecount=60 "$PROFILE/kontena" "$PROFILE/cpu-n$i.pprof" >"$PROFILE/top-n$i.txt" 2>/dev/null || true
+			done
+			log "profiles of n1-n3 in $PROFILE (cpu-n*.pprof, top-n*.txt; go tool pprof $PROFILE/kontena FILE)"
+		fi
 	done
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -172,16 +172,26 @@ func TestAuditAndEvents(t *testing.T) {
 
 func TestEventRetentionIsBounded(t *testing.T) {
 	s := newStore(t)
-	for i := 0; i < maxEvents+50; i++ {
+	before, _ := s.Events(0)
+	n := maxEvents + maxEvents/trimSlack + 50
+	for i := 0; i < n; i++ {
 		av := AvailabilityDrain
 		if i%2 == 1 {
 			av = AvailabilityActive
 		}
 		mustApply(t, s, uint64(10+i), &NodeUpdate{ID: "id-1", Availability: av})
 	}
+	// The table is cut back to maxEvents once it holds maxEvents/trimSlack
+	// more, so it holds between the two; the newest are kept.
 	evs, _ := s.Events(0)
-	if len(evs) != maxEvents {
-		t.Fatalf("events = %d, want %d", len(evs), maxEvents)
+	if len(evs) < maxEvents || len(evs) > maxEvents+maxEvents/trimSlack {
+		t.Fatalf("events = %d, want %d to %d", len(evs), maxEvents, maxEvents+maxEvents/trimSlack)
+	}
+	if last := evs[len(evs)-1]; last.Index>>8 != uint64(10+n-1) {
+		t.Fatalf("newest event at raft index %d, want %d", last.Index>>8, 10+n-1)
+	}
+	if want := maxEvents + (len(before)+n-maxEvents)%(maxEvents/trimSlack+1); len(evs) != want {
+		t.Fatalf("events = %d, want %d (cut back to %d every %d inserts)", len(evs), want, maxEvents, maxEvents/trimSlack+1)
 	}
 }
 

@@ -3,6 +3,8 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -170,19 +172,6 @@ func blockingWait(r *http.Request, store *fsm.Store) error {
 	})
 }
 
-// blockingWaitTables is blockingWait for a query whose answer is read from
-// tables only: it wakes when one of them changes past ?index=N, not on
-// every commit (node status, events, audit records...).
-func blockingWaitTables(r *http.Request, store *fsm.Store, tables ...string) error {
-	return waitQuery(r, func(ctx context.Context, idx uint64) error {
-		_, err := store.WaitTables(ctx, idx, tables...)
-		if errors.Is(err, fsm.ErrInvalid) {
-			return err // a table the store does not have: a bug of the caller
-		}
-		return nil
-	})
-}
-
 // waitQuery reads ?index and ?wait and runs wait with them; it returns an
 // error for a bad query or a caller that went away.
 func waitQuery(r *http.Request, wait func(ctx context.Context, idx uint64) error) error {
@@ -211,4 +200,73 @@ func waitQuery(r *http.Request, wait func(ctx context.Context, idx uint64) error
 		return r.Context().Err()
 	}
 	return nil
+}
+
+// blockingAnswer serves a watched answer computed from the state (a node's
+// network map, its assignments). Like blockingWaitTables it waits until one
+// of tables changes past ?index=N; and while the computed answer is the one
+// the caller holds (?hash=H, the X-Kontena-Hash of its last answer) it goes
+// on waiting. A commit that changes the tables but not this answer (another
+// node's label, a service of another node) then wakes the node's server
+// only, not the watcher's network, decoding and reconciling: on a grid
+// taking writes that was a tenth of every voter's CPU. When the wait ends
+// the unchanged answer is sent again, with the new index.
+func blockingAnswer(w http.ResponseWriter, r *http.Request, store *fsm.Store, tables []string, answer func(*fsm.View) (any, error)) error {
+	var (
+		body []byte
+		idx  uint64
+		hash string
+	)
+	compute := func() error {
+		v := store.Snapshot()
+		a, err := answer(v)
+		if err != nil {
+			return err
+		}
+		if body, err = json.Marshal(a); err != nil {
+			return err
+		}
+		idx, hash = v.Index(), contentHash(body)
+		return nil
+	}
+	have := r.URL.Query().Get("hash")
+	var answerErr error
+	err := waitQuery(r, func(ctx context.Context, since uint64) error {
+		for {
+			if _, err := store.WaitTables(ctx, since, tables...); err != nil {
+				if errors.Is(err, fsm.ErrInvalid) {
+					return err // a table the store does not have: a bug of the caller
+				}
+				body = nil // the wait ended: answer the state as it is now
+				return nil
+			}
+			if answerErr = compute(); answerErr != nil || have == "" || hash != have {
+				return nil
+			}
+			since = idx
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if answerErr != nil {
+		return answerErr
+	}
+	if body == nil {
+		if err := compute(); err != nil {
+			return err
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(api.HeaderIndex, strconv.FormatUint(idx, 10))
+	w.Header().Set(api.HeaderHash, hash)
+	_, err = w.Write(append(body, '\n'))
+	return err
+}
+
+// contentHash names an answer's content (not secret: only its reader,
+// who holds the content, sees it).
+func contentHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:12])
 }

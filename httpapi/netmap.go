@@ -22,17 +22,11 @@ func (n *Server) getNetMap(w http.ResponseWriter, r *http.Request, p *principal)
 	if p.Node != node.ID && !p.admin() {
 		return api.Errorf(api.CodeForbidden, "only node %s itself may read its network map", node.Name)
 	}
-	if err := blockingWaitTables(r, store, dispatcher.NetMapTables()...); err != nil {
-		return err
-	}
-	// One read of the state: peers and records as they were after the same
-	// command.
-	v := store.Snapshot()
-	nm, err := dispatcher.NodeNetMap(v, node.ID)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, v.Index(), nm)
+	// Peers and records are read from one view: as they were after the
+	// same command.
+	return blockingAnswer(w, r, store, dispatcher.NetMapTables(), func(v *fsm.View) (any, error) {
+		return dispatcher.NodeNetMap(v, node.ID)
+	})
 }
 
 // setOverlay records a node's WireGuard key and port; only the node itself

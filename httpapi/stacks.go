@@ -195,15 +195,18 @@ func (n *Server) getAssignments(w http.ResponseWriter, r *http.Request, p *princ
 	if p.Node != node.ID && !p.admin() {
 		return api.Errorf(api.CodeForbidden, "only node %s itself may read its assignments", node.Name)
 	}
-	if err := blockingWaitTables(r, store, dispatcher.AssignmentTables()...); err != nil {
-		return err
-	}
-	// One read of the state: the instances, their services and stacks as
+	// The instances, their services and stacks are read from one view: as
 	// they were after the same command.
-	view := store.Snapshot()
-	out, err := dispatcher.NodeAssignments(view, node.ID)
+	return blockingAnswer(w, r, store, dispatcher.AssignmentTables(), func(view *fsm.View) (any, error) {
+		return n.nodeAssignments(view, node.ID)
+	})
+}
+
+// nodeAssignments are a node's assignments with the secrets they inject.
+func (n *Server) nodeAssignments(view *fsm.View, nodeID string) (*dispatcher.Assignments, error) {
+	out, err := dispatcher.NodeAssignments(view, nodeID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if needsSecrets(&out) {
 		// Assignments without their secrets would start new containers
@@ -211,14 +214,14 @@ func (n *Server) getAssignments(w http.ResponseWriter, r *http.Request, p *princ
 		// and the node keeps running what it has.
 		keys, err := n.keys()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		open := func(name string, sealed []byte) ([]byte, error) { return keys.Seal.Open(sealed, sealSecret(name)) }
 		if err := dispatcher.WithSecrets(view, &out, open); err != nil && !errors.Is(err, fsm.ErrNotFound) {
-			return err
+			return nil, err
 		}
 	}
-	return writeJSON(w, view.Index(), out)
+	return &out, nil
 }
 
 // needsSecrets tells whether any assignment injects a vault secret.
