@@ -84,10 +84,10 @@ func openRaftLog(dataDir string) (*raftboltdb.BoltStore, error) {
 }
 
 // writeOptions are bbolt's options for the log a voter writes. The free
-// page list is not written with every commit (as etcd does with its own
-// bbolt): after a snapshot compacts the log it spans hundreds of pages, and
-// rewriting it cost a third of each commit. bbolt rebuilds it by scanning
-// the file when it opens one, and reads files written either way.
+// page list is not written with every commit (etcd runs its own bbolt so):
+// once snapshots compact the log it spans many pages, each commit would
+// rewrite them. bbolt rebuilds the list by scanning the file when it opens
+// one, and reads files written either way.
 func writeOptions() *bbolt.Options {
 	return &bbolt.Options{Timeout: raftLockTimeout, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
 }

@@ -63,6 +63,9 @@ type Result struct {
 	// the run, and that per successful write.
 	ServerCPUS    float64 `json:"server_cpu_s,omitempty"`
 	CPUMsPerWrite float64 `json:"server_cpu_ms_per_write,omitempty"`
+	// The load generator's own CPU time per write (its HTTP client: TLS
+	// for kontena, plain HTTP for etcd), which shares the machine.
+	ClientCPUMsPerWrite float64 `json:"client_cpu_ms_per_write,omitempty"`
 }
 
 type writer func(ctx context.Context, client, seq int) error
@@ -154,7 +157,14 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
+	self0, err := cpuSeconds([]int{os.Getpid()})
+	if err != nil {
+		fatal(err)
+	}
 	res := run(*target, addrs, writers, *duration, *maxOps, *opTimeout)
+	if self1, err := cpuSeconds([]int{os.Getpid()}); err == nil && res.Ops > 0 {
+		res.ClientCPUMsPerWrite = round((self1-self0)*1000/float64(res.Ops), 3)
+	}
 	if len(pids) > 0 {
 		cpu1, err := cpuSeconds(pids)
 		if err != nil {
@@ -405,6 +415,10 @@ func summarizeLines(r io.Reader, w io.Writer) error {
 	cpu := func(r *Result) float64 { return r.CPUMsPerWrite }
 	if kc, ec := med(k, cpu), med(e, cpu); kc > 0 && ec > 0 {
 		fmt.Fprintf(w, "| server CPU per write (ms, 3 members) | %.2f | %.2f | %s |\n", kc, ec, ratio(kc, ec))
+	}
+	ccpu := func(r *Result) float64 { return r.ClientCPUMsPerWrite }
+	if kc, ec := med(k, ccpu), med(e, ccpu); kc > 0 && ec > 0 {
+		fmt.Fprintf(w, "| load generator CPU per write (ms) | %.2f | %.2f | %s |\n", kc, ec, ratio(kc, ec))
 	}
 	fmt.Fprintf(w, "| failed writes (all runs) | %d | %d | |\n", sum(k, func(r *Result) int { return r.Errors }), sum(e, func(r *Result) int { return r.Errors }))
 	fmt.Fprintf(w, "| successful writes (all runs) | %d | %d | |\n", sum(k, func(r *Result) int { return r.Ops }), sum(e, func(r *Result) int { return r.Ops }))
