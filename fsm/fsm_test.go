@@ -578,3 +578,36 @@ func TestViewIsOneState(t *testing.T) {
 		t.Fatalf("View: %v, want the removed stack not found", err)
 	}
 }
+
+// The sequence index sorts as the numbers do, across every digit boundary,
+// so "the oldest rows first" and "rows after since" hold.
+func TestSeqIndexSortsAsNumbers(t *testing.T) {
+	nums := []uint64{0, 1, 15, 16, 17, 255, 256, 4095, 4096, 1 << 32, 1<<32 + 1, 1<<63 - 1, 1 << 63, ^uint64(0)}
+	for i := 1; i < len(nums); i++ {
+		a, b := nibbles(nums[i-1]), nibbles(nums[i])
+		if string(a) >= string(b) {
+			t.Errorf("nibbles(%d) = %x does not sort before nibbles(%d) = %x", nums[i-1], a, nums[i], b)
+		}
+	}
+	s := newStore(t)
+	txn := s.txn(true)
+	for _, n := range []uint64{256, 15, 4096, 16, 255, 17} {
+		if err := txn.Insert(TableAudit, &AuditRecord{Index: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn.Commit()
+	recs, err := s.Audit(15)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for _, r := range recs {
+		if r.Index >= 15 {
+			got = append(got, r.Index)
+		}
+	}
+	if fmt.Sprint(got) != "[16 17 255 256 4096]" {
+		t.Fatalf("audit records after 15: %v, want [16 17 255 256 4096]", got)
+	}
+}

@@ -3,6 +3,7 @@ package fsm
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -27,7 +28,43 @@ func idIndex(field string) *memdb.IndexSchema {
 
 // numIDIndex is a table's primary index on an unsigned integer field.
 func numIDIndex(field string) *memdb.IndexSchema {
-	return &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.UintFieldIndex{Field: field}}
+	return &memdb.IndexSchema{Name: "id", Unique: true, Indexer: seqIndexer{field: field}}
+}
+
+// seqIndexer indexes a uint64 field as its 16 hex digits, one byte each.
+// Keys sort as the numbers do (like memdb's big-endian UintFieldIndex),
+// but a radix node has at most 16 children where it had up to 256: the
+// tables keyed by sequence (events, audit records) take an insert and a
+// delete with every write, and each one copies the nodes on its path.
+type seqIndexer struct{ field string }
+
+func (x seqIndexer) FromObject(obj any) (bool, []byte, error) {
+	v := reflect.Indirect(reflect.ValueOf(obj)).FieldByName(x.field)
+	if !v.IsValid() || v.Kind() != reflect.Uint64 {
+		return false, nil, fmt.Errorf("field %q of %T: want a uint64", x.field, obj)
+	}
+	return true, nibbles(v.Uint()), nil
+}
+
+func (x seqIndexer) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("index on %s: want one argument, got %d", x.field, len(args))
+	}
+	n, ok := args[0].(uint64)
+	if !ok {
+		return nil, fmt.Errorf("index on %s: argument %T, want uint64", x.field, args[0])
+	}
+	return nibbles(n), nil
+}
+
+// nibbles is n as 16 bytes of 4 bits each, most significant first.
+func nibbles(n uint64) []byte {
+	b := make([]byte, 16)
+	for i := 15; i >= 0; i-- {
+		b[i] = byte(n & 0xf)
+		n >>= 4
+	}
+	return b
 }
 
 // Store is the in-memory grid state. Reads never block writers; Wait lets a

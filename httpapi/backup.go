@@ -1,22 +1,14 @@
 package httpapi
 
 import (
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
-	"github.com/kontena-ng/kontena/vault"
 )
-
-// backupKeyPrefix marks a backup key.
-const backupKeyPrefix = "KNTN-BACKUP-"
-
-// backupContext is the associated data the voter keys are sealed with.
-const backupContext = "grid-backup:keys"
 
 // backupGrid answers the whole state at one index (on the leader, after
 // a majority confirmed it leads) with the voter keys sealed under a new
@@ -39,41 +31,27 @@ func (n *Server) backupGrid(w http.ResponseWriter, r *http.Request, p *principal
 	if err != nil {
 		return err
 	}
-	key, err := vault.NewKey()
-	if err != nil {
-		return err
-	}
-	s, err := vault.NewSealer(key)
-	if err != nil {
-		return err
-	}
 	plain, err := json.Marshal(api.BackupKeys{CAKey: keys.Voter.CAKey, MasterKey: keys.Voter.MasterKey, Generation: keys.Voter.Generation, GossipKey: keys.GossipKey})
 	if err != nil {
 		return err
 	}
-	sealed, err := s.Seal(plain, backupContext)
+	sealed, printed, err := backupKeys.seal(plain)
 	if err != nil {
 		return err
 	}
 	b := api.Backup{Format: api.BackupFormat, Grid: g.Name, CADigest: g.CADigest, CreatedAt: time.Now().UTC(), Index: v.Index(), State: state, Keys: sealed}
 	n.log.Info("grid backup taken", "index", b.Index, "by", p.User)
-	return writeJSON(w, v.Index(), api.BackupResponse{Backup: b, Key: backupKeyPrefix + base64.RawURLEncoding.EncodeToString(key)})
+	return writeJSON(w, v.Index(), api.BackupResponse{Backup: b, Key: printed})
 }
 
 // OpenBackupKeys opens a backup's voter keys with its backup key.
 func OpenBackupKeys(b *api.Backup, key string) (*api.BackupKeys, error) {
-	key = strings.TrimSpace(key)
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(key, backupKeyPrefix))
-	if err != nil || !strings.HasPrefix(key, backupKeyPrefix) {
-		return nil, api.Errorf(api.CodeInvalid, "that is not a backup key (it starts with %s, as `kontena grid backup` printed it)", backupKeyPrefix)
-	}
-	s, err := vault.NewSealer(raw)
-	if err != nil {
-		return nil, api.Errorf(api.CodeInvalid, "that is not a backup key: %v", err)
-	}
-	plain, err := s.Open(b.Keys, backupContext)
-	if err != nil {
+	plain, err := backupKeys.open(key, b.Keys)
+	if errors.Is(err, errWrongKey) {
 		return nil, api.Errorf(api.CodeForbidden, "the backup key does not open this backup (the key of another backup?)")
+	}
+	if err != nil {
+		return nil, err
 	}
 	var k api.BackupKeys
 	if err := json.Unmarshal(plain, &k); err != nil {

@@ -1,22 +1,13 @@
 package httpapi
 
 import (
-	"encoding/base64"
+	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/vault"
 )
-
-// lockContext is the associated data the master key is sealed with under
-// an unlock key.
-const lockContext = "grid-lock:master-key"
-
-// unlockKeyPrefix marks an unlock key, so that one pasted in the wrong
-// place is recognised.
-const unlockKeyPrefix = "KNTN-UNLOCK-"
 
 // keys are this voter's keys, or why it has none: a locked voter says how
 // to unlock it.
@@ -46,15 +37,7 @@ func (n *Server) writeLock(w http.ResponseWriter, r *http.Request, p *principal,
 	if err != nil {
 		return err
 	}
-	unlock, err := vault.NewKey()
-	if err != nil {
-		return err
-	}
-	s, err := vault.NewSealer(unlock)
-	if err != nil {
-		return err
-	}
-	locked, err := s.Seal(keys.Voter.MasterKey, lockContext)
+	locked, printed, err := unlockKeys.seal(keys.Voter.MasterKey)
 	if err != nil {
 		return err
 	}
@@ -62,7 +45,7 @@ func (n *Server) writeLock(w http.ResponseWriter, r *http.Request, p *principal,
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, idx, api.UnlockKey{Key: unlockKeyPrefix + base64.RawURLEncoding.EncodeToString(unlock)})
+	return writeJSON(w, idx, api.UnlockKey{Key: printed})
 }
 
 // unlockVoter opens the grid's locked master key with the key given and
@@ -108,17 +91,12 @@ func openLocked(locked []byte, key string) ([]byte, error) {
 	if locked == nil {
 		return nil, api.Errorf(api.CodeConflict, "this voter's state says the grid is not locked, yet it holds no master key: it may be behind; retry once `kontena grid health` is ok")
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(strings.TrimSpace(key), unlockKeyPrefix))
-	if err != nil || !strings.HasPrefix(strings.TrimSpace(key), unlockKeyPrefix) {
-		return nil, api.Errorf(api.CodeInvalid, "that is not an unlock key (it starts with %s, as `kontena grid lock` printed it)", unlockKeyPrefix)
-	}
-	s, err := vault.NewSealer(raw)
-	if err != nil {
-		return nil, api.Errorf(api.CodeInvalid, "that is not an unlock key: %v", err)
-	}
-	masterKey, err := s.Open(locked, lockContext)
-	if err != nil {
+	masterKey, err := unlockKeys.open(key, locked)
+	if errors.Is(err, errWrongKey) {
 		return nil, api.Errorf(api.CodeForbidden, "the unlock key does not open this grid's master key (a rotated or another grid's key?)")
+	}
+	if err != nil {
+		return nil, err
 	}
 	return masterKey, nil
 }
