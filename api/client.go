@@ -349,6 +349,62 @@ func (c *Client) RemoveToken(ctx context.Context, id string) error {
 	return err
 }
 
+// Login trades an invite code, a refresh token or a single sign-on
+// credential for tokens (no token needed).
+func (c *Client) Login(ctx context.Context, req LoginRequest) (*LoginResponse, error) {
+	var out LoginResponse
+	_, err := c.Do(ctx, http.MethodPost, "/v1/login", req, &out)
+	return &out, err
+}
+
+// OIDC tells the grid's single sign-on provider (no token needed).
+func (c *Client) OIDC(ctx context.Context) (*OIDCInfo, error) {
+	var out OIDCInfo
+	_, err := c.Do(ctx, http.MethodGet, "/v1/login/oidc", nil, &out)
+	return &out, err
+}
+
+// Users lists the grid's users.
+func (c *Client) Users(ctx context.Context) ([]*fsm.User, error) {
+	var out []*fsm.User
+	_, err := c.Do(ctx, http.MethodGet, "/v1/users", nil, &out)
+	return out, err
+}
+
+// User shows one user.
+func (c *Client) User(ctx context.Context, name string) (*fsm.User, error) {
+	var out fsm.User
+	_, err := c.Do(ctx, http.MethodGet, "/v1/users/"+url.PathEscape(name), nil, &out)
+	return &out, err
+}
+
+// RemoveUser removes a user and revokes their tokens.
+func (c *Client) RemoveUser(ctx context.Context, name string) error {
+	_, err := c.Do(ctx, http.MethodDelete, "/v1/users/"+url.PathEscape(name), nil, nil)
+	return err
+}
+
+// UserRoles changes a user's roles.
+func (c *Client) UserRoles(ctx context.Context, name string, req UserRolesRequest) (*fsm.User, error) {
+	var out fsm.User
+	_, err := c.Do(ctx, http.MethodPost, "/v1/users/"+url.PathEscape(name)+"/roles", req, &out)
+	return &out, err
+}
+
+// Invite invites a user; the answer holds the only copy of the code.
+func (c *Client) Invite(ctx context.Context, req InviteRequest) (*InviteResponse, error) {
+	var out InviteResponse
+	_, err := c.Do(ctx, http.MethodPost, "/v1/invites", req, &out)
+	return &out, err
+}
+
+// Invites lists the open invites.
+func (c *Client) Invites(ctx context.Context) ([]*fsm.Invite, error) {
+	var out []*fsm.Invite
+	_, err := c.Do(ctx, http.MethodGet, "/v1/invites", nil, &out)
+	return out, err
+}
+
 // WhoAmI tells who the client is authenticated as.
 func (c *Client) WhoAmI(ctx context.Context) (*WhoAmI, error) {
 	var out WhoAmI
@@ -375,6 +431,11 @@ func blocking(index uint64, wait time.Duration) string {
 		return ""
 	}
 	return fmt.Sprintf("?index=%d&wait=%s", index, wait)
+}
+
+// WithToken is a client of the same grid with another token ("": none).
+func (c *Client) WithToken(tok string) *Client {
+	return &Client{addrs: c.addrs, token: tok, http: c.http, consistent: c.consistent}
 }
 
 // At is a client of the same grid, with the same credentials, that asks

@@ -154,6 +154,11 @@ type GridInfo struct {
 	Locked bool `json:"locked,omitempty"`
 	// KeyGeneration counts master key rotations.
 	KeyGeneration uint64 `json:"key_generation"`
+	// AllowHostAccess: developers may install services that can take
+	// over their host.
+	AllowHostAccess bool `json:"allow_host_access,omitempty"`
+	// OIDC is the single sign-on provider, without its client secret.
+	OIDC *OIDCSettings `json:"oidc,omitempty"`
 }
 
 // UnlockKey is what `grid lock` and `grid unlock-key --rotate` show, once.
@@ -178,6 +183,19 @@ type UnlockResult struct {
 type GridUpdateRequest struct {
 	DefaultAffinity *[]string `json:"default_affinity,omitempty"`
 	OfflineGrace    *string   `json:"offline_grace,omitempty"` // Go duration; "0s": the strategies' own
+	AllowHostAccess *bool     `json:"allow_host_access,omitempty"`
+	// OIDC replaces the single sign-on settings (master_admin only); an
+	// empty issuer turns single sign-on off.
+	OIDC *OIDCSettings `json:"oidc,omitempty"`
+}
+
+// OIDCSettings configure single sign-on with an OpenID provider.
+type OIDCSettings struct {
+	Issuer       string            `json:"issuer"`
+	ClientID     string            `json:"client_id,omitempty"`
+	ClientSecret string            `json:"client_secret,omitempty"` // sealed by the leader; never shown
+	RoleClaim    string            `json:"role_claim,omitempty"`
+	RoleMap      map[string]string `json:"role_map,omitempty"`
 }
 
 // OverlayNode is one node's place in the overlay (in `grid show`).
@@ -249,7 +267,61 @@ type NodeUpdateRequest struct {
 // TokenCreateRequest asks for a new API token for the caller.
 type TokenCreateRequest struct {
 	Description string `json:"description,omitempty"`
-	ExpiresIn   string `json:"expires_in,omitempty"` // Go duration; empty: never
+	ExpiresIn   string `json:"expires_in,omitempty"` // Go duration; empty: the default (30 days)
+	// Role limits the token to one role the caller holds (or one below).
+	Role string `json:"role,omitempty"`
+}
+
+// LoginRequest logs in with one of: an invite code, a refresh token, an
+// authorization code of the grid's OpenID provider (with the PKCE
+// verifier and the redirect URI it was given for), or an ID token of
+// that provider (with the provider's refresh token, if any).
+type LoginRequest struct {
+	Code         string `json:"code,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	OIDCCode     string `json:"oidc_code,omitempty"`
+	CodeVerifier string `json:"code_verifier,omitempty"`
+	RedirectURI  string `json:"redirect_uri,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
+	IdPRefresh   string `json:"idp_refresh_token,omitempty"`
+}
+
+// LoginResponse is a login: a short-lived access token and, for
+// sessions, the refresh token that gets the next one.
+type LoginResponse struct {
+	User             fsm.User  `json:"user"`
+	AccessToken      string    `json:"access_token"`
+	AccessExpiresAt  time.Time `json:"access_expires_at"`
+	RefreshToken     string    `json:"refresh_token,omitempty"`
+	RefreshExpiresAt time.Time `json:"refresh_expires_at,omitzero"`
+}
+
+// OIDCInfo is what a CLI needs to start a single sign-on login.
+type OIDCInfo struct {
+	Issuer   string   `json:"issuer"`
+	ClientID string   `json:"client_id"`
+	Scopes   []string `json:"scopes"`
+}
+
+// InviteRequest invites a user by email with roles.
+type InviteRequest struct {
+	Email     string   `json:"email"`
+	Roles     []string `json:"roles"`
+	Stacks    []string `json:"stacks,omitempty"`
+	ExpiresIn string   `json:"expires_in,omitempty"` // default 24h
+}
+
+// InviteResponse holds the only copy of an invite code.
+type InviteResponse struct {
+	Invite fsm.Invite `json:"invite"`
+	Code   string     `json:"code"`
+}
+
+// UserRolesRequest changes a user's roles and stack patterns.
+type UserRolesRequest struct {
+	Add    []string  `json:"add,omitempty"`
+	Remove []string  `json:"remove,omitempty"`
+	Stacks *[]string `json:"stacks,omitempty"`
 }
 
 // TokenCreateResponse holds the only copy of a new token's value.
@@ -265,7 +337,10 @@ type JoinTokenResponse struct {
 
 // WhoAmI says who the caller is authenticated as.
 type WhoAmI struct {
-	User  string   `json:"user"`
-	Roles []string `json:"roles"`
-	Node  string   `json:"node,omitempty"`
+	Grid   string   `json:"grid,omitempty"`
+	User   string   `json:"user"`
+	Roles  []string `json:"roles"`
+	Stacks []string `json:"stacks,omitempty"`
+	Token  string   `json:"token,omitempty"`
+	Node   string   `json:"node,omitempty"`
 }

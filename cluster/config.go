@@ -128,7 +128,9 @@ type ReadyInfo struct {
 	APIAddr      string
 	CACert       []byte
 	CADigest     string
-	AdminToken   string // only on bootstrap
+	AdminToken   string // only on bootstrap: the admin's access token
+	AdminRefresh string // and the refresh token that renews it
+	AdminExpires time.Time
 	JoinToken    string // only on bootstrap
 }
 

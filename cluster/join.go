@@ -18,7 +18,6 @@ import (
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
-	"github.com/kontena-ng/kontena/httpapi"
 	"github.com/kontena-ng/kontena/pki"
 	"github.com/kontena-ng/kontena/vault"
 )
@@ -34,10 +33,18 @@ var (
 // bootstrapSecrets exist in clear only in memory during bootstrap: the
 // admin token goes to the user once, the join token is stored sealed.
 type bootstrapSecrets struct {
-	adminToken string
+	adminToken   string
+	adminRefresh string
 	joinToken  string
 	joinSecret string
 }
+
+// The bootstrap admin's login lasts as any login: the access token 2 h,
+// the refresh token 30 days after its last use.
+const (
+	AdminAccessTTL  = 2 * time.Hour
+	AdminRefreshTTL = 30 * 24 * time.Hour
+)
 
 // bootstrapIdentity creates a new grid's CA, keys and the first node.
 func bootstrapIdentity(cfg Config) (*identity, *bootstrapSecrets, error) {
@@ -68,7 +75,8 @@ func bootstrapIdentity(cfg Config) (*identity, *bootstrapSecrets, error) {
 	}
 	secret := randomSecret(24)
 	boot := &bootstrapSecrets{
-		adminToken: "ktn_" + randomSecret(24),
+		adminToken:   "ktn_" + randomSecret(24),
+		adminRefresh: "ktr_" + randomSecret(24),
 		joinSecret: secret,
 		joinToken:  joinToken{Grid: cfg.Grid, CADigest: id.CADigest, Secret: secret}.String(),
 	}
@@ -86,13 +94,19 @@ func (n *Node) initGrid(ctx context.Context, boot *bootstrapSecrets) error {
 		return err
 	}
 	now := time.Now().UTC()
+	// The admin's first login: an access token (2 h) made from a refresh
+	// token the CLI trades for the next ones, as after any login.
+	refresh := fsm.Token{ID: randomSecret(4), Hash: hashToken(boot.adminRefresh), User: "admin", Kind: fsm.TokenKindRefresh,
+		Description: "bootstrap login", CreatedAt: now, ExpiresAt: now.Add(AdminRefreshTTL)}
 	cmd := &fsm.GridInit{
 		Grid: fsm.Grid{Name: n.id.Grid, Subnet: n.cfg.Subnet, Supernet: n.cfg.Supernet, InitialSize: n.cfg.InitialSize,
 			CACert: string(n.id.caPEM), CADigest: n.id.CADigest, JoinTokenSealed: sealed, CreatedAt: now,
 			OfflineGrace: n.cfg.OfflineGrace, DefaultAffinity: n.cfg.DefaultAffinity},
 		Node:       n.selfNode(),
-		Admin:      fsm.User{Name: "admin", Roles: []string{httpapi.RoleMasterAdmin}, CreatedAt: now},
-		AdminToken: fsm.Token{ID: randomSecret(4), Hash: hashToken(boot.adminToken), User: "admin", Description: "bootstrap admin", CreatedAt: now},
+		Admin: fsm.User{Name: "admin", Roles: []string{fsm.RoleMasterAdmin}, CreatedAt: now},
+		AdminToken: fsm.Token{ID: randomSecret(4), Hash: hashToken(boot.adminToken), User: "admin", Kind: fsm.TokenKindAccess,
+			Description: "bootstrap login", CreatedAt: now, ExpiresAt: now.Add(AdminAccessTTL), Ancestors: []string{refresh.ID}},
+		AdminRefresh: &refresh,
 	}
 	if _, _, err := n.voter().Apply(ctx, cmd, &fsm.AuditInfo{User: "bootstrap", Time: now}); err != nil {
 		return fmt.Errorf("bootstrap: write grid settings: %w", err)

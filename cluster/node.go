@@ -267,6 +267,7 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 			Peers: peers, Known: n.knownGossip, Save: func(p []string) error { return savePeers(n.cfg.DataDir, p) }, Log: n.log})
 	})
 	n.goLoop(func() { n.leader().Run(ctx) })
+	n.goLoop(func() { n.api.RunTokenUpkeep(ctx) })
 	n.goLoop(func() { n.watchKeys(ctx) })
 	n.goLoop(func() { n.dp.Run(ctx) })
 	if !n.cfg.NoContainers {
@@ -282,7 +283,8 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 			return err
 		}
 		info.Bootstrapped = true
-		info.AdminToken = boot.adminToken
+		info.AdminToken, info.AdminRefresh = boot.adminToken, boot.adminRefresh
+		info.AdminExpires = time.Now().Add(AdminAccessTTL)
 		info.JoinToken = boot.joinToken
 	}
 	n.log.Info("node ready", "grid", id.Grid, "role", id.Role, "api", info.APIAddr, "id", id.ID)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -71,6 +72,8 @@ machine whose CLI config holds a token ('kontena grid login').`,
 			nodeCommand(),
 			gridCommand(),
 			tokenCommand(),
+			loginCommand(),
+			userCommand(),
 			vaultCommand(),
 			stackCommand(),
 			withServiceExtras(serviceCommand()),
@@ -78,26 +81,7 @@ machine whose CLI config holds a token ('kontena grid login').`,
 			execCommand("exec", "run a command in a container on any node (same as `container exec`)", false),
 			statsCommand("stats", "CPU, memory and network use of every container (or of --stack, --service, NAME...)"),
 			vpnCommand(),
-			{
-				Name:  "audit-log",
-				Usage: "who changed what: one record per change (admins only)",
-				Flags: []cli.Flag{outputFlag, &cli.IntFlag{Name: "tail", Value: 100, Usage: "show the last N records (0: all kept)"}},
-				Action: withSession(func(c *cli.Context, s *session) error {
-					recs, err := s.api.Audit(c.Context, 0)
-					if err != nil {
-						return err
-					}
-					if k := c.Int("tail"); k > 0 && len(recs) > k {
-						recs = recs[len(recs)-k:]
-					}
-					return render(c, recs, func(w io.Writer) {
-						row(w, "TIME", "USER", "ACTION", "RESOURCE", "SOURCE", "AGENT")
-						for _, a := range recs {
-							row(w, a.Time.Format(time.RFC3339), a.User, a.Action, orDash(a.Resource), orDash(a.SourceIP), orDash(a.UserAgent))
-						}
-					})
-				}),
-			},
+			auditLogCommand(),
 			{
 				Name:  "whoami",
 				Usage: "show who the CLI is authenticated as",
@@ -112,8 +96,8 @@ machine whose CLI config holds a token ('kontena grid login').`,
 						return exitError(err)
 					}
 					return render(c, who, func(w io.Writer) {
-						row(w, "USER", "ROLES")
-						row(w, who.User, fmt.Sprint(who.Roles))
+						row(w, "GRID", "USER", "ROLES", "STACKS")
+						row(w, orDash(who.Grid), who.User, fmt.Sprint(who.Roles), orDash(strings.Join(who.Stacks, ",")))
 					})
 				},
 			},
@@ -129,7 +113,23 @@ type session struct {
 	grid string
 }
 
+// openSession opens the session of the grid the flags name, renewing
+// its login first if its access token is about to expire.
 func openSession(c *cli.Context) (*session, error) {
+	s, err := openSessionNoRefresh(c)
+	if err != nil {
+		return nil, err
+	}
+	if os.Getenv("KONTENA_TOKEN") == "" {
+		if err := s.keepLogin(c.Context, time.Now()); err != nil {
+			return nil, cli.Exit("error: "+err.Error(), ExitAuth)
+		}
+	}
+	return s, nil
+}
+
+// openSessionNoRefresh opens a session with the token the config holds.
+func openSessionNoRefresh(c *cli.Context) (*session, error) {
 	cfg, err := loadConfig(c.String("config"))
 	if err != nil {
 		return nil, cli.Exit("error: "+err.Error(), ExitUsage)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"time"
 )
 
 // cliConfig is the CLI's file of grids, like a kubeconfig: one context per
@@ -22,8 +23,13 @@ type cliConfig struct {
 type gridContext struct {
 	Name      string   `json:"name"`
 	Addresses []string `json:"addresses"`
-	Token     string   `json:"token"`
-	CACert    string   `json:"ca_cert"`
+	// Token is the access (or API) token; a login's expires at
+	// TokenExpires and Refresh gets the next one.
+	Token        string    `json:"token"`
+	TokenExpires time.Time `json:"token_expires_at,omitzero"`
+	Refresh      string    `json:"refresh_token,omitempty"`
+	User         string    `json:"user,omitempty"`
+	CACert       string    `json:"ca_cert"`
 }
 
 func defaultConfigPath() string {

@@ -29,7 +29,7 @@ func gridCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{Name: "show", Usage: "show the grid and its masters", Flags: []cli.Flag{outputFlag}, Action: withSession(gridShow)},
 			{
-				Name: "update", Usage: "change grid settings: default affinity, offline grace",
+				Name: "update", Usage: "change grid settings: default affinity, offline grace, host access, single sign-on",
 				Description: `   Services without affinity of their own are placed by the grid's default
    affinity (same forms as a stack file's affinity); the offline grace is how
    long a node may be offline before its instances move (0s: each strategy's
@@ -37,8 +37,26 @@ func gridCommand() *cli.Command {
 
    kontena grid update --default-affinity label==region=eu --default-affinity label!=disk=hdd
    kontena grid update --clear-default-affinity
-   kontena grid update --offline-grace 1m`,
+   kontena grid update --offline-grace 1m
+
+   Services that can take over their host (privileged, cap_add, pid: host,
+   network_mode: host, host-path volumes) are installed only by a grid_admin,
+   unless --allow-host-access lets developers install them too.
+
+   Single sign-on (master_admin only): users log in with ` + "`kontena login --oidc`" + `
+   through an OpenID Connect provider; the role claim's values map to roles.
+
+   kontena grid update --oidc-issuer https://idp.example.com --oidc-client-id kontena \
+     --oidc-client-secret-file secret.txt --oidc-role-claim groups \
+     --oidc-role-map 'ops=grid_admin,dev=developer'
+   kontena grid update --oidc-issuer ''    # single sign-on off`,
 				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "allow-host-access", Usage: "let developers install services that can take over their host (--allow-host-access=false: only grid admins)"},
+					&cli.StringFlag{Name: "oidc-issuer", Usage: "OpenID Connect issuer URL ('' turns single sign-on off)"},
+					&cli.StringFlag{Name: "oidc-client-id", Usage: "the grid's client ID at the provider"},
+					&cli.StringFlag{Name: "oidc-client-secret-file", Usage: "file holding the client secret (sealed by the grid)"},
+					&cli.StringFlag{Name: "oidc-role-claim", Value: "groups", Usage: "ID token claim whose values map to roles"},
+					&cli.StringFlag{Name: "oidc-role-map", Usage: "claim value=role pairs, comma separated: 'ops=grid_admin,dev=developer'"},
 					&cli.StringSliceFlag{Name: "default-affinity", Usage: "affinity rule for services without one (repeat for several)"},
 					&cli.BoolFlag{Name: "clear-default-affinity", Usage: "remove the default affinity"},
 					&cli.StringFlag{Name: "offline-grace", Usage: "grace before instances of an offline node move, for every strategy (0s: their own)"},
@@ -96,14 +114,15 @@ vault without it. ` + "`kontena grid unlock-key --rotate`" + ` replaces it.`,
 			{Name: "use", Usage: "make a grid the current one", ArgsUsage: "GRID", Action: gridUse},
 			{
 				Name: "login", Usage: "add a grid to the CLI config", ArgsUsage: "URL",
-				Description: "The CA digest (printed by `kontena up` and `kontena grid show`) pins the grid's CA:\n" +
-					"the CLI refuses a server that does not hold it. The token is read from --token,\n" +
-					"KONTENA_TOKEN, or standard input.",
-				Flags: []cli.Flag{
+				Description: "The CA digest (printed by `kontena up`, `kontena grid show` and `kontena user invite`)\n" +
+					"pins the grid's CA: the CLI refuses a server that does not hold it. Log in with an\n" +
+					"invite code (--code), single sign-on (--oidc), or a token (--token, KONTENA_TOKEN, or\n" +
+					"standard input; a refresh token ktr_... is traded for an access token).",
+				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "name", Usage: "name of the grid context (default: the grid's name)"},
 					&cli.StringFlag{Name: "ca-digest", Required: true, Usage: "SHA-256 of the grid CA certificate"},
-					&cli.StringFlag{Name: "token", EnvVars: []string{"KONTENA_TOKEN"}, Usage: "API token"},
-				},
+					&cli.StringFlag{Name: "token", EnvVars: []string{"KONTENA_TOKEN"}, Usage: "API or refresh token"},
+				}, loginFlags()...),
 				Action: gridLogin,
 			},
 		},
@@ -125,8 +144,19 @@ func gridUpdate(c *cli.Context, s *session) error {
 		g := c.String("offline-grace")
 		req.OfflineGrace = &g
 	}
-	if req.DefaultAffinity == nil && req.OfflineGrace == nil {
-		return usageError("nothing to change: give --default-affinity, --clear-default-affinity or --offline-grace")
+	if c.IsSet("allow-host-access") {
+		b := c.Bool("allow-host-access")
+		req.AllowHostAccess = &b
+	}
+	if c.IsSet("oidc-issuer") {
+		o, err := oidcSettingsFlags(c)
+		if err != nil {
+			return err
+		}
+		req.OIDC = o
+	}
+	if req.DefaultAffinity == nil && req.OfflineGrace == nil && req.AllowHostAccess == nil && req.OIDC == nil {
+		return usageError("nothing to change: give --default-affinity, --clear-default-affinity, --offline-grace, --allow-host-access or --oidc-issuer")
 	}
 	var g api.GridInfo
 	if _, err := s.api.Do(c.Context, http.MethodPatch, "/v1/grid", req, &g); err != nil {
@@ -135,7 +165,39 @@ func gridUpdate(c *cli.Context, s *session) error {
 	return render(c, g, func(w io.Writer) {
 		row(w, "default affinity:", orDash(strings.Join(g.DefaultAffinity, ", ")))
 		row(w, "offline grace:", offlineGrace(g))
+		row(w, "host access for developers:", fmt.Sprint(g.AllowHostAccess))
+		if g.OIDC != nil {
+			row(w, "single sign-on:", g.OIDC.Issuer+" (client "+g.OIDC.ClientID+", claim "+g.OIDC.RoleClaim+")")
+		}
 	})
+}
+
+// oidcSettingsFlags reads the --oidc-* flags of grid update.
+func oidcSettingsFlags(c *cli.Context) (*api.OIDCSettings, error) {
+	o := &api.OIDCSettings{Issuer: c.String("oidc-issuer")}
+	if o.Issuer == "" {
+		return o, nil
+	}
+	o.ClientID, o.RoleClaim = c.String("oidc-client-id"), c.String("oidc-role-claim")
+	if o.ClientID == "" || c.String("oidc-role-map") == "" {
+		return nil, usageError("--oidc-issuer needs --oidc-client-id and --oidc-role-map (such as 'ops=grid_admin,dev=developer')")
+	}
+	o.RoleMap = map[string]string{}
+	for _, pair := range strings.Split(c.String("oidc-role-map"), ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || k == "" || v == "" {
+			return nil, usageError("--oidc-role-map %q: expected value=role pairs, comma separated", pair)
+		}
+		o.RoleMap[k] = v
+	}
+	if f := c.String("oidc-client-secret-file"); f != "" {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, usageError("--oidc-client-secret-file: %v", err)
+		}
+		o.ClientSecret = strings.TrimSpace(string(data))
+	}
+	return o, nil
 }
 
 // offlineGrace says how long instances of an offline node wait to move.
@@ -298,7 +360,7 @@ func gridLogin(c *cli.Context) error {
 		return err
 	}
 	token := c.String("token")
-	if token == "" {
+	if token == "" && c.String("code") == "" && !c.Bool("oidc") {
 		fmt.Fprint(c.App.ErrWriter, "API token: ")
 		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 		if err != nil && line == "" {
@@ -320,35 +382,53 @@ func gridLogin(c *cli.Context) error {
 	}
 	resp.Body.Close()
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
-	cl, err := api.NewClient([]string{url}, caPEM, token, nil)
+	cl, err := api.NewClient([]string{url}, caPEM, "", nil)
 	if err != nil {
 		return exitError(err)
 	}
-	if _, err := cl.WhoAmI(c.Context); err != nil {
+	gc := &gridContext{Token: token, CACert: string(caPEM)}
+	var res *api.LoginResponse
+	switch {
+	case c.String("code") != "" || c.Bool("oidc"):
+		res, err = login(c, cl)
+	case strings.HasPrefix(token, "ktr_"):
+		res, err = cl.Login(c.Context, api.LoginRequest{RefreshToken: token})
+	}
+	if err != nil {
 		return exitError(err)
 	}
+	if res != nil {
+		saveLogin(gc, res)
+	}
+	cl = cl.WithToken(gc.Token)
+	who, err := cl.WhoAmI(c.Context)
+	if err != nil {
+		return exitError(err)
+	}
+	// A user_admin may not read the grid: its name then comes from whoami.
 	g, err := cl.Grid(c.Context)
-	if err != nil {
+	if err != nil && !api.IsCode(err, api.CodeForbidden) {
 		return exitError(err)
 	}
 	name := c.String("name")
 	if name == "" {
-		name = g.Name
+		name = who.Grid
 	}
 	cfg, err := loadConfig(c.String("config"))
 	if err != nil {
 		return exitError(err)
 	}
 	var addrs []string
-	for _, v := range g.Voters {
+	for _, v := range gridVoters(g, err) {
 		addrs = append(addrs, api.BaseURL(v.APIAddr))
 	}
-	cfg.Grids[name] = &gridContext{Name: name, Addresses: mergeAddresses(addrs, []string{api.BaseURL(url)}), Token: token, CACert: string(caPEM)}
+	gc.Name, gc.Addresses, gc.User = name, mergeAddresses(addrs, []string{api.BaseURL(url)}), who.User
+	cfg.Grids[name] = gc
 	cfg.Current = name
 	if err := cfg.save(); err != nil {
 		return exitError(err)
 	}
-	fmt.Fprintf(c.App.Writer, "Logged in to grid %s; it is now the current grid.\n", name)
+	fmt.Fprintf(c.App.Writer, "Logged in to grid %s as %s (roles %v); it is now the current grid.\n", name, who.User, who.Roles)
 	return nil
 }
 
@@ -484,4 +564,12 @@ func gridBackup(c *cli.Context, s *session) error {
 	}
 	fmt.Fprintf(c.App.Writer, "Backup key (shown once; keep it apart from the backup):\n\n  %s\n", out.Key)
 	return nil
+}
+
+// gridVoters are the voters of a grid read (none if it was refused).
+func gridVoters(g *api.GridInfo, err error) []api.VoterInfo {
+	if err != nil || g == nil {
+		return nil
+	}
+	return g.Voters
 }

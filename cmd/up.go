@@ -176,14 +176,15 @@ func printBootstrapped(w io.Writer, info cluster.ReadyInfo, configPath string, s
 	case saved == nil:
 		fmt.Fprintf(w, "The admin token is saved in %s: `kontena node ls` works now.\n", configPath)
 	case tty:
-		fmt.Fprintf(w, "Could not save the CLI config (%v). Admin token: %s\n", saved, info.AdminToken)
+		fmt.Fprintf(w, "Could not save the CLI config (%v). Admin refresh token (log in with it on `kontena grid login --token`): %s\n", saved, info.AdminRefresh)
 	default:
 		path := filepath.Join(dataDir, fileAdminToken)
-		if err := os.WriteFile(path, []byte(info.AdminToken+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(info.AdminRefresh+"\n"), 0o600); err != nil {
 			fmt.Fprintf(w, "Could not save the CLI config (%v), nor the admin token in %s (%v); it is not printed because this output is not a terminal.\n",
 				saved, path, err)
 		} else {
-			fmt.Fprintf(w, "Could not save the CLI config (%v). The admin token is in %s (mode 0600): move it somewhere safe.\n", saved, path)
+			fmt.Fprintf(w, "Could not save the CLI config (%v). The admin's refresh token is in %s (mode 0600): move it somewhere safe, and log in with `kontena grid login --ca-digest %s --token \"$(cat %s)\" https://%s`.\n",
+				saved, path, info.CADigest, path, info.APIAddr)
 		}
 	}
 	if tty {
@@ -193,7 +194,7 @@ func printBootstrapped(w io.Writer, info cluster.ReadyInfo, configPath string, s
 			"with FILE holding the join token, which `kontena grid token` prints (it is not printed here: this output is not a terminal).\n\n",
 			info.APIAddr)
 	}
-	fmt.Fprintf(w, "Manage the grid from another machine with:\n\n  kontena grid login --name %s --ca-digest %s https://%s  (then paste an admin token)\n\n", info.Grid, info.CADigest, info.APIAddr)
+	fmt.Fprintf(w, "Manage the grid from another machine with:\n\n  kontena grid login --name %s --ca-digest %s https://%s  (with --code from `kontena user invite`)\n\n", info.Grid, info.CADigest, info.APIAddr)
 }
 
 // joinTokenFlag is the join token from --token-file, or --token /
@@ -246,7 +247,7 @@ func saveBootstrapContext(path string, info cluster.ReadyInfo) error {
 		return err
 	}
 	cfg.Grids[info.Grid] = &gridContext{Name: info.Grid, Addresses: []string{api.BaseURL(info.APIAddr)},
-		Token: info.AdminToken, CACert: string(info.CACert)}
+		Token: info.AdminToken, TokenExpires: info.AdminExpires, Refresh: info.AdminRefresh, User: "admin", CACert: string(info.CACert)}
 	cfg.Current = info.Grid
 	return cfg.save()
 }

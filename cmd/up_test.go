@@ -98,13 +98,13 @@ func TestUpOutputToLogHasNoTokens(t *testing.T) {
 
 func TestPrintBootstrappedSecretsOnlyOnATerminal(t *testing.T) {
 	info := cluster.ReadyInfo{Grid: "unit", NodeName: "solo", APIAddr: "127.0.0.1:1", Bootstrapped: true,
-		AdminToken: "ktn_admin_secret", JoinToken: "K1.unit.digest.join_secret"}
+		AdminToken: "ktn_admin_secret", AdminRefresh: "ktr_admin_secret", JoinToken: "K1.unit.digest.join_secret"}
 	defer func(f func(io.Writer) bool) { isTerminal = f }(isTerminal)
 
 	isTerminal = func(io.Writer) bool { return true }
 	var tty bytes.Buffer
 	printBootstrapped(&tty, info, "cli.json", errors.New("read-only"), t.TempDir())
-	for _, want := range []string{"--token K1.unit.digest.join_secret", "Admin token: ktn_admin_secret"} {
+	for _, want := range []string{"--token K1.unit.digest.join_secret", "Admin refresh token (log in with it on `kontena grid login --token`): ktr_admin_secret"} {
 		if !strings.Contains(tty.String(), want) {
 			t.Errorf("terminal output lacks %q:\n%s", want, tty.String())
 		}
@@ -120,10 +120,10 @@ func TestPrintBootstrappedSecretsOnlyOnATerminal(t *testing.T) {
 		t.Errorf("log output shows a token:\n%s", log.String())
 	}
 	path := filepath.Join(dataDir, fileAdminToken)
-	if !strings.Contains(log.String(), "The admin token is in "+path) {
+	if !strings.Contains(log.String(), "The admin's refresh token is in "+path) {
 		t.Errorf("log output does not say where the admin token is:\n%s", log.String())
 	}
-	if b, err := os.ReadFile(path); err != nil || strings.TrimSpace(string(b)) != info.AdminToken {
+	if b, err := os.ReadFile(path); err != nil || strings.TrimSpace(string(b)) != info.AdminRefresh {
 		t.Errorf("admin token file: %q %v", b, err)
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {

@@ -49,7 +49,7 @@ type Command interface {
 // commands are the prototypes of every command, by domain. A new domain
 // file adds its list here; a new command of a domain goes in its list.
 var commands = [...][]Command{gridCommands, nodeCommands, tokenCommands, stackCommands, secretCommands,
-	serviceCommands, instanceCommands, overlayCommands}
+	serviceCommands, instanceCommands, overlayCommands, auditCommands}
 
 // prototype is the (nil) prototype of message type t, or nil.
 func prototype(t MsgType) Command {
@@ -82,6 +82,7 @@ var (
 // AuditInfo says who asked for a change; it is stored with the change.
 type AuditInfo struct {
 	User      string    `json:"user"`
+	Roles     []string  `json:"roles,omitempty"`
 	SourceIP  string    `json:"source_ip,omitempty"`
 	UserAgent string    `json:"user_agent,omitempty"`
 	Time      time.Time `json:"time"`

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -46,8 +47,12 @@ type AuditRecord struct {
 	User      string    `json:"user"`
 	SourceIP  string    `json:"source_ip,omitempty"`
 	UserAgent string    `json:"user_agent,omitempty"`
-	Action    string    `json:"action"`
-	Resource  string    `json:"resource"`
+	// Roles are the roles the caller acted with.
+	Roles    []string `json:"roles,omitempty"`
+	Action   string   `json:"action"`
+	Resource string   `json:"resource"`
+	// Result is "ok" for a change made, else why it was refused.
+	Result string `json:"result"`
 }
 
 func (a *applier) event(typ, resource, msg string) error {
@@ -72,7 +77,10 @@ func (a *applier) event(typ, resource, msg string) error {
 
 func (a *applier) audit(cmd Command, info *AuditInfo) error {
 	rec := &AuditRecord{Index: a.index, Time: info.Time, User: info.User, SourceIP: info.SourceIP,
-		UserAgent: info.UserAgent, Action: cmd.name(), Resource: cmd.resource()}
+		UserAgent: info.UserAgent, Roles: info.Roles, Action: cmd.name(), Resource: cmd.resource(), Result: "ok"}
+	if n, ok := cmd.(*AuditNote); ok && n.Result != "" {
+		rec.Result = n.Result
+	}
 	if err := a.txn.Insert(TableAudit, rec); err != nil {
 		return err
 	}
@@ -183,3 +191,34 @@ func (s *Store) ServiceEvents(id string, since uint64) ([]*Event, error) {
 
 // Audit returns audit records with an index above since, oldest first.
 func (s *Store) Audit(since uint64) ([]*AuditRecord, error) { return s.Snapshot().Audit(since) }
+
+// MsgAuditNote (persisted: never renumber).
+const MsgAuditNote MsgType = 41
+
+var auditCommands = []Command{(*AuditNote)(nil)}
+
+// AuditNote changes nothing: it is an audit record of its own, for what
+// must be on record without a change (an exec, a refused login).
+type AuditNote struct {
+	Action   string `json:"action"`
+	Resource string `json:"resource"`
+	Result   string `json:"result,omitempty"`
+}
+
+func (*AuditNote) MsgType() MsgType { return MsgAuditNote }
+
+func (c *AuditNote) name() string {
+	if c == nil || c.Action == "" {
+		return "audit.note"
+	}
+	return c.Action
+}
+
+func (c *AuditNote) resource() string { return c.Resource }
+
+func (c *AuditNote) apply(*applier) (any, error) {
+	if c.Action == "" {
+		return nil, fmt.Errorf("audit note without an action: %w", ErrInvalid)
+	}
+	return nil, nil
+}

@@ -59,6 +59,7 @@ type snapshotData struct {
 	Nodes        []*Node        `json:"nodes"`
 	Users        []*User        `json:"users"`
 	Tokens       []*Token       `json:"tokens"`
+	Invites      []*Invite      `json:"invites,omitempty"`
 	Events       []*Event       `json:"events"`
 	Audit        []*AuditRecord `json:"audit"`
 	Stacks       []*Stack       `json:"stacks"`
@@ -83,6 +84,7 @@ func snapshotOf(v *View) (*snapshotData, error) {
 	collect(txn, TableNodes, &d.Nodes, &err)
 	collect(txn, TableUsers, &d.Users, &err)
 	collect(txn, TableTokens, &d.Tokens, &err)
+	collect(txn, TableInvites, &d.Invites, &err)
 	collect(txn, TableEvents, &d.Events, &err)
 	collect(txn, TableAudit, &d.Audit, &err)
 	collect(txn, TableStacks, &d.Stacks, &err)
@@ -143,6 +145,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	insert(TableNodes, len(d.Nodes), func(i int) any { return d.Nodes[i] })
 	insert(TableUsers, len(d.Users), func(i int) any { return d.Users[i] })
 	insert(TableTokens, len(d.Tokens), func(i int) any { return d.Tokens[i] })
+	insert(TableInvites, len(d.Invites), func(i int) any { return d.Invites[i] })
 	insert(TableEvents, len(d.Events), func(i int) any { return d.Events[i] })
 	insert(TableAudit, len(d.Audit), func(i int) any { return d.Audit[i] })
 	insert(TableStacks, len(d.Stacks), func(i int) any { return d.Stacks[i] })

@@ -56,10 +56,15 @@ type Grid struct {
 	// KeyGeneration counts master key rotations (`kontena vault
 	// rotate-key`); MasterKeyChain[i] is generation i+1 sealed with
 	// generation i, so a voter holding an older key derives the current one.
-	KeyGeneration  uint64    `json:"key_generation,omitempty"`
-	MasterKeyChain [][]byte  `json:"master_key_chain,omitempty"`
-	CreatedAt      time.Time `json:"created_at"`
-	ModifyIndex    uint64    `json:"modify_index"`
+	KeyGeneration  uint64   `json:"key_generation,omitempty"`
+	MasterKeyChain [][]byte `json:"master_key_chain,omitempty"`
+	// AllowHostAccess lets developers install services that can take
+	// over their host (privileged, host namespaces, host paths, devices).
+	AllowHostAccess bool `json:"allow_host_access,omitempty"`
+	// OIDC is the single sign-on provider users may log in with.
+	OIDC        *OIDCConfig `json:"oidc,omitempty"`
+	CreatedAt   time.Time   `json:"created_at"`
+	ModifyIndex uint64      `json:"modify_index"`
 }
 
 // Grid command numbers (persisted: never renumber).
@@ -82,6 +87,8 @@ type MasterKeyRotate struct {
 	Link            []byte              `json:"link"`
 	Secrets         map[string]Resealed `json:"secrets"`
 	JoinTokenSealed []byte              `json:"join_token_sealed"`
+	// OIDCSecretSealed is the single sign-on client secret re-sealed.
+	OIDCSecretSealed []byte `json:"oidc_secret_sealed,omitempty"`
 }
 
 // Resealed is one secret under the new key, with the index of the version
@@ -132,6 +139,14 @@ func (c *MasterKeyRotate) apply(a *applier) (any, error) {
 	g.KeyGeneration = c.Generation
 	g.MasterKeyChain = append(slices.Clone(g.MasterKeyChain), c.Link)
 	g.JoinTokenSealed, g.ModifyIndex = c.JoinTokenSealed, a.index
+	if g.OIDC != nil && len(g.OIDC.ClientSecretSealed) > 0 {
+		if len(c.OIDCSecretSealed) == 0 {
+			return nil, fmt.Errorf("rotation did not re-seal the single sign-on client secret (set meanwhile): retry: %w", ErrConflict)
+		}
+		oc := *g.OIDC
+		oc.ClientSecretSealed = c.OIDCSecretSealed
+		g.OIDC = &oc
+	}
 	if err := a.txn.Insert(TableGrid, g); err != nil {
 		return nil, err
 	}
@@ -185,6 +200,9 @@ type GridInit struct {
 	Node       Node  `json:"node"`
 	Admin      User  `json:"admin"`
 	AdminToken Token `json:"admin_token"`
+	// AdminRefresh, when set, is the refresh token of the admin's first
+	// login, which AdminToken (an access token) was made from.
+	AdminRefresh *Token `json:"admin_refresh,omitempty"`
 }
 
 func (*GridInit) MsgType() MsgType   { return MsgGridInit }
@@ -203,8 +221,12 @@ func (c *GridInit) apply(a *applier) (any, error) {
 	if err := a.txn.Insert(TableUsers, &c.Admin); err != nil {
 		return nil, err
 	}
-	tok := c.AdminToken
-	if err := a.txn.Insert(TableTokens, &tok); err != nil {
+	if c.AdminRefresh != nil {
+		if _, err := a.insertToken(*c.AdminRefresh); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := a.insertToken(c.AdminToken); err != nil {
 		return nil, err
 	}
 	if _, err := (&NodeRegister{Node: c.Node}).apply(a); err != nil {
@@ -240,6 +262,41 @@ func (c *JoinTokenSet) apply(a *applier) (any, error) {
 type GridUpdate struct {
 	DefaultAffinity *[]string      `json:"default_affinity,omitempty"`
 	OfflineGrace    *time.Duration `json:"offline_grace,omitempty"`
+	AllowHostAccess *bool          `json:"allow_host_access,omitempty"`
+	// OIDC replaces the single sign-on settings; one with no issuer turns
+	// single sign-on off.
+	OIDC *OIDCConfig `json:"oidc,omitempty"`
+}
+
+// OIDCConfig is an OpenID Connect provider users log in with.
+type OIDCConfig struct {
+	Issuer   string `json:"issuer"`
+	ClientID string `json:"client_id"`
+	// ClientSecretSealed is sealed with the grid master key.
+	ClientSecretSealed []byte `json:"client_secret_sealed,omitempty"`
+	// RoleClaim names the ID token claim (a string or a list of them)
+	// that RoleMap turns into roles: {"ops": "grid_admin"}.
+	RoleClaim string            `json:"role_claim"`
+	RoleMap   map[string]string `json:"role_map"`
+}
+
+// Validate checks the settings before they are stored.
+func (o *OIDCConfig) Validate() error {
+	if o.Issuer == "" {
+		return nil
+	}
+	if !strings.HasPrefix(o.Issuer, "https://") && !strings.HasPrefix(o.Issuer, "http://127.0.0.1") && !strings.HasPrefix(o.Issuer, "http://localhost") {
+		return fmt.Errorf("OIDC issuer %q: expected an https:// URL (plain http only on loopback): %w", o.Issuer, ErrInvalid)
+	}
+	if o.ClientID == "" || o.RoleClaim == "" || len(o.RoleMap) == 0 {
+		return fmt.Errorf("OIDC needs a client ID, a role claim and a role map (group=role,...): %w", ErrInvalid)
+	}
+	for group, role := range o.RoleMap {
+		if !ValidRole(role) {
+			return fmt.Errorf("OIDC role map %s=%s: expected one of %s: %w", group, role, strings.Join(Roles, ", "), ErrInvalid)
+		}
+	}
+	return nil
 }
 
 func (*GridUpdate) MsgType() MsgType { return MsgGridUpdate }
@@ -262,6 +319,20 @@ func (c *GridUpdate) apply(a *applier) (any, error) {
 		}
 		g.OfflineGrace = *c.OfflineGrace
 		changes = append(changes, fmt.Sprintf("offline grace %s", g.OfflineGrace))
+	}
+	if c.AllowHostAccess != nil {
+		g.AllowHostAccess = *c.AllowHostAccess
+		changes = append(changes, fmt.Sprintf("host access for developers %t", g.AllowHostAccess))
+	}
+	if c.OIDC != nil {
+		if err := c.OIDC.Validate(); err != nil {
+			return nil, err
+		}
+		g.OIDC = c.OIDC
+		if c.OIDC.Issuer == "" {
+			g.OIDC = nil
+		}
+		changes = append(changes, fmt.Sprintf("single sign-on %q", c.OIDC.Issuer))
 	}
 	g.ModifyIndex = a.index
 	if err := a.txn.Insert(TableGrid, g); err != nil {

@@ -34,23 +34,26 @@ import (
 // request that must reach the leader is redirected there (307), so the
 // leader sees that node's certificate, never a forwarder's word for it.
 
-// Roles a user may hold.
-const (
-	RoleMasterAdmin = "master_admin"
-	RoleGridAdmin   = "grid_admin"
-)
-
 // allow is the set of principals a route accepts.
 type allow uint16
 
 const (
 	// allowPublic: anyone; the handler authenticates what the request
-	// carries itself (join: the join token inside).
+	// carries itself (join: the join token inside; login: the invite
+	// code, refresh token or identity provider's code inside).
 	allowPublic allow = 1 << iota
-	// allowUser: any user token.
-	allowUser
-	// allowAdmin: a user token with the master_admin or grid_admin role.
-	allowAdmin
+	// allowAnyUser: any user token, whatever its roles (whoami, one's
+	// own tokens).
+	allowAnyUser
+	// allowViewer: reading the grid (viewer and every role above it).
+	allowViewer
+	// allowDeveloper: stacks, services, logs, exec, vault writes.
+	allowDeveloper
+	// allowGridAdmin: nodes, grid settings, join tokens, VPN, vault
+	// reads, backups, the audit log.
+	allowGridAdmin
+	// allowUserAdmin: users and invites.
+	allowUserAdmin
 	// allowNodeSelf: a node certificate of the node named by {name}.
 	allowNodeSelf
 	// allowVoter: a node certificate of a voter (by the state).
@@ -58,6 +61,35 @@ const (
 	// allowLeader: the current leader's certificate.
 	allowLeader
 )
+
+// userAllows are the route permissions a user with roles holds.
+func userAllows(roles []string) allow {
+	a := allowAnyUser
+	for _, grant := range []struct {
+		role string
+		a    allow
+	}{{fsm.RoleViewer, allowViewer}, {fsm.RoleDeveloper, allowDeveloper}, {fsm.RoleGridAdmin, allowGridAdmin}, {fsm.RoleUserAdmin, allowUserAdmin}} {
+		if fsm.AnyRoleImplies(roles, grant.role) {
+			a |= grant.a
+		}
+	}
+	return a
+}
+
+// roleNeeded names the weakest role that opens a route, for refusals.
+func roleNeeded(a allow) string {
+	switch {
+	case a&allowViewer != 0:
+		return fsm.RoleViewer
+	case a&allowDeveloper != 0:
+		return fsm.RoleDeveloper
+	case a&allowGridAdmin != 0:
+		return fsm.RoleGridAdmin
+	case a&allowUserAdmin != 0:
+		return fsm.RoleUserAdmin
+	}
+	return fsm.RoleMasterAdmin
+}
 
 // where tells where a route is served.
 type where uint8
@@ -85,9 +117,15 @@ const (
 
 // principal is who made a request.
 type principal struct {
-	Kind  principalKind
-	User  string
+	Kind principalKind
+	User string
+	// Roles are the roles the user acts with: their own, or the one role
+	// their token is limited to.
 	Roles []string
+	// Stacks limits a developer to the stacks matching these patterns.
+	Stacks []string
+	// Token is the ID of the token the user called with.
+	Token string
 	// Node principals: the node's ID, name and role as the state has them,
 	// and whether it leads the grid right now.
 	Node     string
@@ -96,8 +134,18 @@ type principal struct {
 	Leader   bool
 }
 
-func (p *principal) admin() bool {
-	return p.Kind == kindUser && (slices.Contains(p.Roles, RoleMasterAdmin) || slices.Contains(p.Roles, RoleGridAdmin))
+// has tells whether a user principal holds a role (or one above it).
+func (p *principal) has(role string) bool {
+	return p.Kind == kindUser && fsm.AnyRoleImplies(p.Roles, role)
+}
+
+// admin: a user who may see and manage everything of the grid (not users).
+func (p *principal) admin() bool { return p.has(fsm.RoleGridAdmin) }
+
+// mayStack tells whether the user may act on stack: grid admins on every
+// one, a developer on those matching their patterns.
+func (p *principal) mayStack(stack string) bool {
+	return p.admin() || fsm.StackAllowed(p.Stacks, stack)
 }
 
 func (p *principal) String() string {
@@ -117,6 +165,10 @@ type route struct {
 	method, pattern string
 	allow           allow
 	at              where
+	// stack names the path value that holds the stack the route acts on
+	// ("name", "stack", or "container" for "<stack>.<service>-<n>"): a
+	// developer limited to some stacks may call it only on those.
+	stack string
 	// upgrade: the route takes over the connection (exec); it is relayed
 	// by splicing, not by copying a body.
 	upgrade bool
@@ -125,22 +177,38 @@ type route struct {
 
 func (rt route) String() string { return rt.method + " " + rt.pattern }
 
-// authorize decides whether p may call rt. It is pure: the principal is
-// already resolved against the state.
-func authorize(rt route, p *principal, pathName string) error {
+// stackOf is the stack a request of rt acts on ("" if none).
+func (rt route) stackOf(r *http.Request) string {
+	switch rt.stack {
+	case "":
+		return ""
+	case "container":
+		s, _, _ := strings.Cut(r.PathValue("name"), ".")
+		return s
+	}
+	return r.PathValue(rt.stack)
+}
+
+// authorize decides whether p may call rt on the node named pathName and
+// the stack named stack. It is pure: the principal is already resolved
+// against the state.
+func authorize(rt route, p *principal, pathName, stack string) error {
 	a := rt.allow
 	if a&allowPublic != 0 {
 		return nil
 	}
 	switch p.Kind {
 	case kindUser:
-		if a&allowUser != 0 || (a&allowAdmin != 0 && p.admin()) {
-			return nil
+		if a&userAllows(p.Roles) == 0 {
+			if a&(allowAnyUser|allowViewer|allowDeveloper|allowGridAdmin|allowUserAdmin) == 0 {
+				return api.Errorf(api.CodeForbidden, "%s is for grid nodes only, not for users", rt)
+			}
+			return api.Errorf(api.CodeForbidden, "%s needs the %s role or one above it; %s acts with %v", rt, roleNeeded(a), p, p.Roles)
 		}
-		if a&allowAdmin != 0 {
-			return api.Errorf(api.CodeForbidden, "%s needs the master_admin or grid_admin role; %s has %v", rt, p, p.Roles)
+		if stack != "" && !p.mayStack(stack) {
+			return api.Errorf(api.CodeForbidden, "%s: %s may act only on stacks matching %v, not on stack %q", rt, p, p.Stacks, stack)
 		}
-		return api.Errorf(api.CodeForbidden, "%s is for grid nodes only, not for users", rt)
+		return nil
 	case kindNode:
 		switch {
 		case a&allowLeader != 0 && p.Leader,
@@ -194,7 +262,7 @@ func (n *Server) admit(rt route) http.Handler {
 		// Nothing is read, buffered or forwarded for a caller with neither
 		// a token nor a certificate, unless the route is public.
 		if rt.allow&allowPublic == 0 && tok == "" && peerNode(r) == "" {
-			writeErr(w, authorize(rt, &principal{}, ""))
+			writeErr(w, authorize(rt, &principal{}, "", ""))
 			return
 		}
 		if rt.at == atThisNode {
@@ -217,6 +285,12 @@ func (n *Server) admit(rt route) http.Handler {
 			}
 			return
 		}
+		// A user's change is decided by the leader, which puts a refusal
+		// on the record as it puts every change there.
+		if tok != "" && rt.at == atLeader && !rn.IsLeader() {
+			n.toLeader(w, r, rt, tok, rn)
+			return
+		}
 		p := &principal{}
 		if rt.allow&allowPublic == 0 {
 			if p, err = n.identify(r, tok, rn, rt.at != atAnyState); err != nil {
@@ -232,7 +306,8 @@ func (n *Server) admit(rt route) http.Handler {
 				return
 			}
 		}
-		if err := authorize(rt, p, r.PathValue("name")); err != nil {
+		if err := authorize(rt, p, r.PathValue("name"), rt.stackOf(r)); err != nil {
+			n.auditRefusal(r, rt, p, err)
 			writeErr(w, err)
 			return
 		}
@@ -240,6 +315,7 @@ func (n *Server) admit(rt route) http.Handler {
 			n.toLeader(w, r, rt, tok, rn)
 			return
 		}
+		n.uses.record(p.Token, time.Now())
 		if rt.at == atState && consistentRead(r) {
 			// A default read is served from this voter's state, which
 			// may trail the leader's by what is in flight (or more, cut
@@ -274,7 +350,7 @@ func (n *Server) admitHere(w http.ResponseWriter, r *http.Request, rt route) {
 		writeErr(w, err)
 		return
 	}
-	if err := authorize(rt, p, r.PathValue("name")); err != nil {
+	if err := authorize(rt, p, r.PathValue("name"), ""); err != nil {
 		writeErr(w, err)
 		return
 	}
@@ -294,7 +370,7 @@ func (n *Server) identify(r *http.Request, tok string, rn *raftnode.Node, fresh 
 	if id := peerNode(r); id != "" {
 		return voterView{rn: rn}.principal(id)
 	}
-	return nil, authorize(route{}, &principal{}, "")
+	return nil, authorize(route{}, &principal{}, "", "")
 }
 
 // tokenStaleness is how long a voter may go without hearing from a
@@ -321,20 +397,46 @@ func tokensTrusted(rn *raftnode.Node, now time.Time, fresh bool) error {
 		now.Sub(last).Round(time.Second))
 }
 
-// userPrincipal looks a bearer token up in the state.
+// userPrincipal looks a bearer token up in the state: an access or API
+// token that has not expired, of a user who still exists, acting with the
+// user's roles or the one role the token is limited to (if the user still
+// holds it).
 func userPrincipal(store *fsm.Store, tok string, now time.Time) (*principal, error) {
 	t, err := store.TokenByHash(HashToken(tok))
 	if err != nil {
-		return nil, api.Errorf(api.CodeUnauthorized, "invalid or revoked token: log in again or create a token with `kontena token create`")
+		return nil, api.Errorf(api.CodeUnauthorized, "invalid or revoked token: log in again (`kontena login`) or create a token with `kontena token create`")
 	}
 	if t.Expired(now) {
-		return nil, api.Errorf(api.CodeUnauthorized, "token %s expired at %s", t.ID, t.ExpiresAt.Format(time.RFC3339))
+		return nil, api.Errorf(api.CodeUnauthorized, "token %s expired at %s: log in again (the CLI refreshes its login token by itself)", t.ID, t.ExpiresAt.Format(time.RFC3339))
+	}
+	if t.Kind == fsm.TokenKindRefresh {
+		return nil, api.Errorf(api.CodeUnauthorized, "token %s is a refresh token: it is accepted only by POST /v1/login, to get an access token", t.ID)
 	}
 	u, err := store.User(t.User)
 	if err != nil {
 		return nil, api.Errorf(api.CodeUnauthorized, "token %s belongs to user %q who no longer exists", t.ID, t.User)
 	}
-	return &principal{Kind: kindUser, User: u.Name, Roles: u.Roles}, nil
+	roles := u.Roles
+	if t.Role != "" {
+		if !fsm.AnyRoleImplies(u.Roles, t.Role) {
+			return nil, api.Errorf(api.CodeForbidden, "token %s acts as %s, a role user %s no longer holds (they have %v)", t.ID, t.Role, u.Name, u.Roles)
+		}
+		roles = []string{t.Role}
+	}
+	return &principal{Kind: kindUser, User: u.Name, Roles: slices.Clone(roles), Stacks: u.Stacks, Token: t.ID}, nil
+}
+
+// auditRefusal puts a user's refused change on the record (on the leader,
+// which decides changes; reads are not recorded when refused).
+func (n *Server) auditRefusal(r *http.Request, rt route, p *principal, refusal error) {
+	rn := n.voter()
+	if p.Kind != kindUser || rt.at != atLeader || rn == nil || !rn.IsLeader() {
+		return
+	}
+	note := &fsm.AuditNote{Action: "denied " + rt.String(), Resource: resourceOfPath(r.URL.Path), Result: "denied: " + refusal.Error()}
+	if _, _, err := n.apply(r.Context(), note, auditOf(r, p)); err != nil {
+		n.log.Warn("could not record a refused request in the audit log", "user", p.User, "route", rt.String(), "err", err)
+	}
 }
 
 // trustView is what a node knows about the other nodes when it decides who

@@ -44,7 +44,7 @@ func newTableGrid(t *testing.T) *tableGrid {
 	g.srv = New(Config{ID: "id1", Name: "n1", Voter: func() *raftnode.Node { return rn }, Gossip: noMembers{}, Node: noActions{}, Log: log})
 	if _, _, err := g.srv.apply(context.Background(), &fsm.GridInit{Grid: fsm.Grid{Name: "unit", Subnet: "10.81.0.0/16", Supernet: "10.80.0.0/12", InitialSize: 1},
 		Node:  fsm.Node{ID: "id1", Name: "n1", Role: fsm.RoleVoter, Status: fsm.StatusOnline},
-		Admin: fsm.User{Name: "admin", Roles: []string{RoleMasterAdmin}}, AdminToken: fsm.Token{ID: "t1", Hash: HashToken(g.admin), User: "admin"}}, nil); err != nil {
+		Admin: fsm.User{Name: "admin", Roles: []string{fsm.RoleMasterAdmin}}, AdminToken: fsm.Token{ID: "t1", Hash: HashToken(g.admin), User: "admin"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	return g
@@ -111,6 +111,36 @@ func addToken(t *testing.T, n *Server, expires time.Time) string {
 	return value
 }
 
+// addUser makes a user through an invite, as `user invite` and `grid
+// login --code` do, and returns the access and refresh tokens of its login.
+func addUser(t *testing.T, n *Server, email string, roles, stacks []string) (access, refresh string) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	code := "kti_" + pki.RandomHex(16)
+	if _, _, err := n.apply(ctx, &fsm.InviteCreate{Invite: fsm.Invite{ID: pki.RandomHex(4), Hash: HashToken(code), Email: email,
+		Roles: roles, Stacks: stacks, CreatedBy: "admin", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rt, at, rv, av := session(email, now)
+	if _, _, err := n.apply(ctx, &fsm.InviteRedeem{Hash: HashToken(code), Refresh: rt, Access: at}, &fsm.AuditInfo{User: email, Time: now}); err != nil {
+		t.Fatal(err)
+	}
+	return av, rv
+}
+
+func userToken(t *testing.T, n *Server, email, role string) string {
+	t.Helper()
+	tok, _ := addUser(t, n, email, []string{role}, nil)
+	return tok
+}
+
+func scopedToken(t *testing.T, n *Server, email, pattern string) string {
+	t.Helper()
+	tok, _ := addUser(t, n, email, []string{fsm.RoleDeveloper}, []string{pattern})
+	return tok
+}
+
 // TestAdmissionTable sends every route of the table as every principal
 // through the one admission middleware of a real node (real TLS, real
 // state), with the handlers replaced by a stub that answers 200: what is
@@ -142,13 +172,20 @@ func TestAdmissionTable(t *testing.T) {
 		}
 	}
 	leader := g.cert(t, "id1", "n1")
+	_, refresh := addUser(t, n, "refresh@example.com", []string{fsm.RoleViewer}, nil)
 
 	callers := []caller{
 		{name: "none"},
 		{name: "garbage", token: "ktn_garbage"},
 		{name: "expired", token: expired},
 		{name: "revoked", token: revoked},
-		{name: "admin", token: g.admin},
+		{name: "refresh", token: refresh}, // a refresh token used as a bearer token
+		{name: "master", token: g.admin},
+		{name: "useradm", token: userToken(t, n, "ua@example.com", fsm.RoleUserAdmin)},
+		{name: "gridadm", token: userToken(t, n, "ga@example.com", fsm.RoleGridAdmin)},
+		{name: "dev", token: userToken(t, n, "dev@example.com", fsm.RoleDeveloper)},
+		{name: "devshop", token: scopedToken(t, n, "shop@example.com", "shop-*")}, // a developer of stacks shop-*; paths name stack w1 or s
+		{name: "viewer", token: userToken(t, n, "view@example.com", fsm.RoleViewer)},
 		{name: "self", cert: w1},  // worker w1; node paths name w1
 		{name: "other", cert: w2}, // worker w2 acting on w1
 		{name: "voter", cert: v2}, // a voter that does not lead
@@ -158,76 +195,91 @@ func TestAdmissionTable(t *testing.T) {
 	// A: admitted (the stub answered), U: 401, F: 403; one letter per
 	// caller above.
 	const (
-		userRoute   = "UUUUAFFFFU"
-		adminRoute  = "UUUUAFFFFU"
-		nodeOrAdmin = "UUUUAAFFFU"
-		nodeOnly    = "UUUUFAFFFU"
-		publicRoute = "AAAAAAAAAA"
-		leaderOnly  = "UUUUUFFFAU"
-		voterOnly   = "UUUUUFFAAU"
+		anyUser     = "UUUUUAAAAAAFFFFU"
+		read        = "UUUUUAFAAAAFFFFU"
+		readStack   = "UUUUUAFAAFAFFFFU"
+		dev         = "UUUUUAFAAAFFFFFU"
+		devStack    = "UUUUUAFAAFFFFFFU"
+		admin       = "UUUUUAFAFFFFFFFU"
+		users       = "UUUUUAAFFFFFFFFU"
+		nodeOrAdmin = "UUUUUAFAFFFAFFFU"
+		nodeOnly    = "UUUUUFFFFFFAFFFU"
+		publicRoute = "AAAAAAAAAAAAAAAA"
+		voterCall   = "UUUUUFFFFFFFFAAU"
+		leaderOnly  = "UUUUUUUUUUUFFFAU"
+		voterOnly   = "UUUUUUUUUUUFFAAU"
 	)
 	want := map[string]string{
-		"GET /v1/whoami":                              userRoute,
-		"GET /v1/nodes":                               userRoute,
-		"GET /v1/nodes/{name}":                        userRoute,
-		"PATCH /v1/nodes/{name}":                      adminRoute,
-		"DELETE /v1/nodes/{name}":                     adminRoute,
-		"POST /v1/nodes/{name}/promote":               adminRoute,
-		"POST /v1/nodes/{name}/demote":                adminRoute,
-		"GET /v1/grid":                                userRoute,
-		"GET /v1/grid/health":                         userRoute,
-		"PATCH /v1/grid":                              adminRoute,
-		"GET /v1/grid/token":                          adminRoute,
-		"POST /v1/grid/token/rotate":                  adminRoute,
-		"POST /v1/grid/lock":                          adminRoute,
-		"GET /v1/grid/backup":                         adminRoute,
-		"POST /v1/grid/master-key/rotate":             adminRoute,
-		"POST /v1/grid/unlock-key/rotate":             adminRoute,
-		"POST /v1/grid/unlock":                        adminRoute,
-		"GET /v1/tokens":                              userRoute,
-		"POST /v1/tokens":                             userRoute,
-		"DELETE /v1/tokens/{id}":                      userRoute,
-		"GET /v1/events":                              userRoute,
-		"GET /v1/audit":                               adminRoute,
-		"POST /v1/stacks":                             adminRoute,
-		"GET /v1/stacks":                              userRoute,
-		"GET /v1/stacks/{name}":                       userRoute,
-		"DELETE /v1/stacks/{name}":                    adminRoute,
-		"PUT /v1/stacks/{name}":                       adminRoute,
-		"POST /v1/stacks/{name}/deploy":               adminRoute,
-		"POST /v1/stacks/{name}/stop":                 adminRoute,
-		"POST /v1/stacks/{name}/start":                adminRoute,
-		"POST /v1/stacks/{name}/restart":              adminRoute,
-		"GET /v1/stacks/{name}/logs":                  adminRoute,
-		"GET /v1/services":                            userRoute,
-		"GET /v1/services/{stack}/{service}":          userRoute,
-		"DELETE /v1/services/{stack}/{service}":       adminRoute,
-		"POST /v1/services/{stack}/{service}/scale":   adminRoute,
-		"GET /v1/services/{stack}/{service}/logs":     adminRoute,
-		"GET /v1/services/{stack}/{service}/events":   userRoute,
-		"POST /v1/services/{stack}/{service}/deploy":  adminRoute,
-		"POST /v1/services/{stack}/{service}/stop":    adminRoute,
-		"POST /v1/services/{stack}/{service}/start":   adminRoute,
-		"POST /v1/services/{stack}/{service}/restart": adminRoute,
-		"GET /v1/containers":                          userRoute,
-		"GET /v1/containers/{name}":                   adminRoute,
-		"GET /v1/containers/{name}/logs":              adminRoute,
-		"POST /v1/containers/{name}/exec":             adminRoute,
-		"GET /v1/stats":                               userRoute,
-		"GET /v1/vault":                               adminRoute,
-		"GET /v1/vault/{name...}":                     adminRoute,
-		"PUT /v1/vault/{name...}":                     adminRoute,
-		"DELETE /v1/vault/{name...}":                  adminRoute,
-		"GET /v1/vpn":                                 adminRoute,
-		"POST /v1/vpn":                                adminRoute,
-		"DELETE /v1/vpn/{name}":                       adminRoute,
+		"GET /v1/whoami":                              anyUser,
+		"GET /v1/nodes":                               read,
+		"GET /v1/nodes/{name}":                        read,
+		"PATCH /v1/nodes/{name}":                      admin,
+		"DELETE /v1/nodes/{name}":                     admin,
+		"POST /v1/nodes/{name}/promote":               admin,
+		"POST /v1/nodes/{name}/demote":                admin,
+		"GET /v1/grid":                                read,
+		"GET /v1/grid/health":                         read,
+		"PATCH /v1/grid":                              admin,
+		"GET /v1/grid/token":                          admin,
+		"POST /v1/grid/token/rotate":                  admin,
+		"POST /v1/grid/lock":                          admin,
+		"GET /v1/grid/backup":                         admin,
+		"POST /v1/grid/master-key/rotate":             admin,
+		"POST /v1/grid/unlock-key/rotate":             admin,
+		"POST /v1/grid/unlock":                        admin,
+		"GET /v1/tokens":                              anyUser,
+		"POST /v1/tokens":                             anyUser,
+		"DELETE /v1/tokens/{id}":                      anyUser,
+		"POST /v1/tokens/used":                        voterCall,
+		"GET /v1/users":                               users,
+		"GET /v1/users/{name}":                        users,
+		"DELETE /v1/users/{name}":                     users,
+		"POST /v1/users/{name}/roles":                 users,
+		"GET /v1/invites":                             users,
+		"POST /v1/invites":                            users,
+		"GET /v1/events":                              read,
+		"GET /v1/audit":                               admin,
+		"POST /v1/stacks":                             dev,
+		"GET /v1/stacks":                              read,
+		"GET /v1/stacks/{name}":                       readStack,
+		"DELETE /v1/stacks/{name}":                    devStack,
+		"PUT /v1/stacks/{name}":                       devStack,
+		"POST /v1/stacks/{name}/deploy":               devStack,
+		"POST /v1/stacks/{name}/stop":                 devStack,
+		"POST /v1/stacks/{name}/start":                devStack,
+		"POST /v1/stacks/{name}/restart":              devStack,
+		"GET /v1/stacks/{name}/logs":                  devStack,
+		"GET /v1/services":                            read,
+		"GET /v1/services/{stack}/{service}":          readStack,
+		"DELETE /v1/services/{stack}/{service}":       devStack,
+		"POST /v1/services/{stack}/{service}/scale":   devStack,
+		"GET /v1/services/{stack}/{service}/logs":     devStack,
+		"GET /v1/services/{stack}/{service}/events":   readStack,
+		"POST /v1/services/{stack}/{service}/deploy":  devStack,
+		"POST /v1/services/{stack}/{service}/stop":    devStack,
+		"POST /v1/services/{stack}/{service}/start":   devStack,
+		"POST /v1/services/{stack}/{service}/restart": devStack,
+		"GET /v1/containers":                          read,
+		"GET /v1/containers/{name}":                   devStack,
+		"GET /v1/containers/{name}/logs":              devStack,
+		"POST /v1/containers/{name}/exec":             devStack,
+		"GET /v1/stats":                               read,
+		"GET /v1/vault":                               read,
+		"GET /v1/vault/{name...}":                     admin,
+		"PUT /v1/vault/{name...}":                     dev,
+		"DELETE /v1/vault/{name...}":                  dev,
+		"GET /v1/vpn":                                 admin,
+		"POST /v1/vpn":                                admin,
+		"DELETE /v1/vpn/{name}":                       admin,
 		"GET /v1/nodes/{name}/assignments":            nodeOrAdmin,
 		"POST /v1/nodes/{name}/instances":             nodeOnly,
 		"GET /v1/nodes/{name}/netmap":                 nodeOrAdmin,
-		"GET /v1/nodes/{name}/overlay":                userRoute,
+		"GET /v1/nodes/{name}/overlay":                read,
 		"PUT /v1/nodes/{name}/overlay":                nodeOnly,
 		"PUT /v1/nodes/{name}/resources":              nodeOnly,
 		"POST /v1/join":                               publicRoute,
+		"POST /v1/login":                              publicRoute,
+		"GET /v1/login/oidc":                          publicRoute,
 		"POST /v1/internal/promote":                   leaderOnly,
 		"POST /v1/internal/demote":                    leaderOnly,
 		"POST /v1/internal/removed":                   leaderOnly,
@@ -300,36 +352,48 @@ func TestAdmissionTable(t *testing.T) {
 	}
 }
 
-// TestAuthorize covers what the in-process table cannot: a user without
-// an admin role, and the answers' wording.
+// TestAuthorize covers what the in-process table cannot: users without
+// roles, a stack pattern, and the answers' wording.
 func TestAuthorize(t *testing.T) {
 	user := &principal{Kind: kindUser, User: "dev"}
-	admin := &principal{Kind: kindUser, User: "root", Roles: []string{RoleMasterAdmin}}
+	admin := &principal{Kind: kindUser, User: "root", Roles: []string{fsm.RoleMasterAdmin}}
+	viewer := &principal{Kind: kindUser, User: "v", Roles: []string{fsm.RoleViewer}}
+	shop := &principal{Kind: kindUser, User: "s", Roles: []string{fsm.RoleDeveloper}, Stacks: []string{"shop-*"}}
+	ga := &principal{Kind: kindUser, User: "g", Roles: []string{fsm.RoleGridAdmin}, Stacks: []string{"shop-*"}}
 	w1 := &principal{Kind: kindNode, Node: "id1", NodeName: "w1", NodeRole: fsm.RoleWorker}
 	v1 := &principal{Kind: kindNode, Node: "id2", NodeName: "v1", NodeRole: fsm.RoleVoter}
 	tests := []struct {
 		allow allow
 		p     *principal
 		path  string
+		stack string
 		want  string // "" admitted, else part of the error
 	}{
-		{allowUser | allowAdmin, user, "", ""},
-		{allowAdmin, user, "", "needs the master_admin or grid_admin role"},
-		{allowAdmin, admin, "", ""},
-		{allowNodeSelf, w1, "w1", ""},
-		{allowNodeSelf, w1, "id1", ""},
-		{allowNodeSelf, w1, "w2", `may act only on its own resources, not on node "w2"`},
-		{allowNodeSelf, w1, "", "may act only on its own resources"},
-		{allowNodeSelf, user, "w1", "is for grid nodes only"},
-		{allowVoter, w1, "", "accepted only from a voter"},
-		{allowVoter, v1, "", ""},
-		{allowLeader, v1, "", "accepted only from the grid's leader"},
-		{allowUser, w1, "", "needs a user token"},
-		{allowUser, &principal{}, "", "authentication required"},
-		{allowPublic, &principal{}, "", ""},
+		{allowAnyUser, user, "", "", ""},
+		{allowViewer, user, "", "", "needs the viewer role or one above it; user dev acts with []"},
+		{allowGridAdmin, user, "", "", "needs the grid_admin role or one above it"},
+		{allowGridAdmin, admin, "", "", ""},
+		{allowUserAdmin, admin, "", "", ""},
+		{allowUserAdmin, ga, "", "", "needs the user_admin role"},
+		{allowDeveloper, viewer, "", "", "needs the developer role or one above it; user v acts with [viewer]"},
+		{allowViewer, viewer, "", "web", ""},
+		{allowDeveloper, shop, "", "shop-web", ""},
+		{allowDeveloper, shop, "", "billing", `may act only on stacks matching [shop-*], not on stack "billing"`},
+		{allowDeveloper, ga, "", "billing", ""}, // patterns limit developers, not grid admins
+		{allowNodeSelf, w1, "w1", "", ""},
+		{allowNodeSelf, w1, "id1", "", ""},
+		{allowNodeSelf, w1, "w2", "", `may act only on its own resources, not on node "w2"`},
+		{allowNodeSelf, w1, "", "", "may act only on its own resources"},
+		{allowNodeSelf, user, "w1", "", "is for grid nodes only"},
+		{allowVoter, w1, "", "", "accepted only from a voter"},
+		{allowVoter, v1, "", "", ""},
+		{allowLeader, v1, "", "", "accepted only from the grid's leader"},
+		{allowViewer, w1, "", "", "needs a user token"},
+		{allowViewer, &principal{}, "", "", "authentication required"},
+		{allowPublic, &principal{}, "", "", ""},
 	}
 	for _, tc := range tests {
-		err := authorize(route{method: "GET", pattern: "/x", allow: tc.allow}, tc.p, tc.path)
+		err := authorize(route{method: "GET", pattern: "/x", allow: tc.allow}, tc.p, tc.path, tc.stack)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%v as %s on %q: refused: %v", tc.allow, tc.p, tc.path, err)

@@ -59,7 +59,12 @@ func (n *Server) serveExec(w http.ResponseWriter, r *http.Request, p *principal)
 	if err != nil {
 		return err
 	}
-	// The command line may hold secrets: only its program is logged.
+	// Every exec is on the record before it starts; the command line may
+	// hold secrets: only its program is recorded and logged.
+	note := &fsm.AuditNote{Action: "container.exec", Resource: "container/" + l.name, Result: "ok: " + opts.Cmd[0]}
+	if _, _, err := n.apply(r.Context(), note, auditOf(r, p)); err != nil {
+		return fmt.Errorf("exec refused: it could not be put in the audit log: %w", err)
+	}
 	n.log.Info("exec session", "user", p.User, "source", sourceIP(r), "container", l.name, "node", l.node.Name,
 		"program", opts.Cmd[0], "tty", opts.Tty, "stdin", opts.Stdin)
 	if l.node.ID == n.id.ID {

@@ -313,7 +313,7 @@ func TestFindContainers(t *testing.T) {
 		}
 	}
 	apply(1, &fsm.GridInit{Grid: fsm.Grid{Name: "g", Subnet: "10.81.0.0/16", Supernet: "10.80.0.0/12", InitialSize: 1},
-		Node: fsm.Node{ID: "id1", Name: "n1", Role: fsm.RoleVoter}, Admin: fsm.User{Name: "admin", Roles: []string{RoleMasterAdmin}},
+		Node: fsm.Node{ID: "id1", Name: "n1", Role: fsm.RoleVoter}, Admin: fsm.User{Name: "admin", Roles: []string{fsm.RoleMasterAdmin}},
 		AdminToken: fsm.Token{ID: "t1", Hash: "h", User: "admin"}})
 	apply(2, &fsm.NodeRegister{Node: fsm.Node{ID: "id2", Name: "n2", Role: fsm.RoleWorker}})
 	apply(3, &fsm.StackInstall{Stack: fsm.Stack{Name: "shop", Spec: stack.Stack{Name: "shop", Services: []*stack.Service{

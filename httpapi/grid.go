@@ -32,6 +32,10 @@ func (n *Server) gridInfo(rn *raftnode.Node) api.GridInfo {
 	info.VPNPeers = len(g.VPNPeers)
 	info.Locked = g.MasterKeyLocked != nil
 	info.KeyGeneration = g.KeyGeneration
+	info.AllowHostAccess = g.AllowHostAccess
+	if o := g.OIDC; o != nil {
+		info.OIDC = &api.OIDCSettings{Issuer: o.Issuer, ClientID: o.ClientID, RoleClaim: o.RoleClaim, RoleMap: o.RoleMap}
+	}
 	info.DefaultAffinity = g.DefaultAffinity
 	if g.OfflineGrace > 0 {
 		info.OfflineGrace = g.OfflineGrace.String()
@@ -102,8 +106,16 @@ func (n *Server) updateGrid(w http.ResponseWriter, r *http.Request, p *principal
 		}
 		cmd.OfflineGrace = &d
 	}
-	if cmd.DefaultAffinity == nil && cmd.OfflineGrace == nil {
-		return api.Errorf(api.CodeInvalid, "nothing to change: give default_affinity or offline_grace")
+	cmd.AllowHostAccess = req.AllowHostAccess
+	if req.OIDC != nil {
+		oc, err := n.oidcSettings(p, req.OIDC)
+		if err != nil {
+			return err
+		}
+		cmd.OIDC = oc
+	}
+	if cmd.DefaultAffinity == nil && cmd.OfflineGrace == nil && cmd.AllowHostAccess == nil && cmd.OIDC == nil {
+		return api.Errorf(api.CodeInvalid, "nothing to change: give default_affinity, offline_grace, allow_host_access or oidc")
 	}
 	_, idx, err := n.apply(r.Context(), cmd, auditOf(r, p))
 	if err != nil {
@@ -255,4 +267,27 @@ func (n *Server) rotateJoinToken(w http.ResponseWriter, r *http.Request, p *prin
 	g := res.(*fsm.Grid)
 	tok := api.JoinToken{Grid: g.Name, CADigest: g.CADigest, Secret: secret}
 	return writeJSON(w, idx, api.JoinTokenResponse{Token: tok.String()})
+}
+
+// oidcSettings checks single sign-on settings and seals the client secret.
+// Only a master_admin changes them: the role map decides who gets which
+// role, master_admin included.
+func (n *Server) oidcSettings(p *principal, req *api.OIDCSettings) (*fsm.OIDCConfig, error) {
+	if !p.has(fsm.RoleMasterAdmin) {
+		return nil, api.Errorf(api.CodeForbidden, "single sign-on settings decide who gets which role: they need the master_admin role; %s acts with %v", p, p.Roles)
+	}
+	oc := &fsm.OIDCConfig{Issuer: req.Issuer, ClientID: req.ClientID, RoleClaim: req.RoleClaim, RoleMap: req.RoleMap}
+	if err := oc.Validate(); err != nil {
+		return nil, err
+	}
+	if req.ClientSecret != "" {
+		keys, err := n.keys()
+		if err != nil {
+			return nil, err
+		}
+		if oc.ClientSecretSealed, err = keys.Seal.Seal([]byte(req.ClientSecret), oidcClientSecretContext); err != nil {
+			return nil, err
+		}
+	}
+	return oc, nil
 }

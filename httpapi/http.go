@@ -31,7 +31,7 @@ func sourceIP(r *http.Request) string {
 }
 
 func auditOf(r *http.Request, p *principal) *fsm.AuditInfo {
-	return &fsm.AuditInfo{User: p.User, SourceIP: sourceIP(r), UserAgent: r.UserAgent(), Time: time.Now().UTC()}
+	return &fsm.AuditInfo{User: p.User, Roles: p.Roles, SourceIP: sourceIP(r), UserAgent: r.UserAgent(), Time: time.Now().UTC()}
 }
 
 // forward proxies a request to the first target that answers, with this

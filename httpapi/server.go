@@ -100,6 +100,8 @@ type Server struct {
 	peerHTTP  *http.Client
 	log       *slog.Logger
 	joins     joinGate
+	uses      tokenUses
+	oidc      oidcProviders
 }
 
 // New builds the API of a node.

@@ -21,6 +21,9 @@ func (n *Server) installStack(w http.ResponseWriter, r *http.Request, p *princip
 	if err := checkStackRequest(&req); err != nil {
 		return err
 	}
+	if err := n.mayInstall(p, &req); err != nil {
+		return err
+	}
 	// No sensitive variable value is stored, whatever the client sent.
 	stack.StripSensitive(&req.Spec)
 	if err := n.checkSecrets(&req); err != nil {
@@ -42,6 +45,9 @@ func (n *Server) upgradeStack(w http.ResponseWriter, r *http.Request, p *princip
 	}
 	req.Name = r.PathValue("name")
 	if err := checkStackRequest(&req); err != nil {
+		return err
+	}
+	if err := n.mayInstall(p, &req); err != nil {
 		return err
 	}
 	// No sensitive variable value is stored, whatever the client sent.
@@ -323,4 +329,33 @@ func (n *Server) checkSecrets(req *api.StackInstallRequest) error {
 			req.Name, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// mayInstall: a developer installs only stacks matching their patterns,
+// and a stack whose containers could take over their host only when the
+// grid allows it for developers; grid admins install anything.
+func (n *Server) mayInstall(p *principal, req *api.StackInstallRequest) error {
+	if !p.mayStack(req.Name) {
+		return api.Errorf(api.CodeForbidden, "%s may act only on stacks matching %v, not on stack %q", p, p.Stacks, req.Name)
+	}
+	if p.admin() {
+		return nil
+	}
+	uses := stack.HostAccesses(&req.Spec)
+	if len(uses) == 0 {
+		return nil
+	}
+	store, err := n.store()
+	if err != nil {
+		return err
+	}
+	if g, err := store.Grid(); err == nil && g.AllowHostAccess {
+		return nil
+	}
+	list := make([]string, len(uses))
+	for i, u := range uses {
+		list[i] = u.String()
+	}
+	return api.Errorf(api.CodeForbidden, "stack %s can take over the hosts it runs on (%s): installing it needs the grid_admin role (%s acts with %v), or a grid that allows it for developers (`kontena grid update --allow-host-access`)",
+		req.Name, strings.Join(list, "; "), p, p.Roles)
 }

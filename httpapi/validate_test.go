@@ -31,7 +31,7 @@ func testVoter(t *testing.T) *testServer {
 	t.Cleanup(func() { _ = rn.Shutdown() })
 	n := &testServer{Server: New(Config{ID: "id1", Name: "n1", Voter: func() *raftnode.Node { return rn }, Log: log}), rn: rn, log: log}
 	if _, _, err := n.apply(t.Context(), &fsm.GridInit{Grid: fsm.Grid{Name: "g", Subnet: "10.81.0.0/16", Supernet: "10.80.0.0/12", InitialSize: 1},
-		Node: fsm.Node{ID: "id1", Name: "n1", Role: fsm.RoleVoter}, Admin: fsm.User{Name: "admin", Roles: []string{RoleMasterAdmin}},
+		Node: fsm.Node{ID: "id1", Name: "n1", Role: fsm.RoleVoter}, Admin: fsm.User{Name: "admin", Roles: []string{fsm.RoleMasterAdmin}},
 		AdminToken: fsm.Token{ID: "t1", Hash: "h", User: "admin"}}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ type testServer struct {
 	log *slog.Logger
 }
 
-var admin = &principal{Kind: kindUser, User: "admin", Roles: []string{RoleMasterAdmin}}
+var admin = &principal{Kind: kindUser, User: "admin", Roles: []string{fsm.RoleMasterAdmin}}
 
 // call runs a handler on a request as the admin; path values are given
 // as name=value pairs.

@@ -169,6 +169,11 @@ func (n *Server) rotateMasterKey(w http.ResponseWriter, r *http.Request, p *prin
 	if cmd.JoinTokenSealed, err = reseal(keys.Seal, newSeal, g.JoinTokenSealed, "join-token"); err != nil {
 		return fmt.Errorf("join token: %w", err)
 	}
+	if g.OIDC != nil && len(g.OIDC.ClientSecretSealed) > 0 {
+		if cmd.OIDCSecretSealed, err = reseal(keys.Seal, newSeal, g.OIDC.ClientSecretSealed, oidcClientSecretContext); err != nil {
+			return fmt.Errorf("single sign-on client secret: %w", err)
+		}
+	}
 	all, err := v.Secrets()
 	if err != nil {
 		return err
