@@ -35,8 +35,8 @@ var (
 type bootstrapSecrets struct {
 	adminToken   string
 	adminRefresh string
-	joinToken  string
-	joinSecret string
+	joinToken    string
+	joinSecret   string
 }
 
 // The bootstrap admin's login lasts as any login: the access token 2 h,
@@ -77,8 +77,8 @@ func bootstrapIdentity(cfg Config) (*identity, *bootstrapSecrets, error) {
 	boot := &bootstrapSecrets{
 		adminToken:   "ktn_" + randomSecret(24),
 		adminRefresh: "ktr_" + randomSecret(24),
-		joinSecret: secret,
-		joinToken:  joinToken{Grid: cfg.Grid, CADigest: id.CADigest, Secret: secret}.String(),
+		joinSecret:   secret,
+		joinToken:    joinToken{Grid: cfg.Grid, CADigest: id.CADigest, Secret: secret}.String(),
 	}
 	return id, boot, nil
 }
@@ -102,7 +102,7 @@ func (n *Node) initGrid(ctx context.Context, boot *bootstrapSecrets) error {
 		Grid: fsm.Grid{Name: n.id.Grid, Subnet: n.cfg.Subnet, Supernet: n.cfg.Supernet, InitialSize: n.cfg.InitialSize,
 			CACert: string(n.id.caPEM), CADigest: n.id.CADigest, JoinTokenSealed: sealed, CreatedAt: now,
 			OfflineGrace: n.cfg.OfflineGrace, DefaultAffinity: n.cfg.DefaultAffinity},
-		Node:       n.selfNode(),
+		Node:  n.selfNode(),
 		Admin: fsm.User{Name: "admin", Roles: []string{fsm.RoleMasterAdmin}, CreatedAt: now},
 		AdminToken: fsm.Token{ID: randomSecret(4), Hash: hashToken(boot.adminToken), User: "admin", Kind: fsm.TokenKindAccess,
 			Description: "bootstrap login", CreatedAt: now, ExpiresAt: now.Add(AdminAccessTTL), Ancestors: []string{refresh.ID}},
