@@ -196,6 +196,7 @@ type OIDCSettings struct {
 	ClientSecret string            `json:"client_secret,omitempty"` // sealed by the leader; never shown
 	RoleClaim    string            `json:"role_claim,omitempty"`
 	RoleMap      map[string]string `json:"role_map,omitempty"`
+	Scopes       []string          `json:"scopes,omitempty"`
 }
 
 // OverlayNode is one node's place in the overlay (in `grid show`).

@@ -57,6 +57,7 @@ func gridCommand() *cli.Command {
 					&cli.StringFlag{Name: "oidc-client-secret-file", Usage: "file holding the client secret (sealed by the grid)"},
 					&cli.StringFlag{Name: "oidc-role-claim", Value: "groups", Usage: "ID token claim whose values map to roles"},
 					&cli.StringFlag{Name: "oidc-role-map", Usage: "claim value=role pairs, comma separated: 'ops=grid_admin,dev=developer'"},
+					&cli.StringFlag{Name: "oidc-scopes", Usage: "scopes to ask for besides openid, email and profile, such as 'groups offline_access'"},
 					&cli.StringSliceFlag{Name: "default-affinity", Usage: "affinity rule for services without one (repeat for several)"},
 					&cli.BoolFlag{Name: "clear-default-affinity", Usage: "remove the default affinity"},
 					&cli.StringFlag{Name: "offline-grace", Usage: "grace before instances of an offline node move, for every strategy (0s: their own)"},
@@ -179,6 +180,7 @@ func oidcSettingsFlags(c *cli.Context) (*api.OIDCSettings, error) {
 		return o, nil
 	}
 	o.ClientID, o.RoleClaim = c.String("oidc-client-id"), c.String("oidc-role-claim")
+	o.Scopes = strings.FieldsFunc(c.String("oidc-scopes"), func(r rune) bool { return r == ' ' || r == ',' })
 	if o.ClientID == "" || c.String("oidc-role-map") == "" {
 		return nil, usageError("--oidc-issuer needs --oidc-client-id and --oidc-role-map (such as 'ops=grid_admin,dev=developer')")
 	}

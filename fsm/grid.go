@@ -278,6 +278,10 @@ type OIDCConfig struct {
 	// that RoleMap turns into roles: {"ops": "grid_admin"}.
 	RoleClaim string            `json:"role_claim"`
 	RoleMap   map[string]string `json:"role_map"`
+	// Scopes are asked for besides openid, email and profile (groups,
+	// offline_access: what the provider needs to give the role claim and
+	// a refresh token).
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 // Validate checks the settings before they are stored.

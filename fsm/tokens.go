@@ -271,7 +271,7 @@ type TokenRefresh struct {
 
 func (*TokenRefresh) MsgType() MsgType   { return MsgTokenRefresh }
 func (*TokenRefresh) name() string       { return "user.refresh" }
-func (c *TokenRefresh) resource() string { return "token/" + c.RefreshID }
+func (c *TokenRefresh) resource() string { return "user/" + c.Access.User }
 
 func (c *TokenRefresh) apply(a *applier) (any, error) {
 	raw, err := a.txn.First(TableTokens, "id", c.RefreshID)

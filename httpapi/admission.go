@@ -332,6 +332,9 @@ func (n *Server) admit(rt route) http.Handler {
 		}
 		ctx := context.WithValue(r.Context(), ctxKey{}, p)
 		if err := rt.h(w, r.WithContext(ctx), p); err != nil {
+			if api.IsCode(err, api.CodeForbidden) {
+				n.auditRefusal(r, rt, p, err) // a handler's own refusal (host access, roles it may grant)
+			}
 			writeErr(w, err)
 		}
 	})

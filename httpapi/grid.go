@@ -34,7 +34,7 @@ func (n *Server) gridInfo(rn *raftnode.Node) api.GridInfo {
 	info.KeyGeneration = g.KeyGeneration
 	info.AllowHostAccess = g.AllowHostAccess
 	if o := g.OIDC; o != nil {
-		info.OIDC = &api.OIDCSettings{Issuer: o.Issuer, ClientID: o.ClientID, RoleClaim: o.RoleClaim, RoleMap: o.RoleMap}
+		info.OIDC = &api.OIDCSettings{Issuer: o.Issuer, ClientID: o.ClientID, RoleClaim: o.RoleClaim, RoleMap: o.RoleMap, Scopes: o.Scopes}
 	}
 	info.DefaultAffinity = g.DefaultAffinity
 	if g.OfflineGrace > 0 {
@@ -276,7 +276,7 @@ func (n *Server) oidcSettings(p *principal, req *api.OIDCSettings) (*fsm.OIDCCon
 	if !p.has(fsm.RoleMasterAdmin) {
 		return nil, api.Errorf(api.CodeForbidden, "single sign-on settings decide who gets which role: they need the master_admin role; %s acts with %v", p, p.Roles)
 	}
-	oc := &fsm.OIDCConfig{Issuer: req.Issuer, ClientID: req.ClientID, RoleClaim: req.RoleClaim, RoleMap: req.RoleMap}
+	oc := &fsm.OIDCConfig{Issuer: req.Issuer, ClientID: req.ClientID, RoleClaim: req.RoleClaim, RoleMap: req.RoleMap, Scopes: req.Scopes}
 	if err := oc.Validate(); err != nil {
 		return nil, err
 	}

@@ -154,5 +154,5 @@ func (n *Server) getOIDCInfo(w http.ResponseWriter, r *http.Request, _ *principa
 	if g.OIDC == nil {
 		return api.Errorf(api.CodeNotFound, "this grid has no single sign-on provider (grid_admin: `kontena grid update --oidc-issuer URL ...`)")
 	}
-	return writeJSON(w, store.Index(), api.OIDCInfo{Issuer: g.OIDC.Issuer, ClientID: g.OIDC.ClientID, Scopes: oidcScopes})
+	return writeJSON(w, store.Index(), api.OIDCInfo{Issuer: g.OIDC.Issuer, ClientID: g.OIDC.ClientID, Scopes: oidcScopes(g.OIDC)})
 }

@@ -24,8 +24,17 @@ import (
 // sealed on the grid's refresh token: each refresh asks the provider
 // again, so a user who lost a group loses the role then.
 
-// oidcScopes are asked of the provider.
-var oidcScopes = []string{oidc.ScopeOpenID, "email", "profile", "groups", oidc.ScopeOfflineAccess}
+// oidcScopes are asked of the provider: the standard ones and those the
+// grid's settings add (groups, offline_access...).
+func oidcScopes(o *fsm.OIDCConfig) []string {
+	out := []string{oidc.ScopeOpenID, "email", "profile"}
+	for _, s := range o.Scopes {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 // idpRefreshContext is the sealing context of providers' refresh tokens.
 const idpRefreshContext = "idp-refresh"
@@ -82,7 +91,7 @@ func (n *Server) oidcClient(ctx context.Context) (*oidcClient, error) {
 		return nil, err
 	}
 	c := &oidcClient{cfg: g.OIDC, provider: prov,
-		oauth: oauth2.Config{ClientID: g.OIDC.ClientID, Endpoint: prov.Endpoint(), Scopes: oidcScopes}}
+		oauth: oauth2.Config{ClientID: g.OIDC.ClientID, Endpoint: prov.Endpoint(), Scopes: oidcScopes(g.OIDC)}}
 	if len(g.OIDC.ClientSecretSealed) > 0 {
 		keys, err := n.keys()
 		if err != nil {
