@@ -357,6 +357,14 @@ func (c *Client) Login(ctx context.Context, req LoginRequest) (*LoginResponse, e
 	return &out, err
 }
 
+// StartDeviceLogin starts a single sign-on login for a machine without a
+// browser (no token needed).
+func (c *Client) StartDeviceLogin(ctx context.Context) (*DeviceLogin, error) {
+	var out DeviceLogin
+	_, err := c.Do(ctx, http.MethodPost, "/v1/login/device", nil, &out)
+	return &out, err
+}
+
 // OIDC tells the grid's single sign-on provider (no token needed).
 func (c *Client) OIDC(ctx context.Context) (*OIDCInfo, error) {
 	var out OIDCInfo

@@ -26,6 +26,8 @@ const (
 	CodeUnavailable  = "unavailable"
 	CodeJoinRefused  = "join_refused"
 	CodeInternal     = "internal"
+	// CodePending: not yet (a device login the user has not approved).
+	CodePending = "pending"
 )
 
 // Error is an error answered by a node.
@@ -57,7 +59,7 @@ func StatusOf(code string) int {
 		return http.StatusForbidden
 	case CodeNotFound:
 		return http.StatusNotFound
-	case CodeConflict:
+	case CodeConflict, CodePending:
 		return http.StatusConflict
 	case CodeInvalid:
 		return http.StatusBadRequest
@@ -285,6 +287,20 @@ type LoginRequest struct {
 	RedirectURI  string `json:"redirect_uri,omitempty"`
 	IDToken      string `json:"id_token,omitempty"`
 	IdPRefresh   string `json:"idp_refresh_token,omitempty"`
+	// DeviceCode: a device login started with POST /v1/login/device,
+	// polled until the user approves it at the provider.
+	DeviceCode string `json:"device_code,omitempty"`
+}
+
+// DeviceLogin is a started device login: the user opens VerificationURI
+// and enters UserCode; the CLI polls with DeviceCode every Interval.
+type DeviceLogin struct {
+	DeviceCode              string    `json:"device_code"`
+	UserCode                string    `json:"user_code"`
+	VerificationURI         string    `json:"verification_uri"`
+	VerificationURIComplete string    `json:"verification_uri_complete,omitempty"`
+	ExpiresAt               time.Time `json:"expires_at"`
+	Interval                int       `json:"interval"`
 }
 
 // LoginResponse is a login: a short-lived access token and, for

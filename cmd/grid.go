@@ -113,6 +113,7 @@ vault without it. ` + "`kontena grid unlock-key --rotate`" + ` replaces it.`,
 			{Name: "events", Usage: "recent grid events (joins, status changes, removals)", Flags: []cli.Flag{outputFlag}, Action: withSession(gridEvents)},
 			{Name: "ls", Aliases: []string{"list"}, Usage: "list the grids in the CLI config", Flags: []cli.Flag{outputFlag}, Action: gridList},
 			{Name: "use", Usage: "make a grid the current one", ArgsUsage: "GRID", Action: gridUse},
+			recoverAdminCommand(),
 			{
 				Name: "login", Usage: "add a grid to the CLI config", ArgsUsage: "URL",
 				Description: "The CA digest (printed by `kontena up`, `kontena grid show` and `kontena user invite`)\n" +

@@ -61,6 +61,8 @@ func loginCommand() *cli.Command {
    kontena login --oidc                single sign-on in the browser (authorization
                                        code with PKCE, through a localhost redirect)
    kontena login --oidc --no-browser   print the URL instead of opening a browser
+   kontena login --oidc --device       no browser here: approve on another device
+                                       with the code printed (RFC 8628)
 
    To add a grid that is not in the CLI config yet, use ` + "`kontena grid login URL`" + `.`,
 		Flags: append(loginFlags(), outputFlag),
@@ -89,6 +91,7 @@ func loginFlags() []cli.Flag {
 		&cli.StringFlag{Name: "code", Usage: "invite code (kti_...) from `kontena user invite`"},
 		&cli.BoolFlag{Name: "oidc", Usage: "log in through the grid's single sign-on provider"},
 		&cli.BoolFlag{Name: "no-browser", Usage: "with --oidc: print the URL to open instead of opening a browser"},
+		&cli.BoolFlag{Name: "device", Usage: "with --oidc: a machine without a browser: approve the login on another device with a code"},
 	}
 }
 
@@ -100,6 +103,8 @@ func login(c *cli.Context, cl *api.Client) (*api.LoginResponse, error) {
 		return nil, usageError("give --code or --oidc, not both")
 	case c.String("code") != "":
 		return cl.Login(c.Context, api.LoginRequest{Code: c.String("code")})
+	case c.Bool("oidc") && c.Bool("device"):
+		return deviceLogin(c.Context, cl, c.App.ErrWriter)
 	case c.Bool("oidc"):
 		return oidcLogin(c.Context, cl, c.App.ErrWriter, !c.Bool("no-browser"))
 	}
@@ -163,6 +168,36 @@ func oidcLogin(ctx context.Context, cl *api.Client, out io.Writer, browser bool)
 		return nil, err
 	case <-ctx.Done():
 		return nil, errors.New("no answer from the provider within 5 minutes: try again")
+	}
+}
+
+// deviceLogin runs a device login: the grid starts it at the provider,
+// the user approves it on any device with the code, and the CLI polls the
+// grid until then.
+func deviceLogin(ctx context.Context, cl *api.Client, out io.Writer) (*api.LoginResponse, error) {
+	da, err := cl.StartDeviceLogin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "On any device, open:\n\n  %s\n\nand enter the code %s", da.VerificationURI, da.UserCode)
+	if da.VerificationURIComplete != "" {
+		fmt.Fprintf(out, " (or open %s)", da.VerificationURIComplete)
+	}
+	fmt.Fprintf(out, ".\nWaiting for the approval (until %s)...\n", da.ExpiresAt.Local().Format(time.Kitchen))
+	every := time.Duration(max(da.Interval, 1)) * time.Second
+	for {
+		res, err := cl.Login(ctx, api.LoginRequest{DeviceCode: da.DeviceCode})
+		if !api.IsCode(err, api.CodePending) {
+			return res, err
+		}
+		if !da.ExpiresAt.IsZero() && time.Now().After(da.ExpiresAt) {
+			return nil, errors.New("the device login expired before it was approved: try again")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(every):
+		}
 	}
 }
 

@@ -226,3 +226,33 @@ func TestTokensEndAndRefresh(t *testing.T) {
 		t.Fatalf("access token after its login was revoked: %d %s", code, errOut)
 	}
 }
+
+// TestRecoverAdmin: root of a voter machine logs in as admin with the
+// voter's certificate, even after the admin user was removed.
+func TestRecoverAdmin(t *testing.T) {
+	admin := startNode(t)
+	root := inviteAndLogin(t, admin, "root@example.com", "--role", "master_admin")
+	if _, errOut, code := run(t, nil, "--config", root, "user", "rm", "admin"); code != 0 {
+		t.Fatalf("remove admin: %s", errOut)
+	}
+	if _, _, code := run(t, nil, "--config", admin, "node", "ls"); code != ExitAuth {
+		t.Fatalf("removed admin still in: %d", code)
+	}
+	_, gc := gridOf(t, admin)
+	fresh := filepath.Join(t.TempDir(), "recovered.json")
+	dataDir := filepath.Join(filepath.Dir(admin), "data")
+	addr := strings.TrimPrefix(gc.Addresses[0], "https://")
+	if out, errOut, code := run(t, nil, "--config", fresh, "grid", "recover-admin", "--data-dir", dataDir, "--api", addr); code != 0 {
+		t.Fatalf("recover-admin: %d %s%s", code, out, errOut)
+	}
+	if who := whoami(t, fresh); who.User != "admin" || strings.Join(who.Roles, ",") != "master_admin" {
+		t.Fatalf("recovered: %+v", who)
+	}
+	out, _, _ := run(t, nil, "--config", fresh, "audit-log", "--resource", "user/admin", "-o", "json")
+	if !strings.Contains(out, "user.recover_admin") || !strings.Contains(out, `"node:solo"`) {
+		t.Errorf("audit log lacks the recovery by node solo:\n%s", out)
+	}
+	if _, errOut, code := run(t, nil, "--config", fresh, "grid", "recover-admin", "--data-dir", t.TempDir(), "--api", addr); code != ExitUsage || !strings.Contains(errOut, "run on a voter") {
+		t.Errorf("recover-admin without a voter's files: %d %s", code, errOut)
+	}
+}

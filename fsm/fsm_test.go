@@ -283,7 +283,7 @@ var persistedMsgTypes = map[MsgType]string{
 	21: "service.start", 22: "service.restart", 23: "service.deploy", 24: "service.remove",
 	25: "service.deploy_state", 26: "node.resources", 27: "grid.update",
 	33: "token.expire", 34: "token.touch", 35: "user.refresh", 36: "user.remove", 37: "user.roles",
-	38: "user.invite", 39: "user.login", 40: "user.login", 41: "audit.note",
+	38: "user.invite", 39: "user.login", 40: "user.login", 41: "audit.note", 42: "user.recover_admin",
 }
 
 func TestMsgTypesArePersisted(t *testing.T) {

@@ -97,7 +97,7 @@ const (
 
 var tokenCommands = []Command{(*TokenCreate)(nil), (*TokenRemove)(nil), (*TokensExpire)(nil), (*TokensTouch)(nil),
 	(*TokenRefresh)(nil), (*UserRemove)(nil), (*UserRoles)(nil), (*InviteCreate)(nil), (*InviteRedeem)(nil),
-	(*UserLogin)(nil)}
+	(*UserLogin)(nil), (*AdminRecover)(nil)}
 
 // TokenCreate stores a new token (hash only).
 type TokenCreate struct {

@@ -148,6 +148,7 @@ const (
 	MsgInviteCreate MsgType = 38
 	MsgInviteRedeem MsgType = 39
 	MsgUserLogin    MsgType = 40
+	MsgAdminRecover MsgType = 42
 )
 
 // UserRemove removes a user and revokes every token of theirs.
@@ -407,6 +408,43 @@ func (c *UserLogin) apply(a *applier) (any, error) {
 		return nil, err
 	}
 	return &u, a.event("user.login", "user/"+u.Name, fmt.Sprintf("%s logged in through %s as %v", u.Name, u.Issuer, u.Roles))
+}
+
+// AdminRecover gives the user admin (made again if it was removed) the
+// master_admin role and a new login: what the root of a voter machine
+// asks for with the voter's certificate when no admin can log in.
+type AdminRecover struct {
+	Refresh Token `json:"refresh"`
+	Access  Token `json:"access"`
+}
+
+func (*AdminRecover) MsgType() MsgType { return MsgAdminRecover }
+func (*AdminRecover) name() string     { return "user.recover_admin" }
+func (*AdminRecover) resource() string { return "user/admin" }
+
+func (c *AdminRecover) apply(a *applier) (any, error) {
+	if c.Refresh.User != "admin" || c.Access.User != "admin" {
+		return nil, fmt.Errorf("a recovery logs in the user admin: %w", ErrInvalid)
+	}
+	u, err := a.user("admin")
+	if err != nil {
+		u = &User{Name: "admin", Roles: []string{}, CreatedAt: a.now}
+	}
+	cp := *u
+	if !slices.Contains(cp.Roles, RoleMasterAdmin) {
+		cp.Roles = append(slices.Clone(cp.Roles), RoleMasterAdmin)
+	}
+	cp.Issuer, cp.Subject = "", ""
+	if err := a.txn.Insert(TableUsers, &cp); err != nil {
+		return nil, err
+	}
+	if _, err := a.insertToken(c.Refresh); err != nil {
+		return nil, err
+	}
+	if _, err := a.insertToken(c.Access); err != nil {
+		return nil, err
+	}
+	return &cp, a.event("user.recover_admin", "user/admin", "the admin login was recovered with a voter's certificate")
 }
 
 // User finds a user by name.

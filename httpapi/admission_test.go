@@ -280,6 +280,8 @@ func TestAdmissionTable(t *testing.T) {
 		"POST /v1/join":                               publicRoute,
 		"POST /v1/login":                              publicRoute,
 		"GET /v1/login/oidc":                          publicRoute,
+		"POST /v1/login/device":                       publicRoute,
+		"POST /v1/login/recover":                      voterCall,
 		"POST /v1/internal/promote":                   leaderOnly,
 		"POST /v1/internal/demote":                    leaderOnly,
 		"POST /v1/internal/removed":                   leaderOnly,

@@ -28,7 +28,7 @@ func (n *Server) serveLogin(w http.ResponseWriter, r *http.Request, _ *principal
 		err  error
 		kind int
 	)
-	for _, set := range []string{req.Code, req.RefreshToken, req.OIDCCode + req.IDToken} {
+	for _, set := range []string{req.Code, req.RefreshToken, req.OIDCCode + req.IDToken + req.DeviceCode} {
 		if set != "" {
 			kind++
 		}
@@ -48,7 +48,9 @@ func (n *Server) serveLogin(w http.ResponseWriter, r *http.Request, _ *principal
 		res, who, err = n.loginOIDC(r.Context(), r, req, now)
 	}
 	if err != nil {
-		n.auditLogin(r, who, how, err)
+		if !api.IsCode(err, api.CodePending) { // a device login being waited for is no refusal
+			n.auditLogin(r, who, how, err)
+		}
 		return err
 	}
 	return writeJSON(w, 0, res)
@@ -155,4 +157,19 @@ func (n *Server) getOIDCInfo(w http.ResponseWriter, r *http.Request, _ *principa
 		return api.Errorf(api.CodeNotFound, "this grid has no single sign-on provider (grid_admin: `kontena grid update --oidc-issuer URL ...`)")
 	}
 	return writeJSON(w, store.Index(), api.OIDCInfo{Issuer: g.OIDC.Issuer, ClientID: g.OIDC.ClientID, Scopes: oidcScopes(g.OIDC)})
+}
+
+// recoverAdmin gives the user admin the master_admin role and a new login.
+// Only a voter's certificate opens it: whoever holds one is root on a
+// voter machine, which holds the grid's CA and master keys anyway; this is
+// the way back in when the admin's login ended and no one can invite.
+func (n *Server) recoverAdmin(w http.ResponseWriter, r *http.Request, p *principal) error {
+	now := time.Now().UTC()
+	refresh, access, rv, av := session("admin", now)
+	refresh.Description, access.Description = "recovered by "+p.NodeName, "recovered by "+p.NodeName
+	res, _, err := n.apply(r.Context(), &fsm.AdminRecover{Refresh: refresh, Access: access}, auditOf(r, p))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, 0, loginResponse(res.(*fsm.User), access, av, &refresh, rv))
 }

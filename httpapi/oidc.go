@@ -2,10 +2,14 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,7 +111,9 @@ func (n *Server) oidcClient(ctx context.Context) (*oidcClient, error) {
 }
 
 // verify checks an ID token and returns who it names with their roles.
-func (c *oidcClient) verify(ctx context.Context, raw string) (fsm.User, error) {
+// Claims the ID token lacks (many providers keep the email or groups to
+// the userinfo endpoint) are asked of the provider with the access token.
+func (c *oidcClient) verify(ctx context.Context, raw, accessToken string) (fsm.User, error) {
 	idt, err := c.provider.Verifier(&oidc.Config{ClientID: c.cfg.ClientID}).Verify(ctx, raw)
 	if err != nil {
 		return fsm.User{}, api.Errorf(api.CodeUnauthorized, "ID token refused: %v", err)
@@ -115,6 +121,18 @@ func (c *oidcClient) verify(ctx context.Context, raw string) (fsm.User, error) {
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
 		return fsm.User{}, api.Errorf(api.CodeUnauthorized, "ID token claims: %v", err)
+	}
+	if (claims[c.cfg.RoleClaim] == nil || claims["email"] == nil) && accessToken != "" {
+		if ui, err := c.provider.UserInfo(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken})); err == nil && ui.Subject == idt.Subject {
+			var more map[string]any
+			if ui.Claims(&more) == nil {
+				for k, v := range more {
+					if _, ok := claims[k]; !ok {
+						claims[k] = v
+					}
+				}
+			}
+		}
 	}
 	name, _ := claims["email"].(string)
 	if name == "" || len(name) > 254 || badNameChars.MatchString(name) {
@@ -165,7 +183,14 @@ func (n *Server) loginOIDC(ctx context.Context, r *http.Request, req api.LoginRe
 		return nil, "anonymous", err
 	}
 	ctx = oidc.ClientContext(ctx, &http.Client{Timeout: 10 * time.Second})
-	raw, idpRefresh := req.IDToken, req.IdPRefresh
+	raw, idpRefresh, idpAccess := req.IDToken, req.IdPRefresh, ""
+	if req.DeviceCode != "" {
+		tok, err := c.deviceToken(ctx, req.DeviceCode)
+		if err != nil {
+			return nil, "anonymous", err
+		}
+		raw, idpRefresh, idpAccess = tok.IDToken, tok.RefreshToken, tok.AccessToken
+	}
 	if req.OIDCCode != "" {
 		if req.CodeVerifier == "" || req.RedirectURI == "" {
 			return nil, "anonymous", api.Errorf(api.CodeInvalid, "a single sign-on code needs its PKCE code_verifier and redirect_uri")
@@ -177,12 +202,12 @@ func (n *Server) loginOIDC(ctx context.Context, r *http.Request, req api.LoginRe
 			return nil, "anonymous", api.Errorf(api.CodeUnauthorized, "single sign-on provider refused the code: %v", err)
 		}
 		raw, _ = tok.Extra("id_token").(string)
-		idpRefresh = tok.RefreshToken
+		idpRefresh, idpAccess = tok.RefreshToken, tok.AccessToken
 		if raw == "" {
 			return nil, "anonymous", api.Errorf(api.CodeUnauthorized, "single sign-on provider gave no ID token")
 		}
 	}
-	u, err := c.verify(ctx, raw)
+	u, err := c.verify(ctx, raw, idpAccess)
 	if err != nil {
 		return nil, "anonymous", err
 	}
@@ -234,7 +259,7 @@ func (n *Server) oidcRefresh(ctx context.Context, sealed []byte) ([]string, []by
 	if raw == "" {
 		return nil, nil, api.Errorf(api.CodeUnauthorized, "single sign-on provider renewed your session without an ID token: log in again")
 	}
-	u, err := c.verify(ctx, raw)
+	u, err := c.verify(ctx, raw, tok.AccessToken)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -244,4 +269,67 @@ func (n *Server) oidcRefresh(ctx context.Context, sealed []byte) ([]string, []by
 	}
 	resealed, err := keys.Seal.Seal([]byte(next), idpRefreshContext)
 	return u.Roles, resealed, err
+}
+
+// startDeviceLogin starts a device authorization (RFC 8628) at the
+// provider with the grid's client, for a CLI on a machine without a
+// browser: the user approves it on any device, the CLI polls POST
+// /v1/login with the device code, and the leader asks the provider.
+func (n *Server) startDeviceLogin(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	c, err := n.oidcClient(r.Context())
+	if err != nil {
+		return err
+	}
+	if c.oauth.Endpoint.DeviceAuthURL == "" {
+		return api.Errorf(api.CodeInvalid, "single sign-on provider %s has no device authorization endpoint: log in with `kontena login --oidc` in a browser", c.cfg.Issuer)
+	}
+	ctx := oidc.ClientContext(r.Context(), &http.Client{Timeout: 10 * time.Second})
+	da, err := c.oauth.DeviceAuth(ctx)
+	if err != nil {
+		return api.Errorf(api.CodeUnavailable, "single sign-on provider refused a device login: %v", err)
+	}
+	return writeJSON(w, 0, api.DeviceLogin{DeviceCode: da.DeviceCode, UserCode: da.UserCode, VerificationURI: da.VerificationURI,
+		VerificationURIComplete: da.VerificationURIComplete, ExpiresAt: da.Expiry, Interval: int(da.Interval)})
+}
+
+// deviceTokens is the provider's answer to a device code.
+type deviceTokens struct {
+	IDToken      string `json:"id_token"`
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	Error        string `json:"error"`
+	Description  string `json:"error_description"`
+}
+
+// deviceToken asks the provider once whether the user approved a device
+// login: CodePending while they have not.
+func (c *oidcClient) deviceToken(ctx context.Context, deviceCode string) (*deviceTokens, error) {
+	form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}, "client_id": {c.oauth.ClientID}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.oauth.Endpoint.TokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if c.oauth.ClientSecret != "" {
+		req.SetBasicAuth(url.QueryEscape(c.oauth.ClientID), url.QueryEscape(c.oauth.ClientSecret))
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return nil, api.Errorf(api.CodeUnavailable, "single sign-on provider: %v", err)
+	}
+	defer resp.Body.Close()
+	var tok deviceTokens
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tok); err != nil {
+		return nil, api.Errorf(api.CodeUnavailable, "single sign-on provider answered %s: %v", resp.Status, err)
+	}
+	switch tok.Error {
+	case "":
+		if tok.IDToken == "" {
+			return nil, api.Errorf(api.CodeUnauthorized, "single sign-on provider gave no ID token")
+		}
+		return &tok, nil
+	case "authorization_pending", "slow_down":
+		return nil, api.Errorf(api.CodePending, "waiting for the user to approve the login at the provider (%s)", tok.Error)
+	}
+	return nil, api.Errorf(api.CodeUnauthorized, "single sign-on provider refused the device login: %s %s", tok.Error, tok.Description)
 }

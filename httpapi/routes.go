@@ -103,6 +103,9 @@ func (n *Server) routes() []route {
 		// sign-on credential in the body, on the leader.
 		{method: "POST", pattern: "/v1/login", allow: public, at: atLeader, h: n.serveLogin},
 		{method: "GET", pattern: "/v1/login/oidc", allow: public, h: n.getOIDCInfo},
+		{method: "POST", pattern: "/v1/login/device", allow: public, at: atLeader, h: n.startDeviceLogin},
+		// The way back in: root of a voter machine, with its certificate.
+		{method: "POST", pattern: "/v1/login/recover", allow: voter, at: atLeader, h: n.recoverAdmin},
 
 		// Node-to-node calls about the node that answers them.
 		{method: "POST", pattern: "/v1/internal/promote", allow: leader, at: atThisNode, h: plain(n.servePromote)},
