@@ -167,7 +167,7 @@ func gridUpdate(c *cli.Context, s *session) error {
 	return render(c, g, func(w io.Writer) {
 		row(w, "default affinity:", orDash(strings.Join(g.DefaultAffinity, ", ")))
 		row(w, "offline grace:", offlineGrace(g))
-		row(w, "host access for developers:", fmt.Sprint(g.AllowHostAccess))
+		row(w, "host access:", hostAccess(g.AllowHostAccess))
 		if g.OIDC != nil {
 			row(w, "single sign-on:", g.OIDC.Issuer+" (client "+g.OIDC.ClientID+", claim "+g.OIDC.RoleClaim+")")
 		}
@@ -227,6 +227,12 @@ func gridShow(c *cli.Context, s *session) error {
 		row(w, "created:", g.CreatedAt.Format(time.RFC3339))
 		row(w, "default affinity:", orDash(strings.Join(g.DefaultAffinity, ", ")))
 		row(w, "offline grace:", offlineGrace(*g))
+		row(w, "host access:", hostAccess(g.AllowHostAccess))
+		sso := "-"
+		if g.OIDC != nil {
+			sso = g.OIDC.Issuer + " (client " + g.OIDC.ClientID + ", claim " + g.OIDC.RoleClaim + ")"
+		}
+		row(w, "single sign-on:", sso)
 		row(w, "masters:", "")
 		for _, v := range g.Voters {
 			lead := ""
@@ -575,4 +581,12 @@ func gridVoters(g *api.GridInfo, err error) []api.VoterInfo {
 		return nil
 	}
 	return g.Voters
+}
+
+// hostAccess says who may install services that can take over their host.
+func hostAccess(developers bool) string {
+	if developers {
+		return "grid admins and developers"
+	}
+	return "grid admins only"
 }

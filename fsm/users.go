@@ -168,19 +168,16 @@ func (c *UserRemove) apply(a *applier) (any, error) {
 	if err := a.keepAMasterAdmin(u.Name, nil); err != nil {
 		return nil, err
 	}
-	toks, err := (&View{txn: a.txn}).Tokens(u.Name)
+	// Every token made from a user's token is that user's too: deleting
+	// theirs revokes all.
+	n, err := a.txn.DeleteAll(TableTokens, "user", u.Name)
 	if err != nil {
 		return nil, err
-	}
-	for _, t := range toks {
-		if _, err := a.revokeTokens(t); err != nil {
-			return nil, err
-		}
 	}
 	if err := a.txn.Delete(TableUsers, u); err != nil {
 		return nil, err
 	}
-	return u, a.event("user.removed", "user/"+u.Name, fmt.Sprintf("user %s removed and %d tokens revoked", u.Name, len(toks)))
+	return u, a.event("user.removed", "user/"+u.Name, fmt.Sprintf("user %s removed and %d tokens revoked", u.Name, n))
 }
 
 // UserRoles adds and removes roles of a user, and sets their stack

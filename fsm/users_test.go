@@ -71,6 +71,14 @@ func TestRevokingATokenRevokesWhatWasMadeFromIt(t *testing.T) {
 func TestUserRemoveRevokesTheirTokensAndKeepsAMasterAdmin(t *testing.T) {
 	s := newStore(t)
 	invite(t, s, 2, "ann@example.com", RoleGridAdmin)
+	// Tokens made from each other, whatever order their IDs sort in.
+	for i, id := range []string{"a0", "z9", "m5"} {
+		anc := []string{"ann@example.com-r", "ann@example.com-a"}
+		if i > 0 {
+			anc = append(anc, "a0")
+		}
+		mustApply(t, s, uint64(100+i), &TokenCreate{Token: Token{ID: id, Hash: "h" + id, User: "ann@example.com", Ancestors: anc}})
+	}
 	mustApply(t, s, 4, &UserRemove{Name: "ann@example.com"})
 	if toks, _ := s.Tokens("ann@example.com"); len(toks) != 0 {
 		t.Fatalf("tokens of a removed user: %v", toks)

@@ -21,6 +21,10 @@ func (n *Server) serveLogin(w http.ResponseWriter, r *http.Request, _ *principal
 		return err
 	}
 	now := time.Now().UTC()
+	src := sourceIP(r)
+	if !n.logins.allow(src, now) {
+		return api.Errorf(api.CodeUnavailable, "too many failed logins from %s: wait a minute and try again", src)
+	}
 	var (
 		res  *api.LoginResponse
 		who  = "anonymous"
@@ -47,10 +51,14 @@ func (n *Server) serveLogin(w http.ResponseWriter, r *http.Request, _ *principal
 		how = "login.oidc"
 		res, who, err = n.loginOIDC(r.Context(), r, req, now)
 	}
-	if err != nil {
-		if !api.IsCode(err, api.CodePending) { // a device login being waited for is no refusal
+	if err != nil && !api.IsCode(err, api.CodePending) { // a device login being waited for is no refusal
+		if n.logins.failed(src, now) {
 			n.auditLogin(r, who, how, err)
+		} else {
+			n.log.Warn("login refused (not in the audit log: too many refusals this minute)", "user", who, "source", src, "err", err)
 		}
+	}
+	if err != nil {
 		return err
 	}
 	return writeJSON(w, 0, res)

@@ -102,6 +102,7 @@ type Server struct {
 	joins     joinGate
 	uses      tokenUses
 	oidc      oidcProviders
+	logins    loginGate
 }
 
 // New builds the API of a node.

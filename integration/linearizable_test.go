@@ -233,10 +233,18 @@ func client(ctx context.Context, id int, cl *api.Client, h *lincheck.History, no
 		out, err := linOp(octx, cl, node, in)
 		cancel()
 		if err != nil {
+			pause := 100 * time.Millisecond
 			if !notApplied(err) {
 				h.Failed(id, call, in)
+				// A put of unknown outcome stays concurrent with all that
+				// follows; the client backs off, as a user would, so a
+				// fault adds a few of them, not hundreds (the check is
+				// exponential in them).
+				if in.Put {
+					pause = time.Second
+				}
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(pause)
 			continue
 		}
 		h.Done(id, call, in, out)

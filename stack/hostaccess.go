@@ -37,8 +37,10 @@ func HostAccesses(s *Stack) []HostAccess {
 		if len(svc.CapAdd) > 0 {
 			out = append(out, HostAccess{svc.Name, "cap_add", strings.Join(svc.CapAdd, ",")})
 		}
-		if svc.Pid == "host" {
-			out = append(out, HostAccess{svc.Name, "pid", "host"})
+		// pid: host, or another container's namespace (which may be the
+		// host's: Docker takes any container name there).
+		if svc.Pid != "" {
+			out = append(out, HostAccess{svc.Name, "pid", svc.Pid})
 		}
 		if svc.NetworkMode == "host" {
 			out = append(out, HostAccess{svc.Name, "network_mode", "host"})
