@@ -49,24 +49,26 @@ func (n *Server) listUsers(w http.ResponseWriter, r *http.Request, p *principal)
 	return writeJSON(w, store.Index(), users)
 }
 
-func (n *Server) getUser(w http.ResponseWriter, r *http.Request, p *principal) error {
+// pathUser is the user a request's path names.
+func (n *Server) pathUser(r *http.Request) (*fsm.User, uint64, error) {
 	store, err := n.store()
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	u, err := store.User(r.PathValue("name"))
+	return u, store.Index(), err
+}
+
+func (n *Server) getUser(w http.ResponseWriter, r *http.Request, p *principal) error {
+	u, idx, err := n.pathUser(r)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, store.Index(), u)
+	return writeJSON(w, idx, u)
 }
 
 func (n *Server) deleteUser(w http.ResponseWriter, r *http.Request, p *principal) error {
-	store, err := n.store()
-	if err != nil {
-		return err
-	}
-	u, err := store.User(r.PathValue("name"))
+	u, _, err := n.pathUser(r)
 	if err != nil {
 		return err
 	}
@@ -93,11 +95,7 @@ func (n *Server) userRoles(w http.ResponseWriter, r *http.Request, p *principal)
 			return err
 		}
 	}
-	store, err := n.store()
-	if err != nil {
-		return err
-	}
-	u, err := store.User(r.PathValue("name"))
+	u, _, err := n.pathUser(r)
 	if err != nil {
 		return err
 	}
