@@ -33,12 +33,16 @@ type StackInfo struct {
 	// Values are the variable values the stack was rendered with (never
 	// vault-backed ones), for `upgrade --reuse-values`.
 	Values map[string]any `json:"values,omitempty"`
+	// Warnings name what the grid accepted but will not do (a load
+	// balancer setting it does not know, by line).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // UpgradePlan is what `stack upgrade --dry-run` shows.
 type UpgradePlan struct {
-	Stack   string   `json:"stack"`
-	Changes []string `json:"changes"`
+	Stack    string   `json:"stack"`
+	Changes  []string `json:"changes"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ServiceInfo is a service with its instances as nodes report them.

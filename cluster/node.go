@@ -2,9 +2,12 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -461,7 +464,49 @@ func (n *Node) nodeAgent() (nodeagent.Config, bool) {
 		rt = agent.NewRuntime(n.eng, n.log)
 	}
 	return nodeagent.Config{NodeID: n.id.ID, NodeName: n.id.Name, Grid: n.id.Grid, DataDir: n.cfg.DataDir, Runtime: rt,
-		Network: n.dp.Network, Resources: n.engineResources, Self: n.selfClient(), Log: n.log, SecretFiles: n.secretFiles()}, true
+		Network: n.dp.Network, Resources: n.engineResources, Self: n.selfClient(), Log: n.log, SecretFiles: n.secretFiles(),
+		LB: n.lbRuntime()}, true
+}
+
+// lbRuntime is how this node runs load balancers: an image of its own
+// executable, tagged by the executable's digest (built in the background
+// at start; an instance assigned before it exists waits for it as for a
+// pull), and its API as containers reach it.
+func (n *Node) lbRuntime() nodeagent.LBRuntime {
+	api := "https://" + net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.APIPort))
+	exe, err := os.Executable()
+	if err != nil {
+		n.log.Warn("no load balancers on this node: cannot find this executable", "err", err)
+		return nodeagent.LBRuntime{API: api}
+	}
+	sum, err := fileDigest(exe)
+	if err != nil {
+		n.log.Warn("no load balancers on this node: cannot read this executable", "err", err)
+		return nodeagent.LBRuntime{API: api}
+	}
+	tag := "kontena/lb-self:" + sum[:12]
+	if n.eng != nil && n.cfg.Runtime == nil {
+		go func() {
+			if err := n.eng.BuildSelfImage(context.Background(), tag, exe); err != nil {
+				n.log.Warn("no load balancers on this node: cannot build their image", "image", tag, "err", err)
+			}
+		}()
+	}
+	return nodeagent.LBRuntime{Image: tag, API: api}
+}
+
+// fileDigest is the hex SHA-256 of a file.
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // secretFiles is where this node's containers find their secrets of type

@@ -81,6 +81,7 @@ machine whose CLI config holds a token ('kontena grid login').`,
 			execCommand("exec", "run a command in a container on any node (same as `container exec`)", false),
 			statsCommand("stats", "CPU, memory and network use of every container (or of --stack, --service, NAME...)"),
 			vpnCommand(),
+			lbCommand(),
 			auditLogCommand(),
 			{
 				Name:  "whoami",

@@ -98,7 +98,7 @@ func unsupportedWarnings(st *stack.Stack) []string {
 	var out []string
 	for _, svc := range st.Services {
 		if len(svc.Certificates) > 0 {
-			out = append(out, fmt.Sprintf("service %s: its %d certificates are not injected: this grid has no certificate store yet", svc.Name, len(svc.Certificates)))
+			out = append(out, fmt.Sprintf("service %s: its %d certificates are not injected: this grid has no certificate store yet (give them as vault secrets named SSL_CERTS for now)", svc.Name, len(svc.Certificates)))
 		}
 		if svc.Build != nil {
 			out = append(out, fmt.Sprintf("service %s: build is not run by the grid: image %q must be on the nodes or in a registry they reach", svc.Name, svc.Image))
@@ -177,6 +177,9 @@ func stackInstall(c *cli.Context, s *session) error {
 		info, idx, err := s.api.InstallStackAt(c.Context, installRequest(r), c.Bool("no-deploy"))
 		if err != nil {
 			return fmt.Errorf("install stack %s: %w", r.Name, err)
+		}
+		for _, w := range info.Warnings {
+			fmt.Fprintln(c.App.ErrWriter, "warning:", w)
 		}
 		if c.Bool("no-deploy") {
 			fmt.Fprintf(c.App.Writer, "Stack %s installed (%d services), not deployed: run `kontena stack deploy %s`.\n", info.Name, len(info.Services), info.Name)
@@ -267,6 +270,9 @@ func stackUpgrade(c *cli.Context, s *session) error {
 		}
 		if err != nil {
 			return fmt.Errorf("upgrade stack %s: %w", r.Name, err)
+		}
+		for _, w := range plan.Warnings {
+			fmt.Fprintln(c.App.ErrWriter, "warning:", w)
 		}
 		if plan.Stack == "" {
 			plan.Stack = r.Name

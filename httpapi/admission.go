@@ -60,6 +60,9 @@ const (
 	allowVoter
 	// allowLeader: the current leader's certificate.
 	allowLeader
+	// allowLB: a load balancer's token, on the routes of its own service
+	// ({stack}/{service}).
+	allowLB
 )
 
 // userAllows are the route permissions a user with roles holds.
@@ -113,6 +116,7 @@ const (
 	kindAnonymous principalKind = iota
 	kindUser
 	kindNode
+	kindLB
 )
 
 // principal is who made a request.
@@ -126,6 +130,8 @@ type principal struct {
 	Stacks []string
 	// Token is the ID of the token the user called with.
 	Token string
+	// LB is the service of a load balancer principal ("<stack>/<service>").
+	LB string
 	// Node principals: the node's ID, name and role as the state has them,
 	// and whether it leads the grid right now.
 	Node     string
@@ -154,6 +160,8 @@ func (p *principal) String() string {
 		return "user " + p.User
 	case kindNode:
 		return fmt.Sprintf("node %s (%s)", p.NodeName, p.NodeRole)
+	case kindLB:
+		return "load balancer " + p.LB
 	}
 	return "an anonymous caller"
 }
@@ -185,6 +193,8 @@ func (rt route) stackOf(r *http.Request) string {
 	case "container":
 		s, _, _ := strings.Cut(r.PathValue("name"), ".")
 		return s
+	case "service":
+		return r.PathValue("stack") + "/" + r.PathValue("service")
 	}
 	return r.PathValue(rt.stack)
 }
@@ -209,6 +219,11 @@ func authorize(rt route, p *principal, pathName, stack string) error {
 			return api.Errorf(api.CodeForbidden, "%s: %s may act only on stacks matching %v, not on stack %q", rt, p, p.Stacks, stack)
 		}
 		return nil
+	case kindLB:
+		if a&allowLB != 0 && stack == p.LB {
+			return nil
+		}
+		return api.Errorf(api.CodeForbidden, "%s: the token of %s reads only its own routing", rt, p)
 	case kindNode:
 		switch {
 		case a&allowLeader != 0 && p.Leader,
@@ -367,6 +382,9 @@ func (n *Server) identify(r *http.Request, tok string, rn *raftnode.Node, fresh 
 	if tok != "" {
 		if err := tokensTrusted(rn, time.Now(), fresh); err != nil {
 			return nil, err
+		}
+		if strings.HasPrefix(tok, lbTokenPrefix) {
+			return n.lbPrincipal(rn.Store(), tok)
 		}
 		return userPrincipal(rn.Store(), tok, time.Now())
 	}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -16,6 +17,8 @@ import (
 	"github.com/kontena-ng/kontena/membership"
 	"github.com/kontena-ng/kontena/pki"
 	"github.com/kontena-ng/kontena/raftnode"
+	"github.com/kontena-ng/kontena/stack"
+	"github.com/kontena-ng/kontena/vault"
 )
 
 // tableGrid is an API server on a one-voter in-memory Raft with a real
@@ -26,7 +29,16 @@ type tableGrid struct {
 	rn    *raftnode.Node
 	ca    *pki.CA
 	admin string
+	keys  Keys
 }
+
+// keyed is a voter's node actions with its keys.
+type keyed struct {
+	noActions
+	k Keys
+}
+
+func (k keyed) Keys() (Keys, bool) { return k.k, true }
 
 func newTableGrid(t *testing.T) *tableGrid {
 	t.Helper()
@@ -41,7 +53,14 @@ func newTableGrid(t *testing.T) *tableGrid {
 		t.Fatal(err)
 	}
 	g := &tableGrid{rn: rn, ca: ca, admin: "ktn_" + pki.RandomHex(24)}
-	g.srv = New(Config{ID: "id1", Name: "n1", Voter: func() *raftnode.Node { return rn }, Gossip: noMembers{}, Node: noActions{}, Log: log})
+	mk := make([]byte, vault.KeySize)
+	_, _ = rand.Read(mk)
+	seal, err := vault.NewSealer(mk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.keys = Keys{CA: ca, Seal: seal, CAPEM: ca.CertPEM, Voter: api.VoterKeys{MasterKey: mk}}
+	g.srv = New(Config{ID: "id1", Name: "n1", Voter: func() *raftnode.Node { return rn }, Gossip: noMembers{}, Node: keyed{k: g.keys}, Log: log})
 	if _, _, err := g.srv.apply(context.Background(), &fsm.GridInit{Grid: fsm.Grid{Name: "unit", Subnet: "10.81.0.0/16", Supernet: "10.80.0.0/12", InitialSize: 1},
 		Node:  fsm.Node{ID: "id1", Name: "n1", Role: fsm.RoleVoter, Status: fsm.StatusOnline},
 		Admin: fsm.User{Name: "admin", Roles: []string{fsm.RoleMasterAdmin}}, AdminToken: fsm.Token{ID: "t1", Hash: HashToken(g.admin), User: "admin"}}, nil); err != nil {
@@ -173,6 +192,11 @@ func TestAdmissionTable(t *testing.T) {
 	}
 	leader := g.cert(t, "id1", "n1")
 	_, refresh := addUser(t, n, "refresh@example.com", []string{fsm.RoleViewer}, nil)
+	// Load balancer s/x (paths name stack s, service x) and another one.
+	if _, _, err := n.apply(ctx, &fsm.StackInstall{Stack: fsm.Stack{Name: "s", Spec: stack.Stack{Name: "s", Services: []*stack.Service{
+		{Name: "x", Image: "kontena/lb:latest", Instances: 1}, {Name: "other", Image: "kontena/lb:latest", Instances: 1}}}}, NoDeploy: true}, nil); err != nil {
+		t.Fatal(err)
+	}
 
 	callers := []caller{
 		{name: "none"},
@@ -186,6 +210,9 @@ func TestAdmissionTable(t *testing.T) {
 		{name: "dev", token: userToken(t, n, "dev@example.com", fsm.RoleDeveloper)},
 		{name: "devshop", token: scopedToken(t, n, "shop@example.com", "shop-*")}, // a developer of stacks shop-*; paths name stack w1 or s
 		{name: "viewer", token: userToken(t, n, "view@example.com", fsm.RoleViewer)},
+		{name: "lb", token: lbToken(g.keys.Voter.MasterKey, "s/x")},          // the load balancer the paths name
+		{name: "otherlb", token: lbToken(g.keys.Voter.MasterKey, "s/other")}, // another load balancer
+		{name: "fakelb", token: lbToken([]byte("not the grid's master key......."), "s/x")},
 		{name: "self", cert: w1},  // worker w1; node paths name w1
 		{name: "other", cert: w2}, // worker w2 acting on w1
 		{name: "voter", cert: v2}, // a voter that does not lead
@@ -195,19 +222,20 @@ func TestAdmissionTable(t *testing.T) {
 	// A: admitted (the stub answered), U: 401, F: 403; one letter per
 	// caller above.
 	const (
-		anyUser     = "UUUUUAAAAAAFFFFU"
-		read        = "UUUUUAFAAAAFFFFU"
-		readStack   = "UUUUUAFAAFAFFFFU"
-		dev         = "UUUUUAFAAAFFFFFU"
-		devStack    = "UUUUUAFAAFFFFFFU"
-		admin       = "UUUUUAFAFFFFFFFU"
-		users       = "UUUUUAAFFFFFFFFU"
-		nodeOrAdmin = "UUUUUAFAFFFAFFFU"
-		nodeOnly    = "UUUUUFFFFFFAFFFU"
-		publicRoute = "AAAAAAAAAAAAAAAA"
-		voterCall   = "UUUUUFFFFFFFFAAU"
-		leaderOnly  = "UUUUUUUUUUUFFFAU"
-		voterOnly   = "UUUUUUUUUUUFFAAU"
+		anyUser     = "UUUUUAAAAAAFFUFFFFU"
+		read        = "UUUUUAFAAAAFFUFFFFU"
+		readStack   = "UUUUUAFAAFAFFUFFFFU"
+		dev         = "UUUUUAFAAAFFFUFFFFU"
+		devStack    = "UUUUUAFAAFFFFUFFFFU"
+		admin       = "UUUUUAFAFFFFFUFFFFU"
+		users       = "UUUUUAAFFFFFFUFFFFU"
+		nodeOrAdmin = "UUUUUAFAFFFFFUAFFFU"
+		nodeOnly    = "UUUUUFFFFFFFFUAFFFU"
+		publicRoute = "AAAAAAAAAAAAAAAAAAA"
+		voterCall   = "UUUUUFFFFFFFFUFFAAU"
+		leaderOnly  = "UUUUUUUUUUUUUUFFFAU"
+		voterOnly   = "UUUUUUUUUUUUUUFFAAU"
+		lbRoute     = "UUUUUAFAFFFAFUFFFFU"
 	)
 	want := map[string]string{
 		"GET /v1/whoami":                              anyUser,
@@ -268,6 +296,7 @@ func TestAdmissionTable(t *testing.T) {
 		"GET /v1/vault/{name...}":                     admin,
 		"PUT /v1/vault/{name...}":                     dev,
 		"DELETE /v1/vault/{name...}":                  dev,
+		"GET /v1/lb/{stack}/{service}/routing":        lbRoute,
 		"GET /v1/vpn":                                 admin,
 		"POST /v1/vpn":                                admin,
 		"DELETE /v1/vpn/{name}":                       admin,

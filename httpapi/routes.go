@@ -85,6 +85,8 @@ func (n *Server) routes() []route {
 		{method: "GET", pattern: "/v1/vault/{name...}", allow: admin, at: atLeader, h: n.readSecret},
 		{method: "PUT", pattern: "/v1/vault/{name...}", allow: dev, at: atLeader, h: n.writeSecret},
 		{method: "DELETE", pattern: "/v1/vault/{name...}", allow: dev, at: atLeader, h: n.removeSecret},
+		// A load balancer's routing: its own token, or a grid admin.
+		{method: "GET", pattern: "/v1/lb/{stack}/{service}/routing", allow: allowLB | admin, stack: "service", h: n.getLBRouting},
 		{method: "GET", pattern: "/v1/vpn", allow: admin, h: n.listVPN},
 		{method: "POST", pattern: "/v1/vpn", allow: admin, at: atLeader, h: n.createVPN},
 		{method: "DELETE", pattern: "/v1/vpn/{name}", allow: admin, at: atLeader, h: n.deleteVPN},

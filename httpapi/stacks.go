@@ -9,6 +9,7 @@ import (
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/dispatcher"
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/lb"
 	"github.com/kontena-ng/kontena/orchestrator"
 	"github.com/kontena-ng/kontena/stack"
 )
@@ -24,6 +25,10 @@ func (n *Server) installStack(w http.ResponseWriter, r *http.Request, p *princip
 	if err := n.mayInstall(p, &req); err != nil {
 		return err
 	}
+	warnings, err := lbWarnings(&req.Spec)
+	if err != nil {
+		return err
+	}
 	// No sensitive variable value is stored, whatever the client sent.
 	stack.StripSensitive(&req.Spec)
 	if err := n.checkSecrets(&req); err != nil {
@@ -35,7 +40,9 @@ func (n *Server) installStack(w http.ResponseWriter, r *http.Request, p *princip
 		return err
 	}
 	store, _ := n.store()
-	return writeJSON(w, idx, stackInfo(store, res.(*fsm.Stack)))
+	info := stackInfo(store, res.(*fsm.Stack))
+	info.Warnings = warnings
+	return writeJSON(w, idx, info)
 }
 
 func (n *Server) upgradeStack(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -48,6 +55,10 @@ func (n *Server) upgradeStack(w http.ResponseWriter, r *http.Request, p *princip
 		return err
 	}
 	if err := n.mayInstall(p, &req); err != nil {
+		return err
+	}
+	warnings, err := lbWarnings(&req.Spec)
+	if err != nil {
 		return err
 	}
 	// No sensitive variable value is stored, whatever the client sent.
@@ -66,7 +77,7 @@ func (n *Server) upgradeStack(w http.ResponseWriter, r *http.Request, p *princip
 	if err != nil {
 		return err
 	}
-	plan := api.UpgradePlan{Stack: req.Name, Changes: fsm.UpgradeChanges(current, req.Spec)}
+	plan := api.UpgradePlan{Stack: req.Name, Changes: fsm.UpgradeChanges(current, req.Spec), Warnings: warnings}
 	if r.URL.Query().Get("dry_run") == "true" {
 		return writeJSON(w, store.Index(), plan)
 	}
@@ -214,6 +225,9 @@ func (n *Server) nodeAssignments(view *fsm.View, nodeID string) (*dispatcher.Ass
 	if err != nil {
 		return nil, err
 	}
+	if err := n.withLBEnv(&out); err != nil {
+		return nil, err
+	}
 	if needsSecrets(&out) {
 		// Assignments without their secrets would start new containers
 		// without them: a voter that cannot open them answers nothing,
@@ -358,4 +372,62 @@ func (n *Server) mayInstall(p *principal, req *api.StackInstallRequest) error {
 	}
 	return api.Errorf(api.CodeForbidden, "stack %s can take over the hosts it runs on (%s): installing it needs the grid_admin role (%s acts with %v), or a grid that allows it for developers (`kontena grid update --allow-host-access`)",
 		req.Name, strings.Join(list, "; "), p, p.Roles)
+}
+
+// withLBEnv gives each instance of a load balancer its token and the grid
+// CA (as secrets: only its node gets them).
+func (n *Server) withLBEnv(as *dispatcher.Assignments) error {
+	for i := range as.Items {
+		a := &as.Items[i]
+		if !stack.IsLB(&a.Service) {
+			continue
+		}
+		keys, err := n.keys()
+		if err != nil {
+			return err
+		}
+		if a.SecretEnv == nil {
+			a.SecretEnv = map[string]string{}
+		}
+		for k, v := range n.lbEnv(a.Instance.ServiceID, keys) {
+			a.SecretEnv[k] = v
+		}
+	}
+	return nil
+}
+
+// lbWarnings checks the load balancer settings of a stack's services (the
+// KONTENA_LB_* of services routed through one, the options of a load
+// balancer): a value that cannot be served is refused, naming the service
+// and the variable; a setting the load balancer ignores is a warning.
+func lbWarnings(spec *stack.Stack) ([]string, error) {
+	var out []string
+	for _, svc := range spec.Services {
+		if svc == nil {
+			continue
+		}
+		env := map[string]string{}
+		routed := false
+		for _, e := range svc.Environment {
+			if _, ok := env[e.Name]; !ok {
+				env[e.Name] = e.Value
+			}
+			routed = routed || strings.HasPrefix(e.Name, "KONTENA_LB_") && !stack.IsLB(svc)
+		}
+		if stack.IsLB(svc) {
+			_, _, w, err := lb.OptionsFromEnv(env)
+			if err != nil {
+				return nil, api.Errorf(api.CodeInvalid, "service %s (a load balancer): %v", svc.Name, err)
+			}
+			out = append(out, w...)
+		}
+		if routed {
+			_, w, err := lb.ServiceFromEnv(spec.Name+"/"+svc.Name, env)
+			if err != nil {
+				return nil, api.Errorf(api.CodeInvalid, "%v", err)
+			}
+			out = append(out, w...)
+		}
+	}
+	return out, nil
 }

@@ -197,8 +197,14 @@ func OptionsFromEnv(env map[string]string) (Options, []string, []string, error) 
 		}
 	}
 	var keys []string
-	for k := range env {
-		if k == "SSL_CERTS" || strings.HasPrefix(k, "SSL_CERT_") {
+	for k, v := range env {
+		// SSL_CERT_FILE and SSL_CERT_DIR are OpenSSL's own variables
+		// (trusted CAs), not certificates to serve.
+		if (k == "SSL_CERTS" || strings.HasPrefix(k, "SSL_CERT_")) && k != "SSL_CERT_FILE" && k != "SSL_CERT_DIR" {
+			if strings.TrimSpace(v) != "" && !strings.Contains(v, "-----BEGIN") {
+				warnings = append(warnings, fmt.Sprintf("%s holds no PEM certificate; ignored", k))
+				continue
+			}
 			keys = append(keys, k)
 		}
 	}

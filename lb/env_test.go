@@ -55,7 +55,8 @@ func TestServiceFromEnvRefuses(t *testing.T) {
 func TestOptionsFromEnv(t *testing.T) {
 	o, certs, warn, err := OptionsFromEnv(map[string]string{
 		"KONTENA_LB_HTTP2": "false", "KONTENA_LB_ACCEPT_PROXY": "true", "KONTENA_LB_HEALTH_URI": "/__health",
-		"STATS_PASSWORD": "pw", "SSL_CERT_b": "B", "SSL_CERTS": "A", "SSL_CERT_a": "",
+		"STATS_PASSWORD": "pw", "SSL_CERT_b": "-----BEGIN B", "SSL_CERTS": "-----BEGIN A", "SSL_CERT_a": "",
+		"SSL_CERT_DIR": "/etc/ssl/certs", "SSL_CERT_FILE": "/etc/ssl/cert.pem",
 		"KONTENA_LB_SSL_CIPHERS": "ECDHE-RSA-AES128-GCM-SHA256:RC4-MD5:!aNULL",
 	})
 	if err != nil {
@@ -64,7 +65,7 @@ func TestOptionsFromEnv(t *testing.T) {
 	if o.HTTP2 || !o.AcceptProxy || o.HealthURI != "/__health" || o.StatsPassword != "pw" || len(o.Ciphers) != 1 {
 		t.Fatalf("options: %+v", o)
 	}
-	if strings.Join(certs, ",") != "A,B" {
+	if strings.Join(certs, ",") != "-----BEGIN A,-----BEGIN B" {
 		t.Fatalf("certs: %v", certs)
 	}
 	if len(warn) != 1 || !strings.Contains(warn[0], "RC4-MD5") {

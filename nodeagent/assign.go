@@ -17,12 +17,25 @@ func containerName(stackName, service string, n int) string {
 }
 
 // containerSpecs turns a node's assignments into what its agent runs.
-func containerSpecs(as api.Assignments) []agent.ContainerSpec {
+func containerSpecs(as api.Assignments, lbr LBRuntime) []agent.ContainerSpec {
 	out := make([]agent.ContainerSpec, 0, len(as.Items))
 	for _, a := range as.Items {
-		out = append(out, containerSpec(a))
+		spec := containerSpec(a)
+		if stack.IsLB(&a.Service) {
+			lbSpec(&spec, lbr)
+		}
+		out = append(out, spec)
 	}
 	return out
+}
+
+// lbSpec makes an instance of a load balancer service run `kontena lb`
+// from the node's own image (no image is pulled for it): it reads its
+// routing from the node's API with the token of its assignment.
+func lbSpec(spec *agent.ContainerSpec, lbr LBRuntime) {
+	spec.Image = lbr.Image
+	spec.Entrypoint = []string{"/kontena"}
+	spec.Cmd = []string{"lb", "--api", lbr.API, "--cache", "/tmp/routing.json"}
 }
 
 func containerSpec(a api.Assignment) agent.ContainerSpec {

@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/kontena-ng/kontena/agent"
@@ -65,5 +66,19 @@ func TestContainerSpecMapsTheStackFile(t *testing.T) {
 	a.Service.Stateful, a.Drained = true, true
 	if !containerSpec(a).Stopped {
 		t.Error("a drained stateful instance must be stopped")
+	}
+}
+
+func TestLoadBalancerRunsFromTheNodesImage(t *testing.T) {
+	as := api.Assignments{Items: []api.Assignment{
+		{Stack: "infra", Service: stack.Service{Name: "lb", Image: "kontena/lb:latest", Command: []string{"haproxy"}}, Instance: fsm.Instance{ServiceID: "infra/lb", Number: 1}},
+		{Stack: "shop", Service: stack.Service{Name: "web", Image: "nginx"}, Instance: fsm.Instance{ServiceID: "shop/web", Number: 1}},
+	}}
+	specs := containerSpecs(as, LBRuntime{Image: "kontena/lb-self:abc", API: "https://10.0.0.1:9700"})
+	if s := specs[0]; s.Image != "kontena/lb-self:abc" || s.Entrypoint[0] != "/kontena" || strings.Join(s.Cmd, " ") != "lb --api https://10.0.0.1:9700 --cache /tmp/routing.json" {
+		t.Fatalf("load balancer spec: %+v", s)
+	}
+	if s := specs[1]; s.Image != "nginx" || len(s.Entrypoint) != 0 {
+		t.Fatalf("plain spec: %+v", s)
 	}
 }

@@ -39,6 +39,16 @@ type Config struct {
 	Log  *slog.Logger
 	// SecretFiles keeps secrets of type file (a tmpfs); nil = none.
 	SecretFiles agent.SecretFiles
+	// LB is how this node runs load balancers.
+	LB LBRuntime
+}
+
+// LBRuntime is how a node runs the instances of load balancer services:
+// from an image of its own executable (Image, built by the node), running
+// `kontena lb` against the node's API (API, as the containers reach it).
+type LBRuntime struct {
+	Image string
+	API   string
 }
 
 type nodeAgent struct {
@@ -125,7 +135,7 @@ func Run(ctx context.Context, cfg Config) {
 		defer mu.Unlock()
 		if as != nil && !answered {
 			n.log.Warn("no master answers: running the last assignments this node knew", "instances", len(as.Items))
-			send(containerSpecs(*as))
+			send(containerSpecs(*as, n.cfg.LB))
 		}
 	}()
 	var saved [32]byte
@@ -133,7 +143,7 @@ func Run(ctx context.Context, cfg Config) {
 		mu.Lock()
 		defer mu.Unlock()
 		answered = true
-		send(containerSpecs(*as))
+		send(containerSpecs(*as, n.cfg.LB))
 		data, _ := json.Marshal(as.Items)
 		if sum := sha256.Sum256(data); sum != saved {
 			if err := cache.save(as); err != nil {
