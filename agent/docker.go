@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"os"
 	"strings"
 	"time"
 
@@ -88,11 +89,23 @@ func fromInspect(ins container.InspectResponse) Container {
 	return c
 }
 
+// SelfImagePrefix names the images a node builds of its own executable
+// (what its load balancers run): they are built, never pulled.
+const SelfImagePrefix = "kontena/lb-self:"
+
 func (d *dockerRuntime) EnsureImage(ctx context.Context, ref string) error {
 	if err := d.eng.InspectImage(ctx, ref); err == nil {
 		return nil
 	} else if !cerrdefs.IsNotFound(err) {
 		return err
+	}
+	if strings.HasPrefix(ref, SelfImagePrefix) {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("build %s: %w", ref, err)
+		}
+		d.log.Info("building the load balancer image from this executable", "image", ref)
+		return d.eng.BuildSelfImage(ctx, ref, exe)
 	}
 	d.log.Info("pulling image", "image", ref)
 	if err := d.eng.PullImage(ctx, ref); err != nil {

@@ -469,9 +469,8 @@ func (n *Node) nodeAgent() (nodeagent.Config, bool) {
 }
 
 // lbRuntime is how this node runs load balancers: an image of its own
-// executable, tagged by the executable's digest (built in the background
-// at start; an instance assigned before it exists waits for it as for a
-// pull), and its API as containers reach it.
+// executable, tagged by the executable's digest (the agent builds it the
+// first time an instance needs it), and its API as containers reach it.
 func (n *Node) lbRuntime() nodeagent.LBRuntime {
 	api := "https://" + net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(n.cfg.APIPort))
 	exe, err := os.Executable()
@@ -484,14 +483,8 @@ func (n *Node) lbRuntime() nodeagent.LBRuntime {
 		n.log.Warn("no load balancers on this node: cannot read this executable", "err", err)
 		return nodeagent.LBRuntime{API: api}
 	}
-	tag := "kontena/lb-self:" + sum[:12]
-	if n.eng != nil && n.cfg.Runtime == nil {
-		go func() {
-			if err := n.eng.BuildSelfImage(context.Background(), tag, exe); err != nil {
-				n.log.Warn("no load balancers on this node: cannot build their image", "image", tag, "err", err)
-			}
-		}()
-	}
+	// The agent builds the image when an instance first needs it.
+	tag := agent.SelfImagePrefix + sum[:12]
 	return nodeagent.LBRuntime{Image: tag, API: api}
 }
 
