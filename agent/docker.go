@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"strconv"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
