@@ -31,6 +31,8 @@ const (
 	// container can be stopped properly even when its spec is gone (scale
 	// down, service removed) or has changed (the old revision's hooks apply).
 	LabelPreStop = "io.kontena.hooks.pre_stop"
+	// LabelDrain is how long (ms) the container runs on once it is to stop.
+	LabelDrain = "io.kontena.drain_ms"
 	// LabelRestart is the restart generation a container was created at: a
 	// new container has reached every restart asked for before it.
 	LabelRestart = "io.kontena.service.restart_gen"
@@ -53,6 +55,9 @@ func containerLabels(s ContainerSpec, oneshotDone []string) map[string]string {
 		if b, err := json.Marshal(hooks); err == nil {
 			l[LabelPreStop] = string(b)
 		}
+	}
+	if s.Drain > 0 {
+		l[LabelDrain] = strconv.FormatInt(s.Drain.Milliseconds(), 10)
 	}
 	if len(oneshotDone) > 0 {
 		l[LabelOneshotDone] = strings.Join(oneshotDone, ",")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -91,6 +92,14 @@ func (a *Agent) stopWithHooks(ctx context.Context, c Container) error {
 			code, out, err := a.rt.Exec(hctx, c.ID, []string{"/bin/sh", "-c", h.Cmd})
 			if err := hookErr(ContainerSpec{Name: instanceName(c)}, "pre_stop", h, code, out, err); err != nil {
 				a.log.Warn("pre_stop hook failed; stopping anyway", "container", c.Name, "err", err)
+			}
+		}
+		// A load balancer's backend drains: the load balancers stop routing
+		// to it (its instance left the state) before it stops.
+		if ms, err := strconv.ParseInt(c.Labels[LabelDrain], 10, 64); err == nil && ms > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(min(time.Duration(ms)*time.Millisecond, 30*time.Second)):
 			}
 		}
 	}

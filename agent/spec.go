@@ -52,6 +52,10 @@ type ContainerSpec struct {
 
 	StopSignal string        // "" = image default (SIGTERM)
 	StopGrace  time.Duration // 0 = 10s, as Kontena's stop_grace_period default
+	// Drain is how long a container keeps running after it is told to
+	// stop, before its stop signal: a load balancer routes to it until it
+	// learns the instance left, and its requests in flight finish.
+	Drain time.Duration
 
 	Hooks       Hooks
 	HealthCheck *HealthCheck

@@ -13,6 +13,7 @@ import (
 	"sort"
 
 	"github.com/kontena-ng/kontena/fsm"
+	"github.com/kontena-ng/kontena/stack"
 )
 
 // AssignmentTables are the tables a node's assignments are built from: a
@@ -58,6 +59,7 @@ func NodeAssignments(v *fsm.View, nodeID string) (Assignments, error) {
 			}
 		}
 		a.Drained = node.Availability == fsm.AvailabilityDrain && svc.Spec.Stateful
+		a.Routed = linksToLB(v, svc)
 		out.Items = append(out.Items, a)
 	}
 	sort.Slice(out.Items, func(i, j int) bool { return out.Items[i].Instance.ID < out.Items[j].Instance.ID })
@@ -174,4 +176,18 @@ func joinSecret(m map[string]string, name string, value []byte) map[string]strin
 		m[name] = string(value)
 	}
 	return m
+}
+
+// linksToLB tells whether a service is linked to a load balancer.
+func linksToLB(v *fsm.View, svc *fsm.Service) bool {
+	for _, l := range svc.Spec.Links {
+		st := l.Stack
+		if st == "" {
+			st = svc.Stack
+		}
+		if target, err := v.Service(st + "/" + l.Service); err == nil && stack.IsLB(&target.Spec) {
+			return true
+		}
+	}
+	return false
 }

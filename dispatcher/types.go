@@ -69,6 +69,10 @@ type Assignment struct {
 	// instance stays (its data is here) but its container is stopped
 	// until the node is active again.
 	Drained bool `json:"drained,omitempty"`
+	// Routed: the service is linked to a load balancer; its containers
+	// drain before they stop (the load balancers stop routing to them
+	// first).
+	Routed bool `json:"routed,omitempty"`
 	// SecretEnv are the service's vault secrets of type env, opened by
 	// the voter that answers, by environment variable (several secrets on
 	// one name joined by a newline, as Kontena bundled SSL_CERTS). Only the

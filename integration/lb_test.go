@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -122,6 +124,60 @@ func TestLoadBalancer(t *testing.T) {
 	if len(seen) != 2 {
 		t.Errorf("web-a's two instances through the load balancer: %v", seen)
 	}
+
+	t.Run("routing changes reach the load balancers and lose no request", func(t *testing.T) {
+		var mu sync.Mutex
+		var failures []string
+		var done atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range 4 {
+			ip := tg.nodes[[]string{"w1", "w2"}[i%2]].IP()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					code, body, err := lbGet(ctx, ip, "a.test", "/")
+					if err != nil || code != 200 || !strings.HasPrefix(body, "site a") {
+						mu.Lock()
+						failures = append(failures, fmt.Sprintf("%s: %d %q %v", ip, code, body, err))
+						mu.Unlock()
+					}
+					done.Add(1)
+					time.Sleep(5 * time.Millisecond)
+				}
+			}()
+		}
+		distinct := func(n int) time.Duration {
+			start := time.Now()
+			seen := map[string]bool{}
+			for time.Since(start) < 30*time.Second && len(seen) < n {
+				if _, body, err := lbGet(ctx, tg.nodes["w1"].IP(), "a.test", "/"); err == nil {
+					seen[body] = true
+				}
+			}
+			if len(seen) < n {
+				t.Errorf("the load balancer reached %d instances of web-a, want %d", len(seen), n)
+			}
+			return time.Since(start)
+		}
+		tg.mustCLI(ctx, "service", "scale", "lbt/web-a", "6")
+		t.Logf("MEASURED scale 2 -> 6: the load balancer reached all 6 instances %s after the deploy returned", distinct(6).Round(time.Millisecond))
+		tg.mustCLI(ctx, "service", "scale", "lbt/web-a", "2")
+		tg.mustCLI(ctx, "service", "deploy", "--force", "lbt/web-a")
+		distinct(2)
+		close(stop)
+		wg.Wait()
+		t.Logf("MEASURED %d requests while web-a scaled 2 -> 6 -> 2 and was redeployed: %d failed", done.Load(), len(failures))
+		if len(failures) > 0 {
+			t.Errorf("%d requests failed, first: %v", len(failures), failures[:min(5, len(failures))])
+		}
+	})
 
 	// The backends run on the workers (the master's own containers would
 	// lose the overlay with its process: WireGuard runs in it here).

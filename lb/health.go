@@ -15,8 +15,11 @@ import (
 // backend is in the routing.
 
 const (
-	checkEvery   = time.Second
-	checkTimeout = time.Second
+	checkEvery = time.Second
+	// checkNewEvery: a backend that never passed is checked this often,
+	// so a new instance gets traffic as soon as it answers.
+	checkNewEvery = 100 * time.Millisecond
+	checkTimeout  = time.Second
 )
 
 type checker struct {
@@ -45,8 +48,7 @@ func (c *checker) watch(ctx context.Context, b *backend, path string, onChange f
 	ctx, cancel := context.WithCancel(ctx)
 	c.cancel[b] = cancel
 	go func() {
-		t := time.NewTicker(checkEvery)
-		defer t.Stop()
+		passed := false
 		for {
 			start := time.Now().UnixNano()
 			ok, why := c.check(ctx, b, path)
@@ -61,10 +63,15 @@ func (c *checker) watch(ctx context.Context, b *backend, path string, onChange f
 				b.up.Store(ok)
 				onChange(b, ok, why)
 			}
+			passed = passed || ok
+			every := checkEvery
+			if !passed {
+				every = checkNewEvery
+			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-time.After(every):
 			}
 		}
 	}()

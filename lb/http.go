@@ -75,7 +75,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			a.sticky = ck.Value
 		}
 	}
-	b := rt.pool.pick(a.client, a.sticky, nil)
+	b := rt.pool.wait(r.Context(), a.client, a.sticky)
 	if b == nil {
 		http.Error(w, "no instance of "+rt.svc.Name+" can answer", http.StatusServiceUnavailable)
 		return
@@ -183,7 +183,7 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 			b.served.Add(1)
 			return resp, nil
 		}
-		if !notSent(err) || (req.Body != nil && req.Body != http.NoBody && req.GetBody == nil) {
+		if !retryable(req, err) {
 			b.failed.Add(1)
 			return nil, err
 		}
@@ -202,6 +202,25 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		req = out
 	}
+}
+
+// retryable: the request may go to another backend. One that never
+// reached the backend may (its connection failed); an idempotent one
+// without a body may too when the backend gave no answer (it died with
+// the request in flight, as HAProxy's retry-on empty-response).
+func retryable(req *http.Request, err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if notSent(err) {
+		return !hasBody || req.GetBody != nil
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return !hasBody
+	}
+	return false
 }
 
 // notSent: the request never reached the backend (the connection failed).

@@ -1,9 +1,11 @@
 package lb
 
 import (
+	"context"
 	"hash/fnv"
 	"net"
 	"sync/atomic"
+	"time"
 )
 
 // backend is one instance as the load balancer sees it. The same backend
@@ -62,6 +64,33 @@ func (p *pool) pick(client string, sticky string, skip []*backend) *backend {
 		return up[int(h.Sum32()%uint32(len(up)))]
 	}
 	return up[int(p.next.Add(1)%uint64(len(up)))]
+}
+
+// queueFor is how long a request waits for a backend when none is
+// healthy (an instance being replaced, a new one not checked yet), as
+// HAProxy queues, before it is answered 503.
+const queueFor = 3 * time.Second
+
+// wait picks a backend, waiting up to queueFor for one to be healthy.
+func (p *pool) wait(ctx context.Context, client, sticky string) *backend {
+	if b := p.pick(client, sticky, nil); b != nil || len(p.backends) == 0 {
+		return b
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.After(queueFor)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-deadline:
+			return nil
+		case <-t.C:
+			if b := p.pick(client, sticky, nil); b != nil {
+				return b
+			}
+		}
+	}
 }
 
 func contains(bs []*backend, b *backend) bool {

@@ -42,6 +42,9 @@ func (s *Server) handleTCP(ctx context.Context, port int, c net.Conn) {
 	var tried []*backend
 	for {
 		b := rt.pool.pick(c.RemoteAddr().String(), "", tried)
+		if b == nil && len(tried) == 0 {
+			b = rt.pool.wait(ctx, c.RemoteAddr().String(), "")
+		}
 		if b == nil {
 			return
 		}

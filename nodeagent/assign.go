@@ -84,9 +84,16 @@ func containerSpec(a api.Assignment) agent.ContainerSpec {
 			Timeout: time.Duration(hc.Timeout) * time.Second, Interval: time.Duration(hc.Interval) * time.Second,
 			InitialDelay: time.Duration(hc.InitialDelay) * time.Second}
 	}
+	if a.Routed {
+		spec.Drain = lbDrain
+	}
 	lifecycleSpec(&spec, a)
 	return spec
 }
+
+// lbDrain: the load balancers learn an instance left within milliseconds
+// (a blocking query); two seconds also lets their requests in flight end.
+const lbDrain = 2 * time.Second
 
 // engineContainer is the engine name of the container a volumes_from or
 // network_mode container: reference names: "db-%s" in stack shop is
