@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -134,7 +135,10 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 			}
 		},
 		Transport:     &retrier{s: s},
-		FlushInterval: -1, // stream: server-sent events and long polls pass at once
+		BufferPool:    &bufPool{},
+		// Streaming answers (no length, event streams) are flushed at once
+		// by ReverseProxy itself; others go out when the handler ends.
+		FlushInterval: 0,
 		ModifyResponse: func(resp *http.Response) error {
 			a := resp.Request.Context().Value(keyAttempt).(*attempt)
 			svc := &a.route.svc
@@ -249,3 +253,16 @@ func newUpstream(responseTimeout time.Duration) *http.Transport {
 		ForceAttemptHTTP2:     false,
 	}
 }
+
+// bufPool lends the buffers bodies are copied through (ReverseProxy
+// would allocate 32 KB per request).
+type bufPool struct{ p sync.Pool }
+
+func (b *bufPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufPool) Put(buf []byte) { b.p.Put(&buf) }
