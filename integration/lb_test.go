@@ -2,9 +2,18 @@ package integration
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,19 +30,33 @@ services:
     image: kontena/lb:latest
     ports:
       - 80:80
+      - 443:443
+      - 7000:7000
     deploy:
       strategy: daemon
+    secrets:
+      - secret: lbt-cert-a
+        name: SSL_CERTS
+        type: env
+      - secret: lbt-cert-b
+        name: SSL_CERTS
+        type: env
   web-a:
     image: kontena-demo-busybox:latest
     instances: 2
     stop_signal: SIGKILL
-    command: sh -c 'mkdir -p /www && echo "site a $$HOSTNAME" > /www/index.html && exec httpd -f -p 8080 -h /www'
+    command: sh -c 'mkdir -p /www && echo "site a $$HOSTNAME" > /www/index.html && echo ok > /www/health.html && exec httpd -f -p 8080 -h /www'
     affinity: ["node!=v1"]
+    health_check:
+      protocol: http
+      port: 8080
+      uri: /health.html
     links:
       - lb
     environment:
       KONTENA_LB_VIRTUAL_HOSTS: a.test,*.a.test
       KONTENA_LB_INTERNAL_PORT: "8080"
+      KONTENA_LB_COOKIE: ""
   web-b:
     image: kontena-demo-busybox:latest
     instances: 1
@@ -45,6 +68,13 @@ services:
     environment:
       KONTENA_LB_VIRTUAL_HOSTS: b.test
       KONTENA_LB_INTERNAL_PORT: "8080"
+      KONTENA_LB_CUSTOM_SETTINGS: |
+        http-response set-header X-Site b
+        acl is_old path_beg /old
+    secrets:
+      - secret: lbt-auth
+        name: KONTENA_LB_BASIC_AUTH_SECRETS
+        type: env
   api:
     image: kontena-demo-busybox:latest
     instances: 1
@@ -57,6 +87,18 @@ services:
       KONTENA_LB_VIRTUAL_HOSTS: a.test
       KONTENA_LB_VIRTUAL_PATH: /api
       KONTENA_LB_INTERNAL_PORT: "8080"
+  raw:
+    image: kontena-demo-busybox:latest
+    instances: 1
+    stop_signal: SIGKILL
+    command: sh -c 'mkdir -p /www && echo "raw tcp" > /www/index.html && exec httpd -f -p 9000 -h /www'
+    affinity: ["node!=v1"]
+    links:
+      - lb
+    environment:
+      KONTENA_LB_MODE: tcp
+      KONTENA_LB_EXTERNAL_PORT: "7000"
+      KONTENA_LB_INTERNAL_PORT: "9000"
 `
 
 // lbGet asks the load balancer on ip for path with a Host header.
@@ -65,6 +107,9 @@ func lbGet(ctx context.Context, ip, host, path string) (int, string, error) {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ip+path, nil)
 	req.Host = host
+	if host == "b.test" {
+		req.SetBasicAuth("ann", "s3cret")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, "", err
@@ -84,10 +129,21 @@ func TestLoadBalancer(t *testing.T) {
 	defer cancel()
 	tg := newDockerGrid(ctx, t, "lbg", "v1", "w1", "w2")
 	tg.start(ctx, nil, nil)
-	file := filepath.Join(t.TempDir(), "kontena.yml")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "kontena.yml")
 	must(t, os.WriteFile(file, []byte(lbStack), 0o644))
-	if out := tg.mustCLI(ctx, "stack", "install", file, "--timeout", "4m"); !strings.Contains(out, "Deployed.") {
-		t.Fatalf("install:\n%s", out)
+	for _, h := range []string{"a", "b"} {
+		p := filepath.Join(dir, h+".pem")
+		must(t, os.WriteFile(p, []byte(selfSignedPEM(t, h+".test")), 0o600))
+		tg.mustCLI(ctx, "vault", "write", "lbt-cert-"+h, "--file", p)
+	}
+	tg.mustCLI(ctx, "vault", "write", "lbt-auth", "user ann insecure-password s3cret")
+	out, errOut, code := tg.cli(ctx, "stack", "install", file, "--timeout", "4m")
+	if code != 0 || !strings.Contains(out, "Deployed.") {
+		t.Fatalf("install: %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, `"acl is_old path_beg /old" is not understood`) {
+		t.Errorf("install does not warn about the custom setting it ignores:\n%s", errOut)
 	}
 	cases := []struct{ host, path, want string }{
 		{"a.test", "/", "site a"},
@@ -124,6 +180,86 @@ func TestLoadBalancer(t *testing.T) {
 	if len(seen) != 2 {
 		t.Errorf("web-a's two instances through the load balancer: %v", seen)
 	}
+	w1 := tg.nodes["w1"].IP()
+
+	t.Run("TLS picks the certificate by SNI and negotiates HTTP/2", func(t *testing.T) {
+		for _, host := range []string{"a.test", "b.test"} {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: host, InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+w1+"/", nil)
+			req.Host = host
+			req.SetBasicAuth("ann", "s3cret")
+			var resp *http.Response
+			eventually(t, 30*time.Second, "https "+host, func() (err error) {
+				resp, err = (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+				return err
+			})
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if cn := resp.TLS.PeerCertificates[0].Subject.CommonName; cn != host || resp.ProtoMajor != 2 || !strings.Contains(string(body), "site") {
+				t.Errorf("https %s: certificate of %s, %s, %q", host, cn, resp.Proto, body)
+			}
+		}
+	})
+	t.Run("basic auth, a custom header, sticky sessions, TCP mode", func(t *testing.T) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w1+"/", nil)
+		req.Host = "b.test"
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Errorf("b.test without credentials: %d", resp.StatusCode)
+		}
+		req.SetBasicAuth("ann", "s3cret")
+		resp, err = http.DefaultClient.Do(req)
+		must(t, err)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Site") != "b" {
+			t.Errorf("b.test with credentials: %d, X-Site %q", resp.StatusCode, resp.Header.Get("X-Site"))
+		}
+		jar, _ := cookiejar.New(nil)
+		sticky := &http.Client{Jar: jar, Timeout: 5 * time.Second}
+		first := ""
+		for i := range 8 {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w1+"/", nil)
+			req.Host = "a.test"
+			resp, err := sticky.Do(req)
+			must(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if i == 0 {
+				first = string(body)
+			} else if string(body) != first {
+				t.Fatalf("the sticky cookie did not keep the session: %q then %q", first, body)
+			}
+		}
+		resp, err = http.Get("http://" + w1 + ":7000/")
+		must(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), "raw tcp") {
+			t.Errorf("TCP mode on port 7000: %q", body)
+		}
+	})
+	t.Run("a backend made unhealthy gets no more requests", func(t *testing.T) {
+		victim := ""
+		for _, n := range []string{"w1", "w2"} {
+			if _, _, code, err := tg.nodes[n].Exec(ctx, "docker", "exec", "lbt.web-a-1", "busybox", "rm", "/www/health.html"); err == nil && code == 0 {
+				victim = n
+			}
+		}
+		if victim == "" {
+			t.Fatal("lbt.web-a-1 is on no worker")
+		}
+		hostOf := strings.TrimSpace(execIn(ctx, t, tg.nodes[victim], "lbt.web-a-1", "sh", "-c", "echo $HOSTNAME"))
+		time.Sleep(2 * time.Second) // its next checks fail
+		for range 20 {
+			_, body, err := lbGet(ctx, w1, "a.test", "/")
+			if err != nil || strings.Contains(body, hostOf) {
+				t.Fatalf("the unhealthy instance %s still answers: %q %v", hostOf, body, err)
+			}
+		}
+		execIn(ctx, t, tg.nodes[victim], "lbt.web-a-1", "sh", "-c", "echo ok > /www/health.html")
+	})
 
 	t.Run("routing changes reach the load balancers and lose no request", func(t *testing.T) {
 		var mu sync.Mutex
@@ -193,4 +329,19 @@ func TestLoadBalancer(t *testing.T) {
 			}
 		}
 	})
+}
+
+// selfSignedPEM is a certificate and key bundle for host, as SSL_CERTS
+// holds them.
+func selfSignedPEM(t *testing.T, host string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: host},
+		DNSNames: []string{host}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	must(t, err)
+	kd, err := x509.MarshalECPrivateKey(key)
+	must(t, err)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})) + string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
 }
