@@ -67,6 +67,7 @@ func TestImportRules(t *testing.T) {
 		{"leader", []string{nethttp, module + "/agent"}, "the leader decides through the state; node calls go through its Caller"},
 		{"pki", []string{nethttp, raft, apiPkg, module + "/fsm"}, "the CA is a leaf"},
 		{"vault", []string{nethttp, raft, apiPkg}, "sealing is a leaf"},
+		{"lb", []string{raft, apiPkg, module + "/fsm", module + "/httpapi", module + "/dispatcher", module + "/stack"}, "the load balancer serves a Config and knows nothing of the grid"},
 	}
 	for _, f := range forbidden {
 		p, ok := pkgs[f.pkg]
