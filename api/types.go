@@ -361,3 +361,22 @@ type WhoAmI struct {
 	Token  string   `json:"token,omitempty"`
 	Node   string   `json:"node,omitempty"`
 }
+
+// CertificateImportRequest brings a certificate of one's own.
+type CertificateImportRequest struct {
+	CertPEM  string `json:"cert_pem"`
+	ChainPEM string `json:"chain_pem,omitempty"`
+	KeyPEM   string `json:"key_pem"`
+}
+
+// CertificateInfo is a certificate as listed (its chain on show, its key
+// only on export).
+type CertificateInfo struct {
+	Subject   string    `json:"subject"`
+	AltNames  []string  `json:"alt_names,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Source    string    `json:"source,omitempty"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	CertPEM   string    `json:"cert_pem,omitempty"`
+	KeyPEM    string    `json:"key_pem,omitempty"`
+}

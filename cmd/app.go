@@ -82,6 +82,7 @@ machine whose CLI config holds a token ('kontena grid login').`,
 			statsCommand("stats", "CPU, memory and network use of every container (or of --stack, --service, NAME...)"),
 			vpnCommand(),
 			lbCommand(),
+			certificateCommand(),
 			auditLogCommand(),
 			{
 				Name:  "whoami",

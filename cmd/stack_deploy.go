@@ -97,9 +97,6 @@ func loadStack(c *cli.Context, s *session, file, name string, base map[string]an
 func unsupportedWarnings(st *stack.Stack) []string {
 	var out []string
 	for _, svc := range st.Services {
-		if len(svc.Certificates) > 0 {
-			out = append(out, fmt.Sprintf("service %s: its %d certificates are not injected: this grid has no certificate store yet (give them as vault secrets named SSL_CERTS for now)", svc.Name, len(svc.Certificates)))
-		}
 		if svc.Build != nil {
 			out = append(out, fmt.Sprintf("service %s: build is not run by the grid: image %q must be on the nodes or in a registry they reach", svc.Name, svc.Image))
 		}

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/kontena-ng/kontena/api"
 	"github.com/kontena-ng/kontena/fsm"
@@ -61,10 +62,17 @@ func (g gridResolver) Services(ctx context.Context) ([]stack.GridService, error)
 	return out, nil
 }
 
-// Certificates: the grid keeps no certificates yet, so the resolver gives
-// no value (as offline) rather than an empty choice.
-func (g gridResolver) Certificates(context.Context) ([]string, error) {
-	return nil, stack.ErrNeedsGrid
+// Certificates are the subjects of the grid's certificates.
+func (g gridResolver) Certificates(ctx context.Context) ([]string, error) {
+	var certs []api.CertificateInfo
+	if _, err := g.api.Do(ctx, http.MethodGet, "/v1/certificates", nil, &certs); err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(certs))
+	for _, c := range certs {
+		out = append(out, c.Subject)
+	}
+	return out, nil
 }
 
 // readOnlyGrid is the grid as `stack validate --online` sees it: resolvers

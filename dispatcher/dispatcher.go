@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/stack"
@@ -158,11 +159,30 @@ func WithSecrets(v *fsm.View, as *Assignments, open Opener) error {
 			}
 		}
 	}
+	for i := range as.Items {
+		a := &as.Items[i]
+		for _, ref := range a.Service.Certificates {
+			cert, err := v.Certificate(ref.Subject)
+			if err != nil {
+				missing = append(missing, "certificate "+ref.Subject)
+				continue
+			}
+			key, err := open(CertificateKeyName(ref.Subject), cert.KeySealed)
+			if err != nil {
+				return fmt.Errorf("open the key of certificate %s: %w", ref.Subject, err)
+			}
+			a.SecretEnv = joinSecret(a.SecretEnv, ref.Name, []byte(strings.TrimRight(cert.CertPEM, "\n")+"\n"+string(key)))
+		}
+	}
 	if len(missing) > 0 {
 		return fmt.Errorf("secrets not in the vault: %v: %w", missing, fsm.ErrNotFound)
 	}
 	return nil
 }
+
+// CertificateKeyName is the name a certificate's private key is sealed
+// under (no vault secret can have it: it starts with a NUL).
+func CertificateKeyName(subject string) string { return "\x00certificate/" + subject }
 
 // joinSecret adds value under name, after a newline if name has one
 // already (how Kontena bundled certificates into SSL_CERTS).

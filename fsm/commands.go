@@ -49,7 +49,7 @@ type Command interface {
 // commands are the prototypes of every command, by domain. A new domain
 // file adds its list here; a new command of a domain goes in its list.
 var commands = [...][]Command{gridCommands, nodeCommands, tokenCommands, stackCommands, secretCommands,
-	serviceCommands, instanceCommands, overlayCommands, auditCommands}
+	serviceCommands, instanceCommands, overlayCommands, auditCommands, certificateCommands}
 
 // prototype is the (nil) prototype of message type t, or nil.
 func prototype(t MsgType) Command {

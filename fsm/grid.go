@@ -89,6 +89,8 @@ type MasterKeyRotate struct {
 	JoinTokenSealed []byte              `json:"join_token_sealed"`
 	// OIDCSecretSealed is the single sign-on client secret re-sealed.
 	OIDCSecretSealed []byte `json:"oidc_secret_sealed,omitempty"`
+	// Certificates are the certificates' private keys re-sealed.
+	Certificates map[string]Resealed `json:"certificates,omitempty"`
 }
 
 // Resealed is one secret under the new key, with the index of the version
@@ -133,6 +135,24 @@ func (c *MasterKeyRotate) apply(a *applier) (any, error) {
 		cp := *s
 		cp.Sealed = r.Sealed // ModifyIndex stays: the value did not change
 		if err := a.txn.Insert(TableSecrets, &cp); err != nil {
+			return nil, err
+		}
+	}
+	certs, err := list[*Certificate](a.txn, TableCertificates)
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) != len(c.Certificates) {
+		return nil, fmt.Errorf("rotation re-sealed %d certificate keys, the grid holds %d (stored meanwhile): retry: %w", len(c.Certificates), len(certs), ErrConflict)
+	}
+	for _, cert := range certs {
+		r, ok := c.Certificates[cert.Subject]
+		if !ok || r.Index != cert.ModifyIndex || len(r.Sealed) == 0 || len(r.Sealed) > MaxCertificatePEM {
+			return nil, fmt.Errorf("rotation did not re-seal the key of certificate %s as it is now: retry: %w", cert.Subject, ErrConflict)
+		}
+		cp := *cert
+		cp.KeySealed = r.Sealed
+		if err := a.txn.Insert(TableCertificates, &cp); err != nil {
 			return nil, err
 		}
 	}

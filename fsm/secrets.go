@@ -35,9 +35,13 @@ type Secret struct {
 type Certificate struct {
 	Subject   string    `json:"subject"`
 	AltNames  []string  `json:"alt_names,omitempty"`
-	CertPEM   string    `json:"cert_pem"`
+	CertPEM   string    `json:"cert_pem"` // the certificate and its chain
 	KeySealed []byte    `json:"key_sealed"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Source is how it came: import, or acme.
+	Source      string    `json:"source,omitempty"`
+	UpdatedAt   time.Time `json:"updated_at,omitzero"`
+	ModifyIndex uint64    `json:"modify_index,omitempty"`
 }
 
 // Vault command numbers (persisted: never renumber).

@@ -297,6 +297,11 @@ func TestAdmissionTable(t *testing.T) {
 		"PUT /v1/vault/{name...}":                     dev,
 		"DELETE /v1/vault/{name...}":                  dev,
 		"GET /v1/lb/{stack}/{service}/routing":        lbRoute,
+		"GET /v1/certificates":                        read,
+		"POST /v1/certificates":                       admin,
+		"GET /v1/certificates/{subject}":              read,
+		"GET /v1/certificates/{subject}/export":       admin,
+		"DELETE /v1/certificates/{subject}":           admin,
 		"GET /v1/vpn":                                 admin,
 		"POST /v1/vpn":                                admin,
 		"DELETE /v1/vpn/{name}":                       admin,
@@ -359,7 +364,7 @@ func TestAdmissionTable(t *testing.T) {
 			t.Errorf("route %s has no row in the admission table: declare who may call it", key)
 			continue
 		}
-		path := strings.NewReplacer("{name...}", "db/password", "{name}", "w1", "{stack}", "s", "{service}", "x", "{id}", "tok").Replace(rt.pattern)
+		path := strings.NewReplacer("{name...}", "db/password", "{name}", "w1", "{stack}", "s", "{service}", "x", "{id}", "tok", "{subject}", "shop.test").Replace(rt.pattern)
 		for i, c := range callers {
 			req, _ := http.NewRequest(rt.method, srv.URL+path, strings.NewReader("{}"))
 			if c.token != "" {

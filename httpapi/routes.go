@@ -85,6 +85,11 @@ func (n *Server) routes() []route {
 		{method: "GET", pattern: "/v1/vault/{name...}", allow: admin, at: atLeader, h: n.readSecret},
 		{method: "PUT", pattern: "/v1/vault/{name...}", allow: dev, at: atLeader, h: n.writeSecret},
 		{method: "DELETE", pattern: "/v1/vault/{name...}", allow: dev, at: atLeader, h: n.removeSecret},
+		{method: "GET", pattern: "/v1/certificates", allow: read, h: n.listCertificates},
+		{method: "POST", pattern: "/v1/certificates", allow: admin, at: atLeader, h: n.importCertificate},
+		{method: "GET", pattern: "/v1/certificates/{subject}", allow: read, h: n.getCertificate},
+		{method: "GET", pattern: "/v1/certificates/{subject}/export", allow: admin, at: atLeader, h: n.exportCertificate},
+		{method: "DELETE", pattern: "/v1/certificates/{subject}", allow: admin, at: atLeader, h: n.removeCertificate},
 		// A load balancer's routing: its own token, or a grid admin.
 		{method: "GET", pattern: "/v1/lb/{stack}/{service}/routing", allow: allowLB | admin, stack: "service", h: n.getLBRouting},
 		{method: "GET", pattern: "/v1/vpn", allow: admin, h: n.listVPN},

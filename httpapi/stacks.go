@@ -247,7 +247,7 @@ func (n *Server) nodeAssignments(view *fsm.View, nodeID string) (*dispatcher.Ass
 // needsSecrets tells whether any assignment injects a vault secret.
 func needsSecrets(as *dispatcher.Assignments) bool {
 	for i := range as.Items {
-		if len(as.Items[i].Service.Secrets) > 0 {
+		if len(as.Items[i].Service.Secrets) > 0 || len(as.Items[i].Service.Certificates) > 0 {
 			return true
 		}
 	}
@@ -335,6 +335,11 @@ func (n *Server) checkSecrets(req *api.StackInstallRequest) error {
 		for _, ref := range svc.Secrets {
 			if _, err := v.Secret(ref.Secret); err != nil {
 				missing = append(missing, svc.Name+": "+ref.Secret)
+			}
+		}
+		for _, ref := range svc.Certificates {
+			if _, err := v.Certificate(ref.Subject); err != nil {
+				missing = append(missing, svc.Name+": certificate "+ref.Subject+" (kontena certificate import)")
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kontena-ng/kontena/api"
+	"github.com/kontena-ng/kontena/dispatcher"
 	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/vault"
 )
@@ -173,6 +174,19 @@ func (n *Server) rotateMasterKey(w http.ResponseWriter, r *http.Request, p *prin
 		if cmd.OIDCSecretSealed, err = reseal(keys.Seal, newSeal, g.OIDC.ClientSecretSealed, oidcClientSecretContext); err != nil {
 			return fmt.Errorf("single sign-on client secret: %w", err)
 		}
+	}
+	certs, err := v.Certificates()
+	if err != nil {
+		return err
+	}
+	cmd.Certificates = map[string]fsm.Resealed{}
+	for _, c := range certs {
+		name := dispatcher.CertificateKeyName(c.Subject)
+		sealed, err := reseal(keys.Seal, newSeal, c.KeySealed, sealSecret(name))
+		if err != nil {
+			return fmt.Errorf("certificate %s: %w", c.Subject, err)
+		}
+		cmd.Certificates[c.Subject] = fsm.Resealed{Sealed: sealed, Index: c.ModifyIndex}
 	}
 	all, err := v.Secrets()
 	if err != nil {
