@@ -134,8 +134,8 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 				}
 			}
 		},
-		Transport:     &retrier{s: s},
-		BufferPool:    &bufPool{},
+		Transport:  &retrier{s: s},
+		BufferPool: &bufPool{},
 		// Streaming answers (no length, event streams) are flushed at once
 		// by ReverseProxy itself; others go out when the handler ends.
 		FlushInterval: 0,
