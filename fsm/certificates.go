@@ -101,7 +101,11 @@ func (c *CertificateRemove) apply(a *applier) (any, error) {
 		return nil, err
 	}
 	if len(users) > 0 && !c.Force {
-		return nil, fmt.Errorf("certificate %s is used by %v: remove it from their stacks first, or force: %w", c.Subject, users, ErrConflict)
+		var ids []string
+		for _, u := range users {
+			ids = append(ids, u.ID)
+		}
+		return nil, fmt.Errorf("certificate %s is used by %v: remove it from their stacks first, or force: %w", c.Subject, ids, ErrConflict)
 	}
 	if err := a.txn.Delete(TableCertificates, raw); err != nil {
 		return nil, err
@@ -134,16 +138,16 @@ func (c *CertificateRead) apply(a *applier) (any, error) {
 	return raw, nil
 }
 
-// certificateUsers are the IDs of the services that inject subject.
-func certificateUsers(a *applier, subject string) ([]string, error) {
+// certificateUsers are the services that inject subject.
+func certificateUsers(a *applier, subject string) ([]*Service, error) {
 	all, err := list[*Service](a.txn, TableServices)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	var out []*Service
 	for _, svc := range all {
 		if slices.ContainsFunc(svc.Spec.Certificates, func(c stack.Certificate) bool { return c.Subject == subject }) {
-			out = append(out, svc.ID)
+			out = append(out, svc)
 		}
 	}
 	return out, nil
@@ -152,31 +156,11 @@ func certificateUsers(a *applier, subject string) ([]string, error) {
 // rollCertificateUsers redeploys, rolling, the services that inject
 // subject: their new containers get the certificate as it is now.
 func (a *applier) rollCertificateUsers(subject, why string) ([]string, error) {
-	ids, err := certificateUsers(a, subject)
+	users, err := certificateUsers(a, subject)
 	if err != nil {
 		return nil, err
 	}
-	var rolled []string
-	for _, id := range ids {
-		raw, _ := a.txn.First(TableServices, "id", id)
-		if raw == nil || raw.(*Service).Undeployed {
-			continue
-		}
-		svc := *raw.(*Service)
-		svc.Revision++
-		svc.ModifyIndex = a.index
-		if err := a.startDeploy(&svc, ReasonSecret); err != nil {
-			return nil, err
-		}
-		if err := a.txn.Insert(TableServices, &svc); err != nil {
-			return nil, err
-		}
-		if err := a.event("service.certificate", serviceResource(svc.ID), fmt.Sprintf("%s redeploys, rolling: certificate %s %s", svc.ID, subject, why)); err != nil {
-			return nil, err
-		}
-		rolled = append(rolled, svc.ID)
-	}
-	return rolled, nil
+	return a.rollServices(users, "service.certificate", "certificate "+subject+" "+why)
 }
 
 // Certificate finds a certificate by subject.

@@ -9,7 +9,10 @@
 package fsm
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -91,6 +94,22 @@ type MasterKeyRotate struct {
 	OIDCSecretSealed []byte `json:"oidc_secret_sealed,omitempty"`
 	// Certificates are the certificates' private keys re-sealed.
 	Certificates map[string]Resealed `json:"certificates,omitempty"`
+	// IdPRefresh are single sign-on logins' provider refresh tokens
+	// re-sealed, by token ID; Was is the SHA-256 of the sealed value the
+	// leader re-sealed (one renewed meanwhile keeps its own).
+	IdPRefresh map[string]ResealedToken `json:"idp_refresh,omitempty"`
+}
+
+// ResealedToken is a provider refresh token under the new key.
+type ResealedToken struct {
+	Sealed []byte `json:"sealed"`
+	Was    string `json:"was"`
+}
+
+// SealedDigest names a sealed value (ResealedToken.Was).
+func SealedDigest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // Resealed is one secret under the new key, with the index of the version
@@ -153,6 +172,18 @@ func (c *MasterKeyRotate) apply(a *applier) (any, error) {
 		cp := *cert
 		cp.KeySealed = r.Sealed
 		if err := a.txn.Insert(TableCertificates, &cp); err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.IdPRefresh)) {
+		raw, _ := a.txn.First(TableTokens, "id", id)
+		r := c.IdPRefresh[id]
+		if raw == nil || SealedDigest(raw.(*Token).IdPRefresh) != r.Was || len(r.Sealed) == 0 {
+			continue // revoked, expired or renewed meanwhile
+		}
+		t := *raw.(*Token)
+		t.IdPRefresh = r.Sealed
+		if err := a.txn.Insert(TableTokens, &t); err != nil {
 			return nil, err
 		}
 	}

@@ -161,6 +161,13 @@ func (a *applier) rollSecretUsers(name, why string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.rollServices(users, "service.secret", "secret "+name+" "+why)
+}
+
+// rollServices gives each deployed service of users a new revision with a
+// deploy of reason secret (a rolling replacement) and an event of type typ
+// saying why; it returns their IDs.
+func (a *applier) rollServices(users []*Service, typ, why string) ([]string, error) {
 	var ids []string
 	for _, u := range users {
 		svc := *u
@@ -175,8 +182,7 @@ func (a *applier) rollSecretUsers(name, why string) ([]string, error) {
 		if err := a.txn.Insert(TableServices, &svc); err != nil {
 			return nil, err
 		}
-		if err := a.event("service.secret", serviceResource(svc.ID),
-			fmt.Sprintf("%s redeploys, rolling: secret %s %s", svc.ID, name, why)); err != nil {
+		if err := a.event(typ, serviceResource(svc.ID), fmt.Sprintf("%s redeploys, rolling: %s", svc.ID, why)); err != nil {
 			return nil, err
 		}
 		ids = append(ids, svc.ID)

@@ -138,3 +138,24 @@ func TestAuditNoteRecordsTheResult(t *testing.T) {
 		t.Fatalf("audit: %+v", recs)
 	}
 }
+
+func TestKeyRotationResealsProviderRefreshTokens(t *testing.T) {
+	s := newStore(t)
+	mustApply(t, s, 2, &UserLogin{User: User{Name: "sso@example.com", Roles: []string{RoleViewer}, Issuer: "https://idp", Subject: "1"},
+		Refresh: Token{ID: "r", Hash: "hr", User: "sso@example.com", Kind: TokenKindRefresh, IdPRefresh: []byte("old-sealed")},
+		Access:  Token{ID: "a", Hash: "ha", User: "sso@example.com", Kind: TokenKindAccess, Ancestors: []string{"r"}}})
+	mustApply(t, s, 3, &UserLogin{User: User{Name: "sso2@example.com", Issuer: "https://idp", Subject: "2"},
+		Refresh: Token{ID: "r2", Hash: "hr2", User: "sso2@example.com", Kind: TokenKindRefresh, IdPRefresh: []byte("renewed-meanwhile")},
+		Access:  Token{ID: "a2", Hash: "ha2", User: "sso2@example.com", Kind: TokenKindAccess, Ancestors: []string{"r2"}}})
+	mustApply(t, s, 4, &MasterKeyRotate{Generation: 1, Link: make([]byte, 60), JoinTokenSealed: []byte("j"), Secrets: map[string]Resealed{},
+		IdPRefresh: map[string]ResealedToken{
+			"r":  {Sealed: []byte("new-sealed"), Was: SealedDigest([]byte("old-sealed"))},
+			"r2": {Sealed: []byte("stale"), Was: SealedDigest([]byte("what the leader read"))},
+		}})
+	if tk, _ := s.Token("r"); string(tk.IdPRefresh) != "new-sealed" {
+		t.Errorf("re-sealed: %q", tk.IdPRefresh)
+	}
+	if tk, _ := s.Token("r2"); string(tk.IdPRefresh) != "renewed-meanwhile" {
+		t.Errorf("one renewed meanwhile was overwritten: %q", tk.IdPRefresh)
+	}
+}

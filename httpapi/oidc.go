@@ -248,7 +248,7 @@ func (n *Server) oidcRefresh(ctx context.Context, sealed []byte) ([]string, []by
 	}
 	plain, err := keys.Seal.Open(sealed, idpRefreshContext)
 	if err != nil {
-		return nil, nil, api.Errorf(api.CodeUnauthorized, "your single sign-on session cannot be renewed (the grid's master key was rotated since): log in again with `kontena login --oidc`")
+		return nil, nil, api.Errorf(api.CodeUnauthorized, "your single sign-on session cannot be renewed (its provider token cannot be opened): log in again with `kontena login --oidc`")
 	}
 	ctx = oidc.ClientContext(ctx, &http.Client{Timeout: 10 * time.Second})
 	tok, err := c.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: string(plain), Expiry: time.Unix(1, 0)}).Token()

@@ -175,6 +175,21 @@ func (n *Server) rotateMasterKey(w http.ResponseWriter, r *http.Request, p *prin
 			return fmt.Errorf("single sign-on client secret: %w", err)
 		}
 	}
+	toks, err := v.Tokens("")
+	if err != nil {
+		return err
+	}
+	cmd.IdPRefresh = map[string]fsm.ResealedToken{}
+	for _, t := range toks {
+		if len(t.IdPRefresh) == 0 {
+			continue
+		}
+		sealed, err := reseal(keys.Seal, newSeal, t.IdPRefresh, idpRefreshContext)
+		if err != nil {
+			continue // already unreadable: that login ends at its next refresh, as it would have
+		}
+		cmd.IdPRefresh[t.ID] = fsm.ResealedToken{Sealed: sealed, Was: fsm.SealedDigest(t.IdPRefresh)}
+	}
 	certs, err := v.Certificates()
 	if err != nil {
 		return err
