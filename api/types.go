@@ -380,3 +380,40 @@ type CertificateInfo struct {
 	CertPEM   string    `json:"cert_pem,omitempty"`
 	KeyPEM    string    `json:"key_pem,omitempty"`
 }
+
+// ACMERegisterRequest makes the grid's account at an ACME CA.
+type ACMERegisterRequest struct {
+	Email       string `json:"email"`
+	Directory   string `json:"directory,omitempty"`    // default Let's Encrypt
+	DirectoryCA string `json:"directory_ca,omitempty"` // PEM, for a private CA
+}
+
+// ACMEAccountInfo is the grid's ACME account.
+type ACMEAccountInfo struct {
+	Directory string `json:"directory"`
+	Email     string `json:"email"`
+	URI       string `json:"uri"`
+}
+
+// CertificateRequest orders a certificate for Domains (the first is the
+// subject) with a challenge Type; dns-01 comes back with Order to finish.
+type CertificateRequest struct {
+	Domains []string `json:"domains"`
+	Type    string   `json:"type,omitempty"`
+	Order   string   `json:"order,omitempty"`
+}
+
+// CertificateResponse is an issued certificate, or the DNS records a
+// dns-01 order waits for.
+type CertificateResponse struct {
+	Certificate *CertificateInfo `json:"certificate,omitempty"`
+	Order       string           `json:"order,omitempty"`
+	Records     []ACMEDNSRecord  `json:"records,omitempty"`
+}
+
+// ACMEDNSRecord is one record to create for a dns-01 challenge.
+type ACMEDNSRecord struct {
+	Name  string `json:"name"`
+	Type  string `json:"type"`
+	Value string `json:"value"`
+}

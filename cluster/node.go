@@ -271,6 +271,7 @@ func (n *Node) start(ctx context.Context, boot *bootstrapSecrets, peers []string
 	})
 	n.goLoop(func() { n.leader().Run(ctx) })
 	n.goLoop(func() { n.api.RunTokenUpkeep(ctx) })
+	n.goLoop(func() { n.api.RunCertificateRenewal(ctx) })
 	n.goLoop(func() { n.watchKeys(ctx) })
 	n.goLoop(func() { n.dp.Run(ctx) })
 	if !n.cfg.NoContainers {

@@ -34,6 +34,30 @@ func certificateCommand() *cli.Command {
    Replacing a certificate redeploys the services that use it, rolling.`,
 		Subcommands: []*cli.Command{
 			{
+				Name: "register", Usage: "make the grid's account at an ACME CA (Let's Encrypt by default; its terms are accepted)", ArgsUsage: "EMAIL",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "directory", Usage: "ACME directory `URL` (default Let's Encrypt's)"},
+					&cli.StringFlag{Name: "directory-ca", Usage: "PEM `FILE` of the CA the directory's TLS is checked against (a private CA)"},
+					outputFlag,
+				},
+				Action: withSession(certificateRegister),
+			},
+			{
+				Name: "request", Usage: "get a certificate from the ACME CA: the first domain is the subject, the rest alt names", ArgsUsage: "DOMAIN...",
+				Description: `   http-01 (the default): the CA asks every domain for
+   /.well-known/acme-challenge/ on port 80, which the grid's load balancers
+   answer; such certificates renew by themselves when a third of their life is
+   left. dns-01: the command prints the TXT records to create, waits for Enter,
+   then completes; without a terminal it stops there and prints the command
+   that completes it (--order).`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "type", Value: "http-01", Usage: "challenge: http-01 or dns-01"},
+					&cli.StringFlag{Name: "order", Usage: "complete this dns-01 order (once its TXT records exist)"},
+					outputFlag,
+				},
+				Action: withSession(certificateRequest),
+			},
+			{
 				Name: "import", Usage: "bring your own certificate (the subject is its common name)",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "cert", Required: true, Usage: "PEM `FILE` of the certificate (may hold its chain)"},
@@ -150,4 +174,61 @@ func certificateRemove(c *cli.Context, s *session) error {
 	}
 	fmt.Fprintf(c.App.Writer, "Certificate %s removed.\n", subject)
 	return nil
+}
+
+func certificateRegister(c *cli.Context, s *session) error {
+	email, err := oneArg(c, "EMAIL")
+	if err != nil {
+		return err
+	}
+	req := api.ACMERegisterRequest{Email: email, Directory: c.String("directory")}
+	if req.DirectoryCA, err = readFlagFile(c, "directory-ca"); err != nil {
+		return err
+	}
+	var info api.ACMEAccountInfo
+	if _, err := s.api.Do(c.Context, http.MethodPost, "/v1/certificates/register", req, &info); err != nil {
+		return err
+	}
+	return render(c, info, func(w io.Writer) {
+		fmt.Fprintf(w, "Registered %s at %s (account %s).\n", info.Email, info.Directory, info.URI)
+	})
+}
+
+func certificateRequest(c *cli.Context, s *session) error {
+	if c.NArg() == 0 {
+		return usageError("name the domains: the first is the subject")
+	}
+	req := api.CertificateRequest{Domains: c.Args().Slice(), Type: c.String("type"), Order: c.String("order")}
+	fmt.Fprintf(c.App.ErrWriter, "Asking the CA for %s (%s)...\n", strings.Join(req.Domains, ", "), req.Type)
+	var res api.CertificateResponse
+	if _, err := s.api.Do(c.Context, http.MethodPost, "/v1/certificates/request", req, &res); err != nil {
+		return err
+	}
+	if res.Certificate == nil && len(res.Records) > 0 {
+		done := func(w io.Writer) {
+			fmt.Fprintln(w, "Create these DNS records:")
+			for _, r := range res.Records {
+				fmt.Fprintf(w, "  %s %s %q\n", r.Name, r.Type, r.Value)
+			}
+		}
+		if c.String("output") == "json" || !isTerminal(os.Stdin) {
+			if err := render(c, res, func(w io.Writer) {
+				done(w)
+				fmt.Fprintf(w, "then run:\n  kontena certificate request --type dns-01 --order %s %s\n", res.Order, strings.Join(req.Domains, " "))
+			}); err != nil {
+				return err
+			}
+			return nil
+		}
+		done(c.App.Writer)
+		fmt.Fprint(c.App.Writer, "Press Enter once they are published... ")
+		_, _ = fmt.Fscanln(os.Stdin)
+		req.Order = res.Order
+		if _, err := s.api.Do(c.Context, http.MethodPost, "/v1/certificates/request", req, &res); err != nil {
+			return err
+		}
+	}
+	return render(c, res.Certificate, func(w io.Writer) {
+		fmt.Fprintf(w, "Certificate %s issued (expires %s).\n", res.Certificate.Subject, res.Certificate.ExpiresAt.Local().Format(time.RFC3339))
+	})
 }

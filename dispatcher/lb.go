@@ -9,7 +9,7 @@ import (
 
 // LBTables are the tables a load balancer's routing is built from.
 func LBTables() []string {
-	return []string{fsm.TableServices, fsm.TableInstances, fsm.TableSecrets}
+	return []string{fsm.TableServices, fsm.TableInstances, fsm.TableSecrets, fsm.TableACMEChallenges}
 }
 
 // LBRouting is what a load balancer serves, as the state has it: every
@@ -20,6 +20,9 @@ func LBTables() []string {
 type LBRouting struct {
 	LB       string      `json:"lb"` // "<stack>/<service>"
 	Services []LBService `json:"services"`
+	// Challenges are the pending ACME http-01 answers (token -> key
+	// authorization): every load balancer answers them.
+	Challenges map[string]string `json:"challenges,omitempty"`
 }
 
 // LBService is one service linked to a load balancer.
@@ -52,6 +55,16 @@ func LBRoutingOf(v *fsm.View, lbID string) (LBRouting, error) {
 		return LBRouting{}, err
 	}
 	out := LBRouting{LB: lbID, Services: []LBService{}}
+	chals, err := v.ACMEChallenges()
+	if err != nil {
+		return LBRouting{}, err
+	}
+	for _, c := range chals {
+		if out.Challenges == nil {
+			out.Challenges = map[string]string{}
+		}
+		out.Challenges[c.Token] = c.KeyAuth
+	}
 	for _, svc := range all {
 		if svc.ID == lbID || !stack.LinksTo(&svc.Spec, svc.Stack, lbID) {
 			continue

@@ -27,7 +27,8 @@ const (
 	MsgCertificateRead   MsgType = 45
 )
 
-var certificateCommands = []Command{(*CertificateStore)(nil), (*CertificateRemove)(nil), (*CertificateRead)(nil)}
+var certificateCommands = []Command{(*CertificateStore)(nil), (*CertificateRemove)(nil), (*CertificateRead)(nil),
+	(*ACMERegister)(nil), (*ACMEChallengeSet)(nil)}
 
 // MaxCertificatePEM bounds a certificate chain (and a sealed key).
 const MaxCertificatePEM = 64 << 10
@@ -178,4 +179,106 @@ func (v *View) Certificate(subject string) (*Certificate, error) {
 // Certificates lists every certificate.
 func (v *View) Certificates() ([]*Certificate, error) {
 	return list[*Certificate](v.txn, TableCertificates)
+}
+
+// The ACME (RFC 8555) side: the grid's account at a CA, and the http-01
+// challenges its load balancers answer while an order is validated.
+
+// TableACMEChallenges holds the pending http-01 challenges.
+const TableACMEChallenges = "acme_challenges"
+
+// ACMEAccount is the grid's account at an ACME CA.
+type ACMEAccount struct {
+	Directory string `json:"directory"`
+	// DirectoryCA, when set, is the PEM CA the directory's TLS is
+	// checked against (a private CA; a test's).
+	DirectoryCA string `json:"directory_ca,omitempty"`
+	Email       string `json:"email"`
+	URI         string `json:"uri"`
+	// KeySealed is the account key (PKCS#8 PEM) sealed with the master key.
+	KeySealed []byte    `json:"key_sealed"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// ACMEChallenge is one http-01 answer: GET
+// /.well-known/acme-challenge/<Token> on any load balancer gives KeyAuth.
+type ACMEChallenge struct {
+	Token     string    `json:"token"`
+	KeyAuth   string    `json:"key_auth"`
+	Domain    string    `json:"domain"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// ACME command numbers (persisted: never renumber).
+const (
+	MsgACMERegister     MsgType = 46
+	MsgACMEChallengeSet MsgType = 47
+)
+
+// ACMERegister stores the grid's ACME account.
+type ACMERegister struct {
+	Account ACMEAccount `json:"account"`
+}
+
+func (*ACMERegister) MsgType() MsgType   { return MsgACMERegister }
+func (*ACMERegister) name() string       { return "certificate.register" }
+func (c *ACMERegister) resource() string { return "certificate/acme-account" }
+
+func (c *ACMERegister) apply(a *applier) (any, error) {
+	acct := c.Account
+	if acct.Directory == "" || acct.URI == "" || len(acct.KeySealed) == 0 {
+		return nil, fmt.Errorf("ACME account needs a directory, a URI and a key: %w", ErrInvalid)
+	}
+	g, err := a.grid()
+	if err != nil {
+		return nil, err
+	}
+	g.ACME, g.ModifyIndex = &acct, a.index
+	if err := a.txn.Insert(TableGrid, g); err != nil {
+		return nil, err
+	}
+	return &acct, a.event("certificate.register", "grid/"+g.Name, fmt.Sprintf("ACME account %s at %s", acct.Email, acct.Directory))
+}
+
+// ACMEChallengeSet adds and removes pending http-01 challenges; expired
+// ones go too.
+type ACMEChallengeSet struct {
+	Add    []ACMEChallenge `json:"add,omitempty"`
+	Remove []string        `json:"remove,omitempty"`
+}
+
+func (*ACMEChallengeSet) MsgType() MsgType { return MsgACMEChallengeSet }
+func (*ACMEChallengeSet) name() string     { return "certificate.challenge" }
+func (*ACMEChallengeSet) resource() string { return "certificate/challenges" }
+
+func (c *ACMEChallengeSet) apply(a *applier) (any, error) {
+	all, err := list[*ACMEChallenge](a.txn, TableACMEChallenges)
+	if err != nil {
+		return nil, err
+	}
+	for _, ch := range all {
+		if slices.Contains(c.Remove, ch.Token) || (!ch.ExpiresAt.IsZero() && a.now.After(ch.ExpiresAt)) {
+			if err := a.txn.Delete(TableACMEChallenges, ch); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(all)+len(c.Add) > 1000 {
+		return nil, fmt.Errorf("more than 1000 pending ACME challenges: %w", ErrInvalid)
+	}
+	for _, ch := range c.Add {
+		if ch.Token == "" || ch.KeyAuth == "" || len(ch.Token) > 256 || len(ch.KeyAuth) > 512 {
+			return nil, fmt.Errorf("ACME challenge without a token or a key authorization: %w", ErrInvalid)
+		}
+		cp := ch
+		if err := a.txn.Insert(TableACMEChallenges, &cp); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// ACMEChallenges lists the pending http-01 challenges.
+func (v *View) ACMEChallenges() ([]*ACMEChallenge, error) {
+	return list[*ACMEChallenge](v.txn, TableACMEChallenges)
 }

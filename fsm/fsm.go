@@ -54,19 +54,20 @@ func (f *FSM) Apply(l *raft.Log) any {
 
 // snapshotData is the on-disk snapshot format: every table as a list.
 type snapshotData struct {
-	Index        uint64         `json:"index"`
-	Grid         []*Grid        `json:"grid"`
-	Nodes        []*Node        `json:"nodes"`
-	Users        []*User        `json:"users"`
-	Tokens       []*Token       `json:"tokens"`
-	Invites      []*Invite      `json:"invites,omitempty"`
-	Events       []*Event       `json:"events"`
-	Audit        []*AuditRecord `json:"audit"`
-	Stacks       []*Stack       `json:"stacks"`
-	Services     []*Service     `json:"services"`
-	Instances    []*Instance    `json:"instances"`
-	Secrets      []*Secret      `json:"secrets"`
-	Certificates []*Certificate `json:"certificates"`
+	Index        uint64           `json:"index"`
+	Grid         []*Grid          `json:"grid"`
+	Nodes        []*Node          `json:"nodes"`
+	Users        []*User          `json:"users"`
+	Tokens       []*Token         `json:"tokens"`
+	Invites      []*Invite        `json:"invites,omitempty"`
+	Events       []*Event         `json:"events"`
+	Audit        []*AuditRecord   `json:"audit"`
+	Stacks       []*Stack         `json:"stacks"`
+	Services     []*Service       `json:"services"`
+	Instances    []*Instance      `json:"instances"`
+	Secrets      []*Secret        `json:"secrets"`
+	Certificates []*Certificate   `json:"certificates"`
+	Challenges   []*ACMEChallenge `json:"acme_challenges,omitempty"`
 }
 
 // Snapshot implements raft.FSM; it captures a consistent read transaction so
@@ -92,6 +93,7 @@ func snapshotOf(v *View) (*snapshotData, error) {
 	collect(txn, TableInstances, &d.Instances, &err)
 	collect(txn, TableSecrets, &d.Secrets, &err)
 	collect(txn, TableCertificates, &d.Certificates, &err)
+	collect(txn, TableACMEChallenges, &d.Challenges, &err)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
@@ -153,6 +155,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	insert(TableInstances, len(d.Instances), func(i int) any { return d.Instances[i] })
 	insert(TableSecrets, len(d.Secrets), func(i int) any { return d.Secrets[i] })
 	insert(TableCertificates, len(d.Certificates), func(i int) any { return d.Certificates[i] })
+	insert(TableACMEChallenges, len(d.Challenges), func(i int) any { return d.Challenges[i] })
 	if err != nil {
 		txn.Abort()
 		return fmt.Errorf("restore snapshot: %w", err)

@@ -284,7 +284,7 @@ var persistedMsgTypes = map[MsgType]string{
 	25: "service.deploy_state", 26: "node.resources", 27: "grid.update",
 	33: "token.expire", 34: "token.touch", 35: "user.refresh", 36: "user.remove", 37: "user.roles",
 	38: "user.invite", 39: "user.login", 40: "user.login", 41: "audit.note", 42: "user.recover_admin",
-	43: "certificate.store", 44: "certificate.remove", 45: "certificate.export",
+	43: "certificate.store", 44: "certificate.remove", 45: "certificate.export", 46: "certificate.register", 47: "certificate.challenge",
 }
 
 func TestMsgTypesArePersisted(t *testing.T) {

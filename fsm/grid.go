@@ -65,9 +65,11 @@ type Grid struct {
 	// over their host (privileged, host namespaces, host paths, devices).
 	AllowHostAccess bool `json:"allow_host_access,omitempty"`
 	// OIDC is the single sign-on provider users may log in with.
-	OIDC        *OIDCConfig `json:"oidc,omitempty"`
-	CreatedAt   time.Time   `json:"created_at"`
-	ModifyIndex uint64      `json:"modify_index"`
+	OIDC *OIDCConfig `json:"oidc,omitempty"`
+	// ACME is the grid's account at an ACME CA (certificate register).
+	ACME        *ACMEAccount `json:"acme,omitempty"`
+	CreatedAt   time.Time    `json:"created_at"`
+	ModifyIndex uint64       `json:"modify_index"`
 }
 
 // Grid command numbers (persisted: never renumber).
@@ -94,6 +96,8 @@ type MasterKeyRotate struct {
 	OIDCSecretSealed []byte `json:"oidc_secret_sealed,omitempty"`
 	// Certificates are the certificates' private keys re-sealed.
 	Certificates map[string]Resealed `json:"certificates,omitempty"`
+	// ACMEKeySealed is the ACME account key re-sealed.
+	ACMEKeySealed []byte `json:"acme_key_sealed,omitempty"`
 	// IdPRefresh are single sign-on logins' provider refresh tokens
 	// re-sealed, by token ID; Was is the SHA-256 of the sealed value the
 	// leader re-sealed (one renewed meanwhile keeps its own).
@@ -190,6 +194,14 @@ func (c *MasterKeyRotate) apply(a *applier) (any, error) {
 	g.KeyGeneration = c.Generation
 	g.MasterKeyChain = append(slices.Clone(g.MasterKeyChain), c.Link)
 	g.JoinTokenSealed, g.ModifyIndex = c.JoinTokenSealed, a.index
+	if g.ACME != nil {
+		if len(c.ACMEKeySealed) == 0 {
+			return nil, fmt.Errorf("rotation did not re-seal the ACME account key (registered meanwhile): retry: %w", ErrConflict)
+		}
+		acct := *g.ACME
+		acct.KeySealed = c.ACMEKeySealed
+		g.ACME = &acct
+	}
 	if g.OIDC != nil && len(g.OIDC.ClientSecretSealed) > 0 {
 		if len(c.OIDCSecretSealed) == 0 {
 			return nil, fmt.Errorf("rotation did not re-seal the single sign-on client secret (set meanwhile): retry: %w", ErrConflict)

@@ -19,6 +19,7 @@ func secretTables() []*memdb.TableSchema {
 	return []*memdb.TableSchema{
 		{Name: TableSecrets, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("Name")}},
 		{Name: TableCertificates, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("Subject")}},
+		{Name: TableACMEChallenges, Indexes: map[string]*memdb.IndexSchema{"id": idIndex("Token")}},
 	}
 }
 
@@ -39,9 +40,13 @@ type Certificate struct {
 	KeySealed []byte    `json:"key_sealed"`
 	ExpiresAt time.Time `json:"expires_at"`
 	// Source is how it came: import, or acme.
-	Source      string    `json:"source,omitempty"`
-	UpdatedAt   time.Time `json:"updated_at,omitzero"`
-	ModifyIndex uint64    `json:"modify_index,omitempty"`
+	Source string `json:"source,omitempty"`
+	// IssuedAt and, for ACME certificates, the challenge type they were
+	// validated with: http-01 ones renew by themselves.
+	IssuedAt      time.Time `json:"issued_at,omitzero"`
+	ChallengeType string    `json:"challenge_type,omitempty"`
+	UpdatedAt     time.Time `json:"updated_at,omitzero"`
+	ModifyIndex   uint64    `json:"modify_index,omitempty"`
 }
 
 // Vault command numbers (persisted: never renumber).

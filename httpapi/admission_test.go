@@ -299,6 +299,8 @@ func TestAdmissionTable(t *testing.T) {
 		"GET /v1/lb/{stack}/{service}/routing":        lbRoute,
 		"GET /v1/certificates":                        read,
 		"POST /v1/certificates":                       admin,
+		"POST /v1/certificates/register":              admin,
+		"POST /v1/certificates/request":               admin,
 		"GET /v1/certificates/{subject}":              read,
 		"GET /v1/certificates/{subject}/export":       admin,
 		"DELETE /v1/certificates/{subject}":           admin,

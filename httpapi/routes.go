@@ -87,6 +87,8 @@ func (n *Server) routes() []route {
 		{method: "DELETE", pattern: "/v1/vault/{name...}", allow: dev, at: atLeader, h: n.removeSecret},
 		{method: "GET", pattern: "/v1/certificates", allow: read, h: n.listCertificates},
 		{method: "POST", pattern: "/v1/certificates", allow: admin, at: atLeader, h: n.importCertificate},
+		{method: "POST", pattern: "/v1/certificates/register", allow: admin, at: atLeader, h: n.registerACME},
+		{method: "POST", pattern: "/v1/certificates/request", allow: admin, at: atLeader, h: n.requestCertificate},
 		{method: "GET", pattern: "/v1/certificates/{subject}", allow: read, h: n.getCertificate},
 		{method: "GET", pattern: "/v1/certificates/{subject}/export", allow: admin, at: atLeader, h: n.exportCertificate},
 		{method: "DELETE", pattern: "/v1/certificates/{subject}", allow: admin, at: atLeader, h: n.removeCertificate},

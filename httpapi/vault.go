@@ -175,6 +175,11 @@ func (n *Server) rotateMasterKey(w http.ResponseWriter, r *http.Request, p *prin
 			return fmt.Errorf("single sign-on client secret: %w", err)
 		}
 	}
+	if g.ACME != nil {
+		if cmd.ACMEKeySealed, err = reseal(keys.Seal, newSeal, g.ACME.KeySealed, acmeKeyContext); err != nil {
+			return fmt.Errorf("ACME account key: %w", err)
+		}
+	}
 	toks, err := v.Tokens("")
 	if err != nil {
 		return err

@@ -9,6 +9,9 @@ import "net/netip"
 type Routing struct {
 	LB       string          `json:"lb"`
 	Services []RoutedService `json:"services"`
+	// Challenges are pending ACME http-01 answers: token -> key
+	// authorization.
+	Challenges map[string]string `json:"challenges,omitempty"`
 }
 
 // RoutedService is one service linked to the load balancer.
@@ -30,7 +33,7 @@ type RoutedInstance struct {
 // Warnings name the settings it ignores; a service whose settings cannot
 // be served is left out, its error among the warnings.
 func ConfigOf(r Routing) (Config, []string) {
-	var cfg Config
+	cfg := Config{Challenges: r.Challenges}
 	var warnings []string
 	for _, rs := range r.Services {
 		svc, w, err := ServiceFromEnv(rs.ID, rs.Env)
