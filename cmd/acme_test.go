@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -88,8 +89,8 @@ func TestACME(t *testing.T) {
 	}
 	// A load balancer serving the grid's routing for edge/lb (read here
 	// as a grid admin may; on a grid it is its own token's).
-	lbAddr := freeAddrCmd(t)
-	s := lb.New(lb.ServerConfig{HTTPAddr: lbAddr})
+	lbAddr, lbTLS := freeAddrCmd(t), freeAddrCmd(t)
+	s := lb.New(lb.ServerConfig{HTTPAddr: lbAddr, HTTPSAddr: lbTLS})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() { _ = s.Run(ctx) }()
@@ -122,6 +123,29 @@ func TestACME(t *testing.T) {
 	}
 	first := issued.ExpiresAt
 	t.Logf("MEASURED http-01 certificate for shop.test issued through the load balancer, expires %s", first.Format(time.RFC3339))
+	// The load balancer serves it once its service names it.
+	_ = os.WriteFile(stackFile, []byte(edgeStack+"    certificates:\n      - subject: shop.test\n        name: SSL_CERTS\n        type: env\n"), 0o644)
+	if _, errOut, code := run(t, nil, "--config", cfg, "stack", "upgrade", "edge", stackFile); code != 0 {
+		t.Fatalf("upgrade: %s", errOut)
+	}
+	served := func() time.Time {
+		var notAfter time.Time
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			conn, err := tls.Dial("tcp", lbTLS, &tls.Config{ServerName: "shop.test", InsecureSkipVerify: true})
+			if err == nil {
+				notAfter = conn.ConnectionState().PeerCertificates[0].NotAfter
+				conn.Close()
+				if !notAfter.IsZero() {
+					return notAfter
+				}
+			}
+		}
+		t.Fatal("the load balancer serves no certificate for shop.test")
+		return notAfter
+	}
+	if got := served(); !got.Equal(first.Truncate(time.Second)) && !got.Equal(first) {
+		t.Errorf("the load balancer serves a certificate expiring %s, the issued one expires %s", got, first)
+	}
 
 	// Renewal: 30 s certificates renew after 20 s.
 	deadline := time.Now().Add(45 * time.Second)
@@ -131,6 +155,12 @@ func TestACME(t *testing.T) {
 		_ = json.Unmarshal([]byte(out), &now)
 		if now.ExpiresAt.After(first) {
 			t.Logf("MEASURED renewed by itself: expires %s (was %s)", now.ExpiresAt.Format(time.RFC3339), first.Format(time.RFC3339))
+			// Swapped into the running load balancer, without a redeploy.
+			for deadline := time.Now().Add(5 * time.Second); !served().After(first); time.Sleep(100 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the load balancer still serves the old certificate")
+				}
+			}
 			break
 		}
 		if time.Now().After(deadline) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -73,7 +74,7 @@ func runLB(c *cli.Context) error {
 	// balancer; its options and certificates are its own environment's.
 	toConfig := func(r lb.Routing) (lb.Config, []string) {
 		cfg, warnings := lb.ConfigOf(r)
-		cfg.Options, cfg.Certs = opts, certs
+		cfg.Options, cfg.Certs = opts, append(slices.Clone(certs), cfg.Certs...)
 		return cfg, warnings
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
@@ -85,7 +86,11 @@ func runLB(c *cli.Context) error {
 	}
 	var s *lb.Server
 	newServer := func(cfg lb.Config) error {
-		s = lb.New(lb.ServerConfig{HTTPAddr: c.String("http"), HTTPSAddr: httpsAddr(c.String("https"), cfg),
+		https := httpsAddr(c.String("https"), cfg)
+		if apiURL != "" {
+			https = c.String("https")
+		}
+		s = lb.New(lb.ServerConfig{HTTPAddr: c.String("http"), HTTPSAddr: https,
 			StatsAddr: statsAddr(c.String("stats"), opts), Log: log})
 		return s.Update(cfg)
 	}
@@ -111,6 +116,7 @@ func runLB(c *cli.Context) error {
 		}
 		go watchRouting(ctx, file, load, s, log)
 	} else {
+		// Certificates may come with the routing: HTTPS listens from the start.
 		if err := newServer(lb.Config{Options: opts, Certs: certs}); err != nil {
 			return cli.Exit("error: "+err.Error(), ExitUsage)
 		}

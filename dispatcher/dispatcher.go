@@ -161,6 +161,9 @@ func WithSecrets(v *fsm.View, as *Assignments, open Opener) error {
 	}
 	for i := range as.Items {
 		a := &as.Items[i]
+		if stack.IsLB(&a.Service) {
+			continue // a load balancer takes its certificates from its routing, swapped in place
+		}
 		for _, ref := range a.Service.Certificates {
 			cert, err := v.Certificate(ref.Subject)
 			if err != nil {

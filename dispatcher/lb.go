@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/kontena-ng/kontena/fsm"
 	"github.com/kontena-ng/kontena/stack"
@@ -9,7 +10,7 @@ import (
 
 // LBTables are the tables a load balancer's routing is built from.
 func LBTables() []string {
-	return []string{fsm.TableServices, fsm.TableInstances, fsm.TableSecrets, fsm.TableACMEChallenges}
+	return []string{fsm.TableServices, fsm.TableInstances, fsm.TableSecrets, fsm.TableACMEChallenges, fsm.TableCertificates}
 }
 
 // LBRouting is what a load balancer serves, as the state has it: every
@@ -23,6 +24,11 @@ type LBRouting struct {
 	// Challenges are the pending ACME http-01 answers (token -> key
 	// authorization): every load balancer answers them.
 	Challenges map[string]string `json:"challenges,omitempty"`
+	// Certs are the load balancer's own `certificates:` as PEM bundles
+	// (chain and key), once WithLBSecrets opened them: a replaced
+	// certificate is swapped in place, without a redeploy.
+	Certs    []string `json:"certs,omitempty"`
+	certRefs []string
 }
 
 // LBService is one service linked to a load balancer.
@@ -55,6 +61,9 @@ func LBRoutingOf(v *fsm.View, lbID string) (LBRouting, error) {
 		return LBRouting{}, err
 	}
 	out := LBRouting{LB: lbID, Services: []LBService{}}
+	for _, c := range lbSvc.Spec.Certificates {
+		out.certRefs = append(out.certRefs, c.Subject)
+	}
 	chals, err := v.ACMEChallenges()
 	if err != nil {
 		return LBRouting{}, err
@@ -106,6 +115,17 @@ func LBRoutingOf(v *fsm.View, lbID string) (LBRouting, error) {
 // mostly) into their environment. Only a load balancer's own credential
 // reads its routing.
 func WithLBSecrets(v *fsm.View, r *LBRouting, open Opener) error {
+	for _, subject := range r.certRefs {
+		cert, err := v.Certificate(subject)
+		if err != nil {
+			continue // removed (forced): served without it
+		}
+		key, err := open(CertificateKeyName(subject), cert.KeySealed)
+		if err != nil {
+			return fmt.Errorf("open the key of certificate %s: %w", subject, err)
+		}
+		r.Certs = append(r.Certs, strings.TrimRight(cert.CertPEM, "\n")+"\n"+string(key))
+	}
 	for i := range r.Services {
 		s := &r.Services[i]
 		fromVault := map[string]bool{}

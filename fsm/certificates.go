@@ -161,6 +161,8 @@ func (a *applier) rollCertificateUsers(subject, why string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Load balancers swap a certificate in place (it is in their routing).
+	users = slices.DeleteFunc(users, func(s *Service) bool { return stack.IsLB(&s.Spec) })
 	return a.rollServices(users, "service.certificate", "certificate "+subject+" "+why)
 }
 

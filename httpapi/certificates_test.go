@@ -29,7 +29,7 @@ func TestCertificateInjectionAndRollout(t *testing.T) {
 		}
 	}
 	store("CHAIN-1\n", "KEY-1\n")
-	spec := stack.Stack{Name: "tls", Services: []*stack.Service{{Name: "lb", Image: "kontena/lb", Instances: 1,
+	spec := stack.Stack{Name: "tls", Services: []*stack.Service{{Name: "lb", Image: "nginx", Instances: 1,
 		Certificates: []stack.Certificate{{Subject: "shop.test", Name: "SSL_CERTS", Type: "env"}}}}}
 	if _, _, err := n.apply(ctx, &fsm.StackInstall{Stack: fsm.Stack{Name: "tls", Spec: spec}}, nil); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,9 @@ type Routing struct {
 	// Challenges are pending ACME http-01 answers: token -> key
 	// authorization.
 	Challenges map[string]string `json:"challenges,omitempty"`
+	// Certs are the load balancer's certificates from the grid's store
+	// (PEM bundles), besides those of its environment.
+	Certs []string `json:"certs,omitempty"`
 }
 
 // RoutedService is one service linked to the load balancer.
@@ -33,7 +36,7 @@ type RoutedInstance struct {
 // Warnings name the settings it ignores; a service whose settings cannot
 // be served is left out, its error among the warnings.
 func ConfigOf(r Routing) (Config, []string) {
-	cfg := Config{Challenges: r.Challenges}
+	cfg := Config{Challenges: r.Challenges, Certs: r.Certs}
 	var warnings []string
 	for _, rs := range r.Services {
 		svc, w, err := ServiceFromEnv(rs.ID, rs.Env)
