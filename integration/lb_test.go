@@ -41,6 +41,10 @@ services:
       - secret: lbt-cert-b
         name: SSL_CERTS
         type: env
+    certificates:
+      - subject: c.test
+        name: SSL_CERTS
+        type: env
   web-a:
     image: kontena-demo-busybox:latest
     instances: 2
@@ -138,6 +142,18 @@ func TestLoadBalancer(t *testing.T) {
 		tg.mustCLI(ctx, "vault", "write", "lbt-cert-"+h, "--file", p)
 	}
 	tg.mustCLI(ctx, "vault", "write", "lbt-auth", "user ann insecure-password s3cret")
+	importCert := func(host string) time.Time {
+		certPEM := selfSignedPEM(t, host)
+		blk, rest := pem.Decode([]byte(certPEM))
+		cf, kf := filepath.Join(t.TempDir(), "c.pem"), filepath.Join(t.TempDir(), "k.pem")
+		must(t, os.WriteFile(cf, pem.EncodeToMemory(blk), 0o600))
+		must(t, os.WriteFile(kf, rest, 0o600))
+		tg.mustCLI(ctx, "certificate", "import", "--cert", cf, "--key", kf)
+		leaf, err := x509.ParseCertificate(blk.Bytes)
+		must(t, err)
+		return leaf.NotAfter
+	}
+	importCert("c.test")
 	out, errOut, code := tg.cli(ctx, "stack", "install", file, "--timeout", "4m")
 	if code != 0 || !strings.Contains(out, "Deployed.") {
 		t.Fatalf("install: %d\n%s%s", code, out, errOut)
@@ -267,8 +283,25 @@ func TestLoadBalancer(t *testing.T) {
 		var done atomic.Int64
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
-		for i := range 4 {
+		httpsGet := func(ip string) (int, string, error) {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "c.test", InsecureSkipVerify: true}}
+			defer tr.CloseIdleConnections()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+ip+"/", nil)
+			req.Host = "a.test"
+			resp, err := (&http.Client{Transport: tr, Timeout: 3 * time.Second}).Do(req)
+			if err != nil {
+				return 0, "", err
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, strings.TrimSpace(string(body)), nil
+		}
+		for i := range 6 {
 			ip := tg.nodes[[]string{"w1", "w2"}[i%2]].IP()
+			get := func() (int, string, error) { return lbGet(ctx, ip, "a.test", "/") }
+			if i >= 4 {
+				get = func() (int, string, error) { return httpsGet(ip) }
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -278,7 +311,7 @@ func TestLoadBalancer(t *testing.T) {
 						return
 					default:
 					}
-					code, body, err := lbGet(ctx, ip, "a.test", "/")
+					code, body, err := get()
 					if err != nil || code != 200 || !strings.HasPrefix(body, "site a") {
 						mu.Lock()
 						failures = append(failures, fmt.Sprintf("%s: %d %q %v", ip, code, body, err))
@@ -304,12 +337,25 @@ func TestLoadBalancer(t *testing.T) {
 		}
 		tg.mustCLI(ctx, "service", "scale", "lbt/web-a", "6")
 		t.Logf("MEASURED scale 2 -> 6: the load balancer reached all 6 instances %s after the deploy returned", distinct(6).Round(time.Millisecond))
+		// A new certificate for c.test: the load balancers swap it in.
+		expires := importCert("c.test")
+		eventually(t, 10*time.Second, "the new certificate served", func() error {
+			conn, err := tls.Dial("tcp", w1+":443", &tls.Config{ServerName: "c.test", InsecureSkipVerify: true})
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			if got := conn.ConnectionState().PeerCertificates[0].NotAfter; !got.Equal(expires) {
+				return fmt.Errorf("serves a certificate expiring %s, the new one %s", got, expires)
+			}
+			return nil
+		})
 		tg.mustCLI(ctx, "service", "scale", "lbt/web-a", "2")
 		tg.mustCLI(ctx, "service", "deploy", "--force", "lbt/web-a")
 		distinct(2)
 		close(stop)
 		wg.Wait()
-		t.Logf("MEASURED %d requests while web-a scaled 2 -> 6 -> 2 and was redeployed: %d failed", done.Load(), len(failures))
+		t.Logf("MEASURED %d requests (a third over TLS) while web-a scaled 2 -> 6 -> 2 and was redeployed and the certificate was replaced: %d failed", done.Load(), len(failures))
 		if len(failures) > 0 {
 			t.Errorf("%d requests failed, first: %v", len(failures), failures[:min(5, len(failures))])
 		}
