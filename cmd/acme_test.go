@@ -189,12 +189,5 @@ func TestACME(t *testing.T) {
 	}
 }
 
-func freeAddrCmd(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddrCmd is a loopback address for a server of this test.
+func freeAddrCmd(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }

@@ -153,11 +153,7 @@ func (n *Server) requestCertificate(w http.ResponseWriter, r *http.Request, p *p
 
 // issue runs an order (see requestCertificate).
 func (n *Server) issue(ctx context.Context, req api.CertificateRequest, audit *fsm.AuditInfo) (*api.CertificateResponse, error) {
-	store, err := n.store()
-	if err != nil {
-		return nil, err
-	}
-	g, err := store.Grid()
+	g, err := n.gridSettings()
 	if err != nil {
 		return nil, err
 	}

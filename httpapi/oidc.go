@@ -79,11 +79,7 @@ type oidcClient struct {
 }
 
 func (n *Server) oidcClient(ctx context.Context) (*oidcClient, error) {
-	store, err := n.store()
-	if err != nil {
-		return nil, err
-	}
-	g, err := store.Grid()
+	g, err := n.gridSettings()
 	if err != nil {
 		return nil, err
 	}
@@ -332,4 +328,13 @@ func (c *oidcClient) deviceToken(ctx context.Context, deviceCode string) (*devic
 		return nil, api.Errorf(api.CodePending, "waiting for the user to approve the login at the provider (%s)", tok.Error)
 	}
 	return nil, api.Errorf(api.CodeUnauthorized, "single sign-on provider refused the device login: %s %s", tok.Error, tok.Description)
+}
+
+// gridSettings are the grid's settings as this voter's state has them.
+func (n *Server) gridSettings() (*fsm.Grid, error) {
+	store, err := n.store()
+	if err != nil {
+		return nil, err
+	}
+	return store.Grid()
 }

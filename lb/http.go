@@ -82,8 +82,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.last, a.tried = b, append(a.tried, b)
-	ctx := context.WithValue(r.Context(), keyAttempt, a)
-	s.proxy.ServeHTTP(w, r.WithContext(ctx))
+	if r.Header.Get("Upgrade") != "" || r.ProtoMajor != 1 {
+		// Upgrades (WebSockets) and HTTP/2 go through ReverseProxy.
+		ctx := context.WithValue(r.Context(), keyAttempt, a)
+		s.proxy.ServeHTTP(w, r.WithContext(ctx))
+		return
+	}
+	s.forward(w, r, a)
 }
 
 // authorized checks basic auth against the service's users; a bcrypt
@@ -177,7 +182,13 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 type retrier struct{ s *Server }
 
 func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
-	a := req.Context().Value(keyAttempt).(*attempt)
+	return t.s.send(req.Context().Value(keyAttempt).(*attempt), req)
+}
+
+// send sends req to the attempt's backend, and on to the next healthy one
+// while the failure allows a retry.
+func (s *Server) send(a *attempt, req *http.Request) (*http.Response, error) {
+	t := &retrier{s: s}
 	for {
 		b := a.last
 		b.active.Add(1)

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/kontena-ng/kontena/internal/testport"
 )
 
 // echoBackend is an HTTP instance that says who it is and what it got.
@@ -90,15 +92,8 @@ func startLB(t *testing.T, cfg Config) (*Server, string, string) {
 	return s, httpAddr, httpsAddr
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddr is a loopback address for a listener of this test (see testport).
+func freeAddr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", testport.Free(t)) }
 
 func waitPort(t *testing.T, addr string) {
 	t.Helper()

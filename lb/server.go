@@ -35,6 +35,7 @@ type Server struct {
 	upstream  *http.Transport
 	timeouts  sync.Map // time.Duration -> *http.Transport
 	authCache sync.Map // bcrypt hash + password -> struct{}
+	bufs      *bufPool
 	check     *checker
 	ctx       context.Context
 	stop      context.CancelFunc
@@ -51,7 +52,7 @@ func New(cfg ServerConfig) *Server {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Log, upstream: newUpstream(0), check: newChecker(), ctx: ctx, stop: stop,
-		backends: map[string]*backend{}, tcp: map[int]*tcpListener{}}
+		backends: map[string]*backend{}, tcp: map[int]*tcpListener{}, bufs: &bufPool{}}
 	s.proxy = s.newProxy()
 	s.proxy.ErrorLog = log.New(io.Discard, "", 0)
 	s.table.Store(compile(Config{Options: Options{HTTP2: true}}, func(Service) *pool { return &pool{} }))
