@@ -204,11 +204,7 @@ func joinSecret(m map[string]string, name string, value []byte) map[string]strin
 // linksToLB tells whether a service is linked to a load balancer.
 func linksToLB(v *fsm.View, svc *fsm.Service) bool {
 	for _, l := range svc.Spec.Links {
-		st := l.Stack
-		if st == "" {
-			st = svc.Stack
-		}
-		if target, err := v.Service(st + "/" + l.Service); err == nil && stack.IsLB(&target.Spec) {
+		if target, err := v.Service(l.Target(svc.Stack)); err == nil && stack.IsLB(&target.Spec) {
 			return true
 		}
 	}

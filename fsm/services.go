@@ -369,11 +369,7 @@ func dependents(svc *Service, all []*Service) []string {
 		}
 		uses := false
 		for _, l := range o.Spec.Links {
-			st := l.Stack
-			if st == "" {
-				st = o.Stack
-			}
-			uses = uses || (st == svc.Stack && l.Service == svc.Name)
+			uses = uses || l.Target(o.Stack) == svc.ID
 		}
 		if o.Stack == svc.Stack && slices.Contains(o.Spec.DependsOn, svc.Name) {
 			uses = true

@@ -1,10 +1,7 @@
 package lb
 
 import (
-	"context"
-	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -32,37 +29,17 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *attempt) {
 	}
 	resp, err := s.send(a, out)
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return // the client left
-		}
-		status := http.StatusBadGateway
-		var nerr net.Error
-		if errors.As(err, &nerr) && nerr.Timeout() {
-			status = http.StatusGatewayTimeout
-		}
-		http.Error(w, http.StatusText(status), status)
+		proxyError(w, err)
 		return
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 500 {
-		s.markDown(a.last, "answered "+resp.Status)
-	}
 	h := w.Header()
 	for k, vv := range resp.Header {
 		if !hopByHop(k, resp.Header) {
 			h[k] = vv
 		}
 	}
-	if svc.Cookie != "" && a.sticky != a.last.id {
-		h.Add("Set-Cookie", (&http.Cookie{Name: svc.Cookie, Value: a.last.id, Path: "/", HttpOnly: true}).String())
-	}
-	for _, hd := range svc.Custom.SetResponseHeaders {
-		if hd.Add {
-			h.Add(hd.Name, hd.Value)
-		} else {
-			h.Set(hd.Name, hd.Value)
-		}
-	}
+	s.answered(a, resp, h)
 	if len(resp.Trailer) > 0 {
 		for k := range resp.Trailer {
 			h.Add("Trailer", k)
@@ -103,13 +80,7 @@ func forwardHeader(r *http.Request, svc *Service) http.Header {
 	if te := r.Header.Get("Te"); strings.Contains(te, "trailers") {
 		h["Te"] = []string{"trailers"}
 	}
-	for _, hd := range svc.Custom.SetRequestHeaders {
-		if hd.Add {
-			h.Add(hd.Name, hd.Value)
-		} else {
-			h.Set(hd.Name, hd.Value)
-		}
-	}
+	setHeaders(h, svc.Custom.SetRequestHeaders)
 	return h
 }
 

@@ -131,13 +131,7 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 			}
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
-			for _, h := range svc.Custom.SetRequestHeaders {
-				if h.Add {
-					pr.Out.Header.Add(h.Name, h.Value)
-				} else {
-					pr.Out.Header.Set(h.Name, h.Value)
-				}
-			}
+			setHeaders(pr.Out.Header, svc.Custom.SetRequestHeaders)
 		},
 		Transport:  &retrier{s: s},
 		BufferPool: &bufPool{},
@@ -145,35 +139,11 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 		// by ReverseProxy itself; others go out when the handler ends.
 		FlushInterval: 0,
 		ModifyResponse: func(resp *http.Response) error {
-			a := resp.Request.Context().Value(keyAttempt).(*attempt)
-			svc := &a.route.svc
-			if resp.StatusCode >= 500 {
-				s.markDown(a.last, "answered "+resp.Status)
-			}
-			if svc.Cookie != "" && a.sticky != a.last.id {
-				resp.Header.Add("Set-Cookie", (&http.Cookie{Name: svc.Cookie, Value: a.last.id, Path: "/", HttpOnly: true}).String())
-			}
-			for _, h := range svc.Custom.SetResponseHeaders {
-				if h.Add {
-					resp.Header.Add(h.Name, h.Value)
-				} else {
-					resp.Header.Set(h.Name, h.Value)
-				}
-			}
+			s.answered(resp.Request.Context().Value(keyAttempt).(*attempt), resp, resp.Header)
 			return nil
 		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, context.Canceled) {
-				return // the client left
-			}
-			status := http.StatusBadGateway
-			var nerr net.Error
-			if errors.As(err, &nerr) && nerr.Timeout() {
-				status = http.StatusGatewayTimeout
-			}
-			http.Error(w, http.StatusText(status), status)
-		},
-		ErrorLog: nil,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { proxyError(w, err) },
+		ErrorLog:     nil,
 	}
 }
 
@@ -277,3 +247,42 @@ func (b *bufPool) Get() []byte {
 }
 
 func (b *bufPool) Put(buf []byte) { b.p.Put(&buf) }
+
+// answered is what the load balancer does with a backend's answer before
+// it goes on (its headers in h): a 5xx takes the backend out, a sticky
+// session gets its cookie, the service's custom response headers are set.
+func (s *Server) answered(a *attempt, resp *http.Response, h http.Header) {
+	svc := &a.route.svc
+	if resp.StatusCode >= 500 {
+		s.markDown(a.last, "answered "+resp.Status)
+	}
+	if svc.Cookie != "" && a.sticky != a.last.id {
+		h.Add("Set-Cookie", (&http.Cookie{Name: svc.Cookie, Value: a.last.id, Path: "/", HttpOnly: true}).String())
+	}
+	setHeaders(h, svc.Custom.SetResponseHeaders)
+}
+
+// proxyError answers a request whose backend failed: 504 for a timeout,
+// else 502; nothing when the client left.
+func proxyError(w http.ResponseWriter, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	status := http.StatusBadGateway
+	var nerr net.Error
+	if errors.As(err, &nerr) && nerr.Timeout() {
+		status = http.StatusGatewayTimeout
+	}
+	http.Error(w, http.StatusText(status), status)
+}
+
+// setHeaders applies custom header lines (set or add) to h.
+func setHeaders(h http.Header, hs []Header) {
+	for _, hd := range hs {
+		if hd.Add {
+			h.Add(hd.Name, hd.Value)
+		} else {
+			h.Set(hd.Name, hd.Value)
+		}
+	}
+}

@@ -27,13 +27,18 @@ func IsLB(s *Service) bool {
 // ("<stack>/<service>").
 func LinksTo(s *Service, stackName, id string) bool {
 	for _, l := range s.Links {
-		st := l.Stack
-		if st == "" {
-			st = stackName
-		}
-		if st+"/"+l.Service == id {
+		if l.Target(stackName) == id {
 			return true
 		}
 	}
 	return false
+}
+
+// Target is the ID ("<stack>/<service>") of the service a link of a
+// service in stackName names.
+func (l Link) Target(stackName string) string {
+	if l.Stack != "" {
+		stackName = l.Stack
+	}
+	return stackName + "/" + l.Service
 }
