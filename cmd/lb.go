@@ -85,10 +85,11 @@ func runLB(c *cli.Context) error {
 		}
 	}
 	var s *lb.Server
+	var https string
 	newServer := func(cfg lb.Config) error {
-		https := httpsAddr(c.String("https"), cfg)
+		https = httpsAddr(c.String("https"), cfg)
 		if apiURL != "" {
-			https = c.String("https")
+			https = c.String("https") // certificates may come with the routing
 		}
 		s = lb.New(lb.ServerConfig{HTTPAddr: c.String("http"), HTTPSAddr: https,
 			StatsAddr: statsAddr(c.String("stats"), opts), Log: log})
@@ -104,7 +105,7 @@ func runLB(c *cli.Context) error {
 			if err := json.Unmarshal(raw, &cfg); err != nil {
 				return lb.Config{}, fmt.Errorf("%s: %w", file, err)
 			}
-			cfg.Options, cfg.Certs = opts, append(certs, cfg.Certs...)
+			cfg.Options, cfg.Certs = opts, append(slices.Clone(certs), cfg.Certs...)
 			return cfg, nil
 		}
 		cfg, err := load()
@@ -116,7 +117,6 @@ func runLB(c *cli.Context) error {
 		}
 		go watchRouting(ctx, file, load, s, log)
 	} else {
-		// Certificates may come with the routing: HTTPS listens from the start.
 		if err := newServer(lb.Config{Options: opts, Certs: certs}); err != nil {
 			return cli.Exit("error: "+err.Error(), ExitUsage)
 		}
@@ -124,7 +124,7 @@ func runLB(c *cli.Context) error {
 			return cli.Exit("error: "+err.Error(), ExitUsage)
 		}
 	}
-	log.Info("load balancer up", "http", c.String("http"), "https", httpsAddr(c.String("https"), lb.Config{Certs: certs}))
+	log.Info("load balancer up", "http", c.String("http"), "https", https)
 	if err := s.Run(ctx); err != nil {
 		return cli.Exit("error: "+err.Error(), ExitError)
 	}

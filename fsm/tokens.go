@@ -193,35 +193,31 @@ func (*TokensExpire) name() string     { return "token.expire" }
 func (*TokensExpire) resource() string { return "tokens" }
 
 func (c *TokensExpire) apply(a *applier) (any, error) {
-	var gone []any
-	for _, table := range []string{TableTokens, TableInvites} {
-		it, err := a.txn.Get(table, "id")
-		if err != nil {
-			return nil, err
-		}
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			var exp time.Time
-			switch v := raw.(type) {
-			case *Token:
-				exp = v.ExpiresAt
-			case *Invite:
-				exp = v.ExpiresAt
+	toks, err := deleteExpired(a, TableTokens, func(t *Token) time.Time { return t.ExpiresAt }, c.Before)
+	if err != nil {
+		return nil, err
+	}
+	invs, err := deleteExpired(a, TableInvites, func(i *Invite) time.Time { return i.ExpiresAt }, c.Before)
+	return toks + invs, err
+}
+
+// deleteExpired deletes the rows of table whose expiry (zero: none) is
+// before before; it returns how many.
+func deleteExpired[T any](a *applier, table string, expiry func(T) time.Time, before time.Time) (int, error) {
+	all, err := list[T](a.txn, table)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, row := range all {
+		if exp := expiry(row); !exp.IsZero() && exp.Before(before) {
+			if err := a.txn.Delete(table, row); err != nil {
+				return n, err
 			}
-			if !exp.IsZero() && exp.Before(c.Before) {
-				gone = append(gone, raw)
-			}
+			n++
 		}
 	}
-	for _, raw := range gone {
-		table := TableTokens
-		if _, ok := raw.(*Invite); ok {
-			table = TableInvites
-		}
-		if err := a.txn.Delete(table, raw); err != nil {
-			return nil, err
-		}
-	}
-	return len(gone), nil
+	return n, nil
 }
 
 // TokensTouch records when tokens were last used (coarsely: voters
