@@ -205,22 +205,21 @@ func (c *UserRoles) apply(a *applier) (any, error) {
 		}
 	}
 	roles = slices.DeleteFunc(roles, func(r string) bool { return slices.Contains(c.Remove, r) })
-	if err := a.setRoles(u.Name, roles); err != nil {
+	if err := a.keepAMasterAdmin(u.Name, roles); err != nil {
 		return nil, err
 	}
+	cp := *u
+	cp.Roles = append([]string{}, roles...)
 	if c.Stacks != nil {
-		u, _ = a.user(c.Name)
-		cp := *u
 		cp.Stacks = slices.Clone(*c.Stacks)
-		if err := cp.Validate(); err != nil {
-			return nil, err
-		}
-		if err := a.txn.Insert(TableUsers, &cp); err != nil {
-			return nil, err
-		}
 	}
-	u, _ = a.user(c.Name)
-	return u, a.event("user.roles", "user/"+u.Name, fmt.Sprintf("user %s has roles %v", u.Name, u.Roles))
+	if err := cp.Validate(); err != nil {
+		return nil, err
+	}
+	if err := a.txn.Insert(TableUsers, &cp); err != nil {
+		return nil, err
+	}
+	return &cp, a.event("user.roles", "user/"+cp.Name, fmt.Sprintf("user %s has roles %v", cp.Name, cp.Roles))
 }
 
 // setRoles replaces a user's roles; the grid always keeps a master_admin.
