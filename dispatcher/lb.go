@@ -101,7 +101,7 @@ func LBRoutingOf(v *fsm.View, lbID string) (LBRouting, error) {
 		}
 		for _, in := range insts {
 			a := in.Actual
-			if a.State != fsm.StateRunning || a.IP == "" || a.Health == fsm.HealthUnhealthy || in.Stopped {
+			if !routable(in) {
 				continue
 			}
 			ls.Instances = append(ls.Instances, LBBackend{ID: fsm.ContainerName(svc.Stack, svc.Name, in.Number), IP: a.IP})
@@ -109,6 +109,17 @@ func LBRoutingOf(v *fsm.View, lbID string) (LBRouting, error) {
 		out.Services = append(out.Services, ls)
 	}
 	return out, nil
+}
+
+// routable: the instance runs, is not unhealthy and is not about to be
+// replaced. An instance whose placement moved to a newer revision or
+// restart generation than its container runs is next in a rolling deploy:
+// its node drains it (lbDrain) and then stops it, so the load balancers
+// must stop sending it requests now, not when it is gone.
+func routable(in *fsm.Instance) bool {
+	a := in.Actual
+	return a.State == fsm.StateRunning && a.IP != "" && a.Health != fsm.HealthUnhealthy && !in.Stopped &&
+		a.Revision >= in.Revision && a.Restart >= in.Restart
 }
 
 // WithLBSecrets puts the linked services' env secrets (basic auth users,
