@@ -5,13 +5,16 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"time"
 )
 
-// forward proxies a plain HTTP/1.x request: what ReverseProxy does for it,
-// without what it costs per request here (a deep clone of the request and
-// its headers, a client trace, a context per request): the outgoing
-// request is a shallow copy with its own header map, the answer is copied
-// through a pooled buffer. Upgrades and HTTP/2 take ReverseProxy.
+// forward proxies a request net/http served (HTTP/2, and HTTP/1.x the
+// loop handed off): what ReverseProxy does for it, without what it costs
+// per request here (a deep clone of the request and its headers, a client
+// trace, a context per request, http.Transport's goroutine pair per
+// backend connection): the outgoing request is a shallow copy with its own
+// header map, written on the loop's backend connections; the answer is
+// copied through a pooled buffer. Upgrades take ReverseProxy.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *attempt) {
 	svc := &a.route.svc
 	out := new(http.Request)
@@ -27,12 +30,21 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *attempt) {
 	if r.ContentLength == 0 {
 		out.Body = nil
 	}
-	resp, err := s.send(a, out)
+	resp, uc, err := s.roundTrip(a, out)
 	if err != nil {
 		proxyError(w, err)
 		return
 	}
-	defer resp.Body.Close()
+	reusable := false
+	defer func() {
+		if reusable {
+			_ = resp.Body.Close()
+			a.last.idle.put(uc, time.Now())
+			return
+		}
+		uc.close() // first: a body read to its end on Close must not wait
+		_ = resp.Body.Close()
+	}()
 	h := w.Header()
 	for k, vv := range resp.Header {
 		if !hopByHop(k, resp.Header) {
@@ -52,7 +64,8 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *attempt) {
 	if resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		dst = flushWriter{w: w, rc: http.NewResponseController(w)} // streamed: each piece at once
 	}
-	_, _ = io.CopyBuffer(dst, resp.Body, buf)
+	_, err = io.CopyBuffer(dst, resp.Body, buf)
+	reusable = err == nil && !resp.Close
 	for k, vv := range resp.Trailer {
 		h[k] = vv
 	}
@@ -81,6 +94,9 @@ func forwardHeader(r *http.Request, svc *Service) http.Header {
 		h["Te"] = []string{"trailers"}
 	}
 	setHeaders(h, svc.Custom.SetRequestHeaders)
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = []string{""} // none, rather than Go's
+	}
 	return h
 }
 

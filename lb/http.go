@@ -82,8 +82,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.last, a.tried = b, append(a.tried, b)
-	if r.Header.Get("Upgrade") != "" || r.ProtoMajor != 1 {
-		// Upgrades (WebSockets) and HTTP/2 go through ReverseProxy.
+	if r.Header.Get("Upgrade") != "" || r.Method == http.MethodConnect {
+		// Upgrades (WebSockets) go through ReverseProxy.
 		ctx := context.WithValue(r.Context(), keyAttempt, a)
 		s.proxy.ServeHTTP(w, r.WithContext(ctx))
 		return

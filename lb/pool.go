@@ -19,6 +19,7 @@ type backend struct {
 	active atomic.Int64 // requests or connections in flight
 	served atomic.Int64
 	failed atomic.Int64
+	idle   idleConns // the HTTP/1.1 loop's kept-alive connections
 }
 
 // pool is a service's backends with its balance algorithm.

@@ -36,6 +36,8 @@ type Server struct {
 	timeouts  sync.Map // time.Duration -> *http.Transport
 	authCache sync.Map // bcrypt hash + password -> struct{}
 	bufs      *bufPool
+	conns     h1conns      // the HTTP/1.1 loop's client connections
+	handoffs  atomic.Int64 // connections the loop gave to net/http
 	check     *checker
 	ctx       context.Context
 	stop      context.CancelFunc
@@ -100,6 +102,7 @@ func (s *Server) Update(cfg Config) error {
 	for key, b := range s.backends {
 		if !keep[b] {
 			delete(s.backends, key)
+			b.idle.closeAll()
 			removed = true
 		}
 	}
@@ -175,7 +178,10 @@ func (s *Server) closeTCP(cfg Config) {
 }
 
 // ServeHTTP serves a request from the current routing.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serveHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	withTLS(r)
+	s.serveHTTP(w, r)
+}
 
 // TLSConfig is the HTTPS side: certificates by SNI and the options of the
 // routing current at each handshake.
@@ -205,38 +211,45 @@ func (s *Server) TLSConfig() *tls.Config {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.stop()
 	var servers []*http.Server
+	var listeners []net.Listener
 	errc := make(chan error, 3)
-	serve := func(addr string, tlsCfg *tls.Config, h http.Handler) error {
+	// loop: connections go to the HTTP/1.1 loop first, which hands what
+	// it does not serve itself to srv.
+	serve := func(addr string, tlsCfg *tls.Config, h http.Handler, loop bool) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("load balancer: listen on %s: %w", addr, err)
 		}
-		ln = s.acceptProxy(ln)
-		if tlsCfg != nil {
-			ln = tls.NewListener(ln, tlsCfg)
-		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-			ErrorLog: log.New(io.Discard, "", 0)}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: h1IdleTimeout,
+			ErrorLog: log.New(io.Discard, "", 0), ConnContext: connContext}
 		servers = append(servers, srv)
+		var srvLn net.Listener = ln
+		if loop {
+			pl := s.acceptProxy(ln)
+			listeners = append(listeners, pl)
+			ho := newHandoff(ln.Addr())
+			srvLn = ho
+			go func() { _ = s.acceptLoop(pl, tlsCfg, ho) }()
+		}
 		go func() {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(srvLn); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
 		return nil
 	}
 	if a := s.cfg.HTTPAddr; a != "" {
-		if err := serve(a, nil, s); err != nil {
+		if err := serve(a, nil, s, true); err != nil {
 			return err
 		}
 	}
 	if a := s.cfg.HTTPSAddr; a != "" {
-		if err := serve(a, s.TLSConfig(), s); err != nil {
+		if err := serve(a, s.TLSConfig(), s, true); err != nil {
 			return err
 		}
 	}
 	if a := s.cfg.StatsAddr; a != "" {
-		if err := serve(a, nil, s.statsHandler()); err != nil {
+		if err := serve(a, nil, s.statsHandler(), false); err != nil {
 			return err
 		}
 	}
@@ -247,9 +260,16 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	for _, ln := range listeners {
+		_ = ln.Close()
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.conns.shutdown(shut.Done()) }()
 	for _, srv := range servers {
 		_ = srv.Shutdown(shut)
 	}
+	wg.Wait()
 	s.mu.Lock()
 	for port, tl := range s.tcp {
 		_ = tl.ln.Close()
