@@ -131,6 +131,14 @@ func (h *h1conn) setIdle(idle bool) bool {
 	return !idle || !h.s.conns.closing()
 }
 
+func (h *h1conn) shutdownIdle() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.idle {
+		_ = h.c.SetReadDeadline(time.Now())
+	}
+}
+
 // serveOne reads one request and answers it. A nil error means the
 // connection stays open for the next one.
 func (h *h1conn) serveOne() error {
@@ -331,30 +339,34 @@ func equalFold(b []byte, s string) bool {
 	return true
 }
 
-// h1conns are the loop's connections, for a graceful shutdown: idle ones
-// close at once, busy ones after their answer.
+// h1conns are the connections the load balancer serves itself (HTTP/1.1
+// and HTTP/2), for a graceful shutdown: idle ones close at once, busy ones
+// after their answers.
 type h1conns struct {
 	mu   sync.Mutex
-	set  map[*h1conn]struct{}
+	set  map[tracked]struct{}
 	shut atomic.Bool
 	wg   sync.WaitGroup
 }
 
-func (cs *h1conns) add(h *h1conn) bool {
+// tracked is a connection a shutdown tells to close when idle.
+type tracked interface{ shutdownIdle() }
+
+func (cs *h1conns) add(h tracked) bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if cs.shut.Load() {
 		return false
 	}
 	if cs.set == nil {
-		cs.set = map[*h1conn]struct{}{}
+		cs.set = map[tracked]struct{}{}
 	}
 	cs.set[h] = struct{}{}
 	cs.wg.Add(1)
 	return true
 }
 
-func (cs *h1conns) remove(h *h1conn) {
+func (cs *h1conns) remove(h tracked) {
 	cs.mu.Lock()
 	delete(cs.set, h)
 	cs.mu.Unlock()
@@ -368,17 +380,13 @@ func (cs *h1conns) closing() bool { return cs.shut.Load() }
 func (cs *h1conns) shutdown(done <-chan struct{}) {
 	cs.mu.Lock()
 	cs.shut.Store(true)
-	conns := make([]*h1conn, 0, len(cs.set))
+	conns := make([]tracked, 0, len(cs.set))
 	for h := range cs.set {
 		conns = append(conns, h)
 	}
 	cs.mu.Unlock()
 	for _, h := range conns {
-		h.mu.Lock()
-		if h.idle {
-			_ = h.c.SetReadDeadline(time.Now())
-		}
-		h.mu.Unlock()
+		h.shutdownIdle()
 	}
 	finished := make(chan struct{})
 	go func() { cs.wg.Wait(); close(finished) }()

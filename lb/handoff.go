@@ -113,8 +113,8 @@ func (s *Server) acceptLoop(ln net.Listener, tlsCfg *tls.Config, ho *handoff) er
 // tlsHandshakeTimeout bounds a client's TLS handshake.
 const tlsHandshakeTimeout = 10 * time.Second
 
-// serveConn runs the loop on one connection; HTTP/2 goes to net/http at
-// once.
+// serveConn runs the HTTP/1.1 loop or, when the client chose it by ALPN,
+// the HTTP/2 server on one connection.
 func (s *Server) serveConn(c net.Conn, tlsCfg *tls.Config, ho *handoff) {
 	var state *tls.ConnectionState
 	if tlsCfg != nil {
@@ -127,8 +127,7 @@ func (s *Server) serveConn(c net.Conn, tlsCfg *tls.Config, ho *handoff) {
 		_ = tc.SetDeadline(time.Time{})
 		st := tc.ConnectionState()
 		if st.NegotiatedProtocol == "h2" {
-			s.handoffs.Add(1)
-			ho.give(tc)
+			s.serveH2(tc, &st)
 			return
 		}
 		c, state = tc, &st
