@@ -10,8 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -55,10 +55,10 @@ type h2conn struct {
 	encBuf    bytes.Buffer
 	dirty     bool          // bw holds frames not flushed
 	flushReq  chan struct{} // wakes the flusher
-	sendConn  int64        // what the client lets us send on the connection
-	initSend  int64        // its SETTINGS_INITIAL_WINDOW_SIZE
-	maxFrame  int          // its SETTINGS_MAX_FRAME_SIZE
-	broken    bool         // the connection failed or closed
+	sendConn  int64         // what the client lets us send on the connection
+	initSend  int64         // its SETTINGS_INITIAL_WINDOW_SIZE
+	maxFrame  int           // its SETTINGS_MAX_FRAME_SIZE
+	broken    bool          // the connection failed or closed
 	goingAway bool
 
 	mu       sync.Mutex // the streams
