@@ -48,7 +48,10 @@ func startRaw(t *testing.T, answer func(n int, head string) (resp string, closeA
 					body, _ := io.ReadAll(req.Body)
 					var head strings.Builder
 					_ = req.Header.Write(&head)
-					rb.reqs <- req.Method + " " + req.RequestURI + "\n" + head.String() + "\n" + string(body)
+					select { // the first 100 are kept
+					case rb.reqs <- req.Method + " " + req.RequestURI + "\n" + head.String() + "\n" + string(body):
+					default:
+					}
 					resp, closeAfter := answer(int(n.Add(1)), req.RequestURI)
 					if _, err := io.WriteString(c, resp); err != nil || closeAfter {
 						return
