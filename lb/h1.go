@@ -143,9 +143,13 @@ func (h *h1conn) shutdownIdle() {
 // connection stays open for the next one.
 func (h *h1conn) serveOne() error {
 	if h.br.Buffered() == 0 {
-		// Nothing more pipelined: what is answered goes out now.
-		if err := h.bw.Flush(); err != nil {
-			return err
+		// Nothing more pipelined: what is answered goes out now, and the
+		// client's next request cannot be there yet (see awaitAnswer).
+		if h.bw.Buffered() > 0 {
+			if err := h.bw.Flush(); err != nil {
+				return err
+			}
+			awaitAnswer()
 		}
 	}
 	if !h.setIdle(true) {

@@ -191,6 +191,7 @@ func (h *h2conn) fastExchange(rt *route, b *backend, u *upConn, head []byte, isH
 	if err := u.bw.Flush(); err != nil {
 		return true, err
 	}
+	awaitAnswer()
 	var buf []byte
 	var resp h1resp
 	for {
