@@ -143,13 +143,14 @@ func (h *h1conn) shutdownIdle() {
 // connection stays open for the next one.
 func (h *h1conn) serveOne() error {
 	if h.br.Buffered() == 0 {
-		// Nothing more pipelined: what is answered goes out now, and the
-		// client's next request cannot be there yet (see awaitAnswer).
+		// Nothing more pipelined: what is answered goes out now. (No
+		// yield before the next read, as before a backend's answer: the
+		// client's next request comes late, and a yield here cost the p99
+		// a fifth, measured.)
 		if h.bw.Buffered() > 0 {
 			if err := h.bw.Flush(); err != nil {
 				return err
 			}
-			awaitAnswer()
 		}
 	}
 	if !h.setIdle(true) {
