@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kontena-ng/kontena/api"
@@ -72,6 +73,14 @@ func (n *Server) forward(w http.ResponseWriter, r *http.Request, targets []strin
 			w.Header()[k] = v
 		}
 		w.WriteHeader(resp.StatusCode)
+		if resp.ContentLength >= 0 {
+			// An answer of known length (every write's) needs no flushing,
+			// and a pooled buffer instead of 32 KB of garbage per request.
+			buf := copyBufs.Get().(*[]byte)
+			_, _ = io.CopyBuffer(w, resp.Body, *buf)
+			copyBufs.Put(buf)
+			return
+		}
 		flushCopy(w, resp.Body)
 		return
 	}
@@ -92,6 +101,8 @@ func requestTimeout(r *http.Request) time.Duration {
 	}
 	return 30 * time.Second
 }
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // flushCopy streams a body, flushing as data arrives (follow streams).
 func flushCopy(w http.ResponseWriter, body io.Reader) {
