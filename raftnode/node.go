@@ -38,6 +38,9 @@ type Node struct {
 	caughtUpOnce atomic.Bool
 }
 
+// logCacheSize is how many recent log entries raft keeps in memory.
+const logCacheSize = 1024
+
 // Shutdown stops Raft and closes the transport and the log.
 func (r *Node) Shutdown() error {
 	err := r.raft.Shutdown().Error()
@@ -133,7 +136,17 @@ func Start(c Config) (*Node, error) {
 			}
 		}
 	}
-	r, err := raft.NewRaft(cfg, fsm.New(store, log), bolt, bolt, snaps, trans)
+	// Raft reads back every entry it replicates (leader) or applies
+	// (followers); the recent ones come from memory instead of bbolt and
+	// a msgpack decode each (7 % of a voter's CPU under writes, profiled).
+	// Writes go through to bolt before the cache keeps them.
+	logs, err := raft.NewLogCache(logCacheSize, bolt)
+	if err != nil {
+		trans.Close()
+		bolt.Close()
+		return nil, fmt.Errorf("raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(cfg, fsm.New(store, log), logs, bolt, snaps, trans)
 	if err != nil {
 		trans.Close()
 		bolt.Close()
