@@ -131,54 +131,33 @@ func (h *h1conn) proxy(rt *route) (keep bool, err error) {
 		return h.answer(http.StatusServiceUnavailable, "no instance of "+rt.svc.Name+" can answer", r.contentLength == 0)
 	}
 	h.buildHead(rt)
-	fresh := false
-	for {
-		a.last = b
-		a.tried = append(a.tried, b)
-		u, err := h.s.upstreamConn(b, replayable, fresh)
-		if err != nil { // never sent: any other backend may take it
-			h.s.markDown(b, err.Error())
-			if b = rt.pool.pick(a.client, "", a.tried); b != nil {
-				fresh = false
-				continue
-			}
-			return h.answerErr(err, true)
-		}
-		b.active.Add(1)
-		keep, err := h.exchange(rt, b, u)
-		b.active.Add(-1)
-		if err == nil {
-			return keep, nil
-		}
-		u.close()
+	a.last, a.tried = b, []*backend{b}
+	keep = false
+	_, err = h.s.tryBackends(&a, replayable, func(b *backend, u *upConn) (bool, bool, error) {
+		var err error
+		keep, err = h.exchange(rt, b, u)
 		var xe *exchangeErr
-		if !errors.As(err, &xe) {
-			xe = &exchangeErr{err: err}
-		}
 		switch {
-		case xe.client:
-			return false, err
+		case err == nil:
+			return false, false, nil
+		case !errors.As(err, &xe):
+			return false, false, err
 		case xe.sent:
 			b.failed.Add(1)
-			return false, err
-		case !replayable || !xe.empty:
-			b.failed.Add(1)
-			return h.answerErr(err, xe.bodyLeft)
-		case u.reused && !fresh:
-			// A kept-alive connection the backend had closed: once more on
-			// a new one.
-			fresh = true
-			a.tried = a.tried[:len(a.tried)-1]
-			continue
 		}
-		// A new connection answered nothing: the backend died with the
-		// request in flight (HAProxy's retry-on empty-response).
-		h.s.markDown(b, err.Error())
-		if b = rt.pool.pick(a.client, "", a.tried); b == nil {
-			return h.answerErr(err, false)
-		}
-		fresh = false
+		return xe.empty, xe.client || xe.sent, err
+	})
+	if err == nil {
+		return keep, nil
 	}
+	var xe *exchangeErr
+	if !errors.As(err, &xe) { // no connection to any backend: the body was not read
+		return h.answerErr(err, true)
+	}
+	if xe.client || xe.sent {
+		return false, err
+	}
+	return h.answerErr(err, xe.bodyLeft)
 }
 
 func idempotent(method []byte) bool {
@@ -267,13 +246,7 @@ type h1resp struct {
 // another request.
 func (h *h1conn) exchange(rt *route, b *backend, u *upConn) (bool, error) {
 	r := &h.req
-	if d := rt.svc.Custom.ServerTimeout; d > 0 {
-		_ = u.c.SetReadDeadline(time.Now().Add(d))
-		u.deadline = true
-	} else if u.deadline {
-		_ = u.c.SetReadDeadline(time.Time{})
-		u.deadline = false
-	}
+	u.setTimeout(rt.svc.Custom.ServerTimeout)
 	left := r.contentLength > 0
 	if _, err := u.bw.Write(h.out); err != nil {
 		return false, &exchangeErr{err: err, empty: true, bodyLeft: left}
@@ -305,7 +278,6 @@ func (h *h1conn) exchange(rt *route, b *backend, u *upConn) (bool, error) {
 			sent = true
 			continue
 		}
-		b.served.Add(1)
 		if resp.status >= 500 {
 			h.s.markDown(b, "answered "+strconv.Itoa(resp.status))
 		}
@@ -324,20 +296,10 @@ func (h *h1conn) relay(rt *route, b *backend, u *upConn, head []byte, resp *h1re
 	line, rest, _ := cutLine(head)
 	_, _ = w.Write(line[min(9, len(line)):])
 	_, _ = w.WriteString("\r\n")
-	for {
-		var f []byte
-		f, rest, _ = cutLine(rest)
-		if len(f) == 0 {
-			break
-		}
-		colon := bytes.IndexByte(f, ':')
-		name := f[:colon]
-		if hopByHopResp(name, resp) || replacedBy(rt.svc.Custom.SetResponseHeaders, name) {
-			continue
-		}
+	passedFields(rest, resp, rt.svc.Custom.SetResponseHeaders, false, func(f []byte, _ int) {
 		_, _ = w.Write(f)
 		_, _ = w.WriteString("\r\n")
-	}
+	})
 	for _, hd := range rt.svc.Custom.SetResponseHeaders {
 		_, _ = w.Write(appendField(nil, []byte(hd.Name), []byte(hd.Value)))
 	}
@@ -367,6 +329,26 @@ func (h *h1conn) relay(rt *route, b *backend, u *upConn, head []byte, resp *h1re
 		b.idle.put(u, time.Now())
 	}
 	return keepClient, nil
+}
+
+// passedFields calls fn with each field line of an answer head (after
+// its status line) that goes on to the client: not hop-by-hop, not
+// replaced by a custom response header, and over HTTP/2 not
+// Transfer-Encoding either (DATA frames carry the body unchunked).
+func passedFields(fields []byte, resp *h1resp, custom []Header, h2 bool, fn func(line []byte, colon int)) {
+	for {
+		var f []byte
+		f, fields, _ = cutLine(fields)
+		if len(f) == 0 {
+			return
+		}
+		colon := bytes.IndexByte(f, ':')
+		name := f[:colon]
+		if hopByHopResp(name, resp) || (h2 && equalFold(name, "Transfer-Encoding")) || replacedBy(custom, name) {
+			continue
+		}
+		fn(f, colon)
+	}
 }
 
 // hopByHopResp: an answer field that is not passed on. Transfer-Encoding
@@ -597,50 +579,19 @@ func (h *h1conn) answerErr(err error, bodyUnread bool) (bool, error) {
 func (s *Server) roundTrip(a *attempt, req *http.Request) (*http.Response, *upConn, error) {
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	replayable := !hasBody && idempotent([]byte(req.Method))
-	fresh := false
-	for {
-		b := a.last
+	var resp *http.Response
+	u, err := s.tryBackends(a, replayable, func(b *backend, u *upConn) (bool, bool, error) {
 		req.URL.Host = b.addr
-		u, err := s.upstreamConn(b, replayable, fresh)
-		if err != nil {
-			s.markDown(b, err.Error())
-			next := a.route.pool.pick(a.client, "", a.tried)
-			if next == nil {
-				return nil, nil, err
-			}
-			a.last, a.tried, fresh = next, append(a.tried, next), false
-			continue
-		}
-		if d := a.route.svc.Custom.ServerTimeout; d > 0 {
-			_ = u.c.SetReadDeadline(time.Now().Add(d))
-			u.deadline = true
-		} else if u.deadline {
-			_ = u.c.SetReadDeadline(time.Time{})
-			u.deadline = false
-		}
-		b.active.Add(1)
-		resp, empty, err := exchangeReq(u, req)
-		b.active.Add(-1)
-		if err == nil {
-			b.served.Add(1)
-			return resp, u, nil
-		}
-		u.close()
-		switch {
-		case !replayable || !empty:
-			b.failed.Add(1)
-			return nil, nil, err
-		case u.reused && !fresh:
-			fresh = true
-			continue
-		}
-		s.markDown(b, err.Error())
-		next := a.route.pool.pick(a.client, "", a.tried)
-		if next == nil {
-			return nil, nil, err
-		}
-		a.last, a.tried, fresh = next, append(a.tried, next), false
+		u.setTimeout(a.route.svc.Custom.ServerTimeout)
+		var empty bool
+		var err error
+		resp, empty, err = exchangeReq(u, req)
+		return empty, false, err
+	})
+	if err != nil {
+		return nil, nil, err
 	}
+	return resp, u, nil
 }
 
 // exchangeReq writes req on u and reads the answer head (1xx answers

@@ -71,47 +71,22 @@ func (h *h2conn) runFast(st *h2stream, rt *route, f *http2.MetaHeadersFrame) {
 		w.plain(http.StatusServiceUnavailable, "no instance of "+rt.svc.Name+" can answer")
 		return
 	}
-	fresh := false
-	for {
-		a.tried = append(a.tried, b)
-		u, err := h.s.upstreamConn(b, replayable, fresh)
-		if err != nil {
-			h.s.markDown(b, err.Error())
-			if b = rt.pool.pick(a.client, "", a.tried); b == nil {
-				w.plainErr(err)
-				return
-			}
-			fresh = false
-			continue
-		}
-		b.active.Add(1)
+	a.last, a.tried = b, []*backend{b}
+	_, err := h.s.tryBackends(&a, replayable, func(b *backend, u *upConn) (bool, bool, error) {
 		empty, err := h.fastExchange(rt, b, u, head, method == http.MethodHead, w)
-		b.active.Add(-1)
-		if err == nil {
-			return
-		}
-		u.close()
-		switch {
-		case w.sent:
+		if err != nil && w.sent {
 			b.failed.Add(1)
-			h.resetStream(st.id, http2.ErrCodeInternal)
-			w.ended = true
-			return
-		case !replayable || !empty:
-			b.failed.Add(1)
-			w.plainErr(err)
-			return
-		case u.reused && !fresh:
-			fresh = true
-			a.tried = a.tried[:len(a.tried)-1]
-			continue
+			return false, true, err
 		}
-		h.s.markDown(b, err.Error())
-		if b = rt.pool.pick(a.client, "", a.tried); b == nil {
-			w.plainErr(err)
-			return
-		}
-		fresh = false
+		return empty, false, err
+	})
+	switch {
+	case err == nil:
+	case w.sent: // part of the answer went out: the stream ends broken
+		h.resetStream(st.id, http2.ErrCodeInternal)
+		w.ended = true
+	default:
+		w.plainErr(err)
 	}
 }
 
@@ -178,13 +153,7 @@ func (h *h2conn) h1Head(rt *route, f *http2.MetaHeadersFrame) []byte {
 // fastExchange sends head on u and relays the answer to w; empty: the
 // backend answered nothing at all.
 func (h *h2conn) fastExchange(rt *route, b *backend, u *upConn, head []byte, isHead bool, w *h2writer) (bool, error) {
-	if d := rt.svc.Custom.ServerTimeout; d > 0 {
-		_ = u.c.SetReadDeadline(time.Now().Add(d))
-		u.deadline = true
-	} else if u.deadline {
-		_ = u.c.SetReadDeadline(time.Time{})
-		u.deadline = false
-	}
+	u.setTimeout(rt.svc.Custom.ServerTimeout)
 	if _, err := u.bw.Write(head); err != nil {
 		return true, err
 	}
@@ -207,7 +176,6 @@ func (h *h2conn) fastExchange(rt *route, b *backend, u *upConn, head []byte, isH
 			break
 		}
 	}
-	b.served.Add(1)
 	if resp.status >= 500 {
 		h.s.markDown(b, "answered "+strconv.Itoa(resp.status))
 	}
@@ -251,19 +219,9 @@ func h2Fields(head []byte, resp *h1resp, custom []Header) []hpack.HeaderField {
 	fields := make([]hpack.HeaderField, 0, 12)
 	fields = append(fields, hpack.HeaderField{Name: ":status", Value: strconv.Itoa(resp.status)})
 	_, rest, _ := cutLine(head)
-	for {
-		var f []byte
-		f, rest, _ = cutLine(rest)
-		if len(f) == 0 {
-			break
-		}
-		colon := bytes.IndexByte(f, ':')
-		name := f[:colon]
-		if hopByHopResp(name, resp) || equalFold(name, "Transfer-Encoding") || replacedBy(custom, name) {
-			continue
-		}
-		fields = append(fields, hpack.HeaderField{Name: lowerASCII(name), Value: string(bytes.Trim(f[colon+1:], " \t"))})
-	}
+	passedFields(rest, resp, custom, true, func(f []byte, colon int) {
+		fields = append(fields, hpack.HeaderField{Name: lowerASCII(f[:colon]), Value: string(bytes.Trim(f[colon+1:], " \t"))})
+	})
 	for _, hd := range custom {
 		fields = append(fields, hpack.HeaderField{Name: strings.ToLower(hd.Name), Value: hd.Value})
 	}
