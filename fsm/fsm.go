@@ -26,6 +26,38 @@ func New(store *Store, log *slog.Logger) *FSM {
 // Store is the state this FSM applies to.
 func (f *FSM) Store() *Store { return f.store }
 
+// ApplyBatch implements raft.BatchingFSM: the commands among logs are
+// applied together (Store.ApplyBatch), with the same results as one by one.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	entries := make([]Entry, 0, len(logs))
+	pos := make([]int, 0, len(logs))
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		cmd, audit, err := Decode(l.Data)
+		if err != nil {
+			f.log.Error("cannot decode raft log entry", "index", l.Index, "err", err)
+			panic(fmt.Sprintf("fsm: %v", err))
+		}
+		entries = append(entries, Entry{Index: l.Index, Cmd: cmd, Audit: audit})
+		pos = append(pos, i)
+	}
+	for k, r := range f.store.ApplyBatch(entries) {
+		if r.Err != nil {
+			if errors.Is(r.Err, ErrApplyPanic) && f.log != nil {
+				f.log.Error("raft log entry refused: applying it panicked (a bug); the state is unchanged",
+					"index", entries[k].Index, "type", entries[k].Cmd.MsgType(), "err", r.Err)
+			}
+			out[pos[k]] = r.Err
+			continue
+		}
+		out[pos[k]] = r.Res
+	}
+	return out
+}
+
 // Apply implements raft.FSM. The returned value is what raft.ApplyFuture's
 // Response gives the leader: the command's result, or an error.
 func (f *FSM) Apply(l *raft.Log) any {
