@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -214,6 +215,15 @@ func TestLoadBalancer(t *testing.T) {
 			if cn := resp.TLS.PeerCertificates[0].Subject.CommonName; cn != host || resp.ProtoMajor != 2 || !strings.Contains(string(body), "site") {
 				t.Errorf("https %s: certificate of %s, %s, %q", host, cn, resp.Proto, body)
 			}
+		}
+		// As users check it: curl --http2 from outside the nodes.
+		if _, err := exec.LookPath("curl"); err != nil {
+			t.Fatalf("curl is needed here (.ci/run installs it): %v", err)
+		}
+		out, err := exec.CommandContext(ctx, "curl", "-sk", "--http2", "--max-time", "10", "--resolve", "a.test:443:"+w1,
+			"-w", "\n%{http_version} %{http_code}", "https://a.test/").CombinedOutput()
+		if got := strings.TrimSpace(string(out)); err != nil || !strings.HasPrefix(got, "site a") || !strings.HasSuffix(got, "\n2 200") {
+			t.Errorf("curl --http2 https://a.test/ on %s: %q %v", w1, got, err)
 		}
 	})
 	t.Run("basic auth, a custom header, sticky sessions, TCP mode", func(t *testing.T) {
