@@ -201,8 +201,20 @@ func (h *h1conn) readHead() error {
 		if len(line) == 2 && line[0] == '\r' || len(line) == 1 {
 			break
 		}
+		if len(h.head) == len(line) && !h.headBuffered() {
+			// The head has begun and the rest is not here yet: it gets
+			// HeadTimeout, not the idle timeout (slowloris).
+			_ = h.c.SetReadDeadline(time.Now().Add(h.s.cfg.HeadTimeout))
+		}
 	}
 	return h.parseHead()
+}
+
+// headBuffered: the rest of the head (after its first line) is in the
+// read buffer already, as it is for nearly every request.
+func (h *h1conn) headBuffered() bool {
+	rest, _ := h.br.Peek(h.br.Buffered())
+	return bytes.HasPrefix(rest, []byte("\r\n")) || bytes.Contains(rest, []byte("\r\n\r\n"))
 }
 
 // parseHead parses h.head; anything unusual is errHandOff.

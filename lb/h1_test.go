@@ -2,6 +2,7 @@ package lb
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -349,5 +350,51 @@ func TestLoopHandsOffWhatItDoesNotServe(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("TLS request %d did not reach the backend", i+1)
 		}
+	}
+}
+
+// TestLoopTimesOutATricklingHead: a client that starts a request head and
+// stops sending is cut off after the head timeout, not the idle timeout;
+// one that sends whole requests keeps its connection.
+func TestLoopTimesOutATricklingHead(t *testing.T) {
+	rb := startRaw(t, func(int, string) (string, bool) { return okAnswer, false })
+	httpAddr := freeAddr(t)
+	s := New(ServerConfig{HTTPAddr: httpAddr, HeadTimeout: 300 * time.Millisecond})
+	if err := s.Update(Config{Services: []Service{{Name: "raw", Mode: ModeHTTP, Balance: BalanceRoundRobin,
+		Backends: []Backend{rb.backend("r1")}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitPort(t, httpAddr)
+	waitUp(t, s, 1)
+	c, err := net.Dial("tcp", httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n") // and nothing more
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadAll(c)
+	if took := time.Since(start); err != nil || took > 4*time.Second {
+		t.Fatalf("a trickling head held its connection %s (%v), want it closed after the 300 ms head timeout", took, err)
+	}
+	// A whole request in two writes, the second well within the timeout,
+	// is answered.
+	c2, err := net.Dial("tcp", httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_, _ = io.WriteString(c2, "GET / HTTP/1.1\r\n")
+	time.Sleep(50 * time.Millisecond)
+	_, _ = io.WriteString(c2, "Host: a\r\n\r\n")
+	_ = c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c2), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a head in two pieces: %v %v", resp, err)
 	}
 }

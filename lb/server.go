@@ -23,6 +23,9 @@ type ServerConfig struct {
 	HTTPSAddr string // ":443"; "" for none
 	StatsAddr string // ":1000": stats page and Prometheus metrics, with STATS_PASSWORD
 	Log       *slog.Logger
+	// HeadTimeout bounds a request head that has begun to arrive (a client
+	// trickling one holds a connection no longer); 0 is 10 s.
+	HeadTimeout time.Duration
 }
 
 // Server is one load balancer. Update swaps its routing in place.
@@ -51,6 +54,9 @@ type Server struct {
 func New(cfg ServerConfig) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.HeadTimeout <= 0 {
+		cfg.HeadTimeout = 10 * time.Second
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Log, upstream: newUpstream(0), check: newChecker(), ctx: ctx, stop: stop,
@@ -220,7 +226,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("load balancer: listen on %s: %w", addr, err)
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: h1IdleTimeout,
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: s.cfg.HeadTimeout, IdleTimeout: h1IdleTimeout,
 			ErrorLog: log.New(io.Discard, "", 0), ConnContext: connContext}
 		servers = append(servers, srv)
 		var srvLn net.Listener = ln
