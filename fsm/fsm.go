@@ -38,6 +38,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		cmd, audit, err := Decode(l.Data)
 		if err != nil {
+			// A log entry this version cannot read must stop the node
+			// rather than silently diverge from the other voters.
 			f.log.Error("cannot decode raft log entry", "index", l.Index, "err", err)
 			panic(fmt.Sprintf("fsm: %v", err))
 		}
@@ -60,29 +62,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 
 // Apply implements raft.FSM. The returned value is what raft.ApplyFuture's
 // Response gives the leader: the command's result, or an error.
-func (f *FSM) Apply(l *raft.Log) any {
-	if l.Type != raft.LogCommand {
-		return nil
-	}
-	cmd, audit, err := Decode(l.Data)
-	if err != nil {
-		// A log entry this version cannot read must stop the node rather
-		// than silently diverge from the other voters.
-		f.log.Error("cannot decode raft log entry", "index", l.Index, "err", err)
-		panic(fmt.Sprintf("fsm: %v", err))
-	}
-	res, err := f.store.Apply(l.Index, cmd, audit)
-	if errors.Is(err, ErrApplyPanic) && f.log != nil {
-		f.log.Error("raft log entry refused: applying it panicked (a bug); the state is unchanged", "index", l.Index, "type", cmd.MsgType(), "err", err)
-	}
-	if err != nil {
-		// Rejected commands still advance the index so blocking queries
-		// waiting on this entry wake up.
-		f.store.commit(nil, l.Index)
-		return err
-	}
-	return res
-}
+func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
 // snapshotData is the on-disk snapshot format: every table as a list.
 type snapshotData struct {

@@ -94,7 +94,8 @@ func (n *Server) listCertificates(w http.ResponseWriter, r *http.Request, p *pri
 	if err != nil {
 		return err
 	}
-	certs, err := store.Snapshot().Certificates()
+	v := store.Snapshot() // the list and its index from one read
+	certs, err := v.Certificates()
 	if err != nil {
 		return err
 	}
@@ -102,7 +103,7 @@ func (n *Server) listCertificates(w http.ResponseWriter, r *http.Request, p *pri
 	for _, c := range certs {
 		out = append(out, certInfo(c))
 	}
-	return writeJSON(w, store.Index(), out)
+	return writeJSON(w, v.Index(), out)
 }
 
 func (n *Server) getCertificate(w http.ResponseWriter, r *http.Request, p *principal) error {

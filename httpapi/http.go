@@ -107,7 +107,9 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // flushCopy streams a body, flushing as data arrives (follow streams).
 func flushCopy(w http.ResponseWriter, body io.Reader) {
 	f, _ := w.(http.Flusher)
-	buf := make([]byte, 32<<10)
+	pb := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(pb)
+	buf := *pb
 	for {
 		k, err := body.Read(buf)
 		if k > 0 {

@@ -305,19 +305,14 @@ func cutLine(b []byte) (line, rest []byte, ok bool) {
 
 // route finds the request's route when the loop proxies it itself.
 func (h *h1conn) route() (*route, error) {
-	t := h.s.table.Load()
 	path := h.req.target
 	if q := bytes.IndexByte(path, '?'); q >= 0 {
 		path = path[:q]
 	}
-	if bytes.HasPrefix(path, []byte(acmePrefix)) || (t.cfg.Options.HealthURI != "" && string(path) == t.cfg.Options.HealthURI) {
-		return nil, errHandOff
+	if rt := h.s.table.Load().plainRoute(string(h.req.host), string(path), h.https); rt != nil {
+		return rt, nil
 	}
-	rt := t.match(string(h.req.host), string(path))
-	if rt == nil || len(rt.svc.BasicAuth) > 0 || rt.svc.Cookie != "" || (rt.svc.Custom.RedirectHTTPS && !h.https) {
-		return nil, errHandOff
-	}
-	return rt, nil
+	return nil, errHandOff
 }
 
 func isToken(b []byte) bool {

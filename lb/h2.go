@@ -48,18 +48,17 @@ type h2conn struct {
 	remote string
 	fr     *http2.Framer
 
-	wmu       sync.Mutex // the write side: framer writes, encoder, windows, bw
-	wcond     *sync.Cond // a writer waits here for window
-	bw        *bufio.Writer
-	enc       *hpack.Encoder
-	encBuf    bytes.Buffer
-	dirty     bool          // bw holds frames not flushed
-	flushReq  chan struct{} // wakes the flusher
-	sendConn  int64         // what the client lets us send on the connection
-	initSend  int64         // its SETTINGS_INITIAL_WINDOW_SIZE
-	maxFrame  int           // its SETTINGS_MAX_FRAME_SIZE
-	broken    bool          // the connection failed or closed
-	goingAway bool
+	wmu      sync.Mutex // the write side: framer writes, encoder, windows, bw
+	wcond    *sync.Cond // a writer waits here for window
+	bw       *bufio.Writer
+	enc      *hpack.Encoder
+	encBuf   bytes.Buffer
+	dirty    bool          // bw holds frames not flushed
+	flushReq chan struct{} // wakes the flusher
+	sendConn int64         // what the client lets us send on the connection
+	initSend int64         // its SETTINGS_INITIAL_WINDOW_SIZE
+	maxFrame int           // its SETTINGS_MAX_FRAME_SIZE
+	broken   bool          // the connection failed or closed
 
 	mu       sync.Mutex // the streams
 	streams  map[uint32]*h2stream
@@ -169,9 +168,7 @@ func (h *h2conn) handle(f http2.Frame) error {
 	case *http2.RSTStreamFrame:
 		h.onReset(f.StreamID)
 	case *http2.GoAwayFrame:
-		h.wmu.Lock()
-		h.goingAway = true
-		h.wmu.Unlock()
+		// The client opens no more streams; those open finish.
 	case *http2.PushPromiseFrame:
 		return h2Error{http2.ErrCodeProtocol, "a client sent PUSH_PROMISE"}
 	}

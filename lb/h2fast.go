@@ -46,16 +46,8 @@ func (h *h2conn) fastRoute(f *http2.MetaHeadersFrame) *route {
 	if host == "" {
 		return nil
 	}
-	t := h.s.table.Load()
 	p, _, _ := strings.Cut(path, "?")
-	if strings.HasPrefix(p, acmePrefix) || (t.cfg.Options.HealthURI != "" && p == t.cfg.Options.HealthURI) {
-		return nil
-	}
-	rt := t.match(host, p)
-	if rt == nil || len(rt.svc.BasicAuth) > 0 || rt.svc.Cookie != "" || (rt.svc.Custom.RedirectHTTPS && h.tls == nil) {
-		return nil
-	}
-	return rt
+	return h.s.table.Load().plainRoute(host, p, h.tls != nil)
 }
 
 // runFast serves one fast-path stream.

@@ -94,6 +94,22 @@ func (t *table) match(host, path string) *route {
 	return matchPath(t.anyHost, path)
 }
 
+// plainRoute is the route of a request the load balancer's own servers
+// proxy themselves (the HTTP/1.1 loop, the HTTP/2 fast path): nil for its
+// own answers (ACME challenges, the health URI, no route) and for routes
+// with basic auth, sticky sessions or an HTTPS redirect still to make,
+// which the handler (serveHTTP) serves.
+func (t *table) plainRoute(host, path string, https bool) *route {
+	if strings.HasPrefix(path, acmePrefix) || (t.cfg.Options.HealthURI != "" && path == t.cfg.Options.HealthURI) {
+		return nil
+	}
+	rt := t.match(host, path)
+	if rt == nil || len(rt.svc.BasicAuth) > 0 || rt.svc.Cookie != "" || (rt.svc.Custom.RedirectHTTPS && !https) {
+		return nil
+	}
+	return rt
+}
+
 func matchPath(rs []*route, path string) *route {
 	for _, r := range rs {
 		if pathHasPrefix(path, r.svc.VirtualPath) {
