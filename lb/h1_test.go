@@ -248,7 +248,7 @@ func TestLoopRetriesWhatWasNotAnswered(t *testing.T) {
 		}
 		ln, err := net.Listen("tcp", port)
 		if err != nil {
-			t.Skipf("could not listen on %s again: %v", port, err)
+			t.Fatalf("could not listen on %s again: %v", port, err)
 		}
 		rb.ln = ln
 		go func() {
